@@ -1,0 +1,103 @@
+/**
+ * Reference measurements of an attestable image: the NitroTPM PCR values its boot chain produces.
+ *
+ * This module has no AWS CDK dependency: the constructs, the CLI and the on-instance code share it.
+ */
+
+/** Hex length of a SHA-384 digest, the bank NitroTPM attestation documents report. */
+export const SHA384_HEX_LENGTH = 96;
+
+/**
+ * The PCR values a key policy is sealed to. All values are SHA-384, hex encoded.
+ *
+ * Standard boot needs PCR4 and PCR12: PCR4 alone does not cover a kernel command line injected through UEFI
+ * variables (GHSA-xrv8-2pf5-f3q7). A UEFI Secure Boot image needs PCR7; PCR4 and PCR12 may be pinned as well.
+ */
+export interface PcrMeasurements {
+  /**
+   * PCR4: the boot manager code, i.e. the unified kernel image.
+   *
+   * @default - not pinned; only allowed when `pcr7` is given (Secure Boot)
+   */
+  readonly pcr4?: string;
+
+  /**
+   * PCR7: the Secure Boot policy (platform key, key exchange keys, signature databases).
+   *
+   * @default - not pinned; the image is treated as a standard-boot image and needs `pcr4` and `pcr12`
+   */
+  readonly pcr7?: string;
+
+  /**
+   * PCR12: the kernel command line. 96 zeros for an image whose command line is embedded in the UKI.
+   *
+   * @default - not pinned; only allowed when `pcr7` is given (Secure Boot)
+   */
+  readonly pcr12?: string;
+}
+
+/** One pinned PCR: its index and expected value. */
+export interface PcrValue {
+  readonly index: number;
+  readonly value: string;
+}
+
+/** The KMS condition key that carries the value of NitroTPM PCR `index` from a request's attestation document. */
+export function nitroTpmPcrConditionKey(index: number): string {
+  return `kms:RecipientAttestation:NitroTPMPCR${index}`;
+}
+
+/** A measurement that is not a SHA-384 value, or a set of measurements that does not pin the image. */
+export class InvalidMeasurementError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'InvalidMeasurementError';
+  }
+}
+
+const SHA384_HEX = new RegExp(`^[0-9a-fA-F]{${SHA384_HEX_LENGTH}}$`);
+
+/**
+ * Checks one PCR value and returns it in lower case, as KMS reports it.
+ *
+ * @param label names the value in the error, e.g. "PCR4 of ami-0123…"
+ */
+export function normalizePcrValue(label: string, value: string): string {
+  if (!SHA384_HEX.test(value)) {
+    throw new InvalidMeasurementError(
+      `${label} must be a SHA-384 value of ${SHA384_HEX_LENGTH} hex characters, got ${JSON.stringify(value)} ` +
+        `(${value.length} characters)`,
+    );
+  }
+  return value.toLowerCase();
+}
+
+/**
+ * Checks that a set of measurements pins an image: PCR7 (Secure Boot), or PCR4 and PCR12 (standard boot).
+ *
+ * @param subject names the image in the error
+ */
+export function checkPinsImage(subject: string, measurements: PcrMeasurements): void {
+  if (measurements.pcr7 !== undefined) return;
+  const missing = [
+    measurements.pcr4 === undefined ? 'pcr4' : undefined,
+    measurements.pcr12 === undefined ? 'pcr12' : undefined,
+  ].filter((name) => name !== undefined);
+  if (missing.length > 0) {
+    throw new InvalidMeasurementError(
+      `${subject} is not pinned: missing ${missing.join(' and ')}. A standard-boot image needs pcr4 and pcr12 ` +
+        '(PCR4 alone lets a command line supplied through UEFI variables go unmeasured); ' +
+        'a Secure Boot image needs pcr7.',
+    );
+  }
+}
+
+/** The pinned PCRs in index order. */
+export function pinnedPcrs(measurements: PcrMeasurements): PcrValue[] {
+  const entries: Array<[number, string | undefined]> = [
+    [4, measurements.pcr4],
+    [7, measurements.pcr7],
+    [12, measurements.pcr12],
+  ];
+  return entries.filter((e): e is [number, string] => e[1] !== undefined).map(([index, value]) => ({ index, value }));
+}

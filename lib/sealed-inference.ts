@@ -1,0 +1,194 @@
+import { CfnOutput } from 'aws-cdk-lib';
+import * as ec2 from 'aws-cdk-lib/aws-ec2';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import * as kms from 'aws-cdk-lib/aws-kms';
+import { Construct } from 'constructs';
+import { AttestedInstance } from './attested-instance';
+import { IAttestableImage } from './attestable-image';
+import { IsolatedNetwork } from './isolated-network';
+import { KeyAdministration } from './key-administration';
+import { pinnedPcrs } from './measurements';
+import { ModelBucket } from './model-bucket';
+import { SealedModelKey } from './sealed-model-key';
+import { ZeroOperatorAccessSecurityGroup } from './zero-operator-access';
+
+/** Properties of {@link SealedInference}. */
+export interface SealedInferenceProps {
+  /** The attestable image the instance runs. */
+  readonly image: IAttestableImage;
+
+  /**
+   * Further images the key accepts, each in a statement of its own: the next image during a rolling upgrade.
+   *
+   * @default - only `image`
+   */
+  readonly additionalAllowedImages?: IAttestableImage[];
+
+  /** The sealed model's name (the `--name` it was sealed with). */
+  readonly modelName: string;
+
+  /**
+   * The prefix the sealed model's artifacts are stored under: empty or ending in '/'.
+   *
+   * @default 'models/'
+   */
+  readonly modelPrefix?: string;
+
+  /**
+   * The model owner's principals: they may generate data keys for this model and upload under `modelPrefix`,
+   * never decrypt. Principals in other accounts are allowed.
+   *
+   * @default - none; the model owner is added later with `allowModelOwner()`
+   */
+  readonly modelOwners?: iam.IPrincipal[];
+
+  /**
+   * Who may reach the inference service.
+   *
+   * @default - nobody until peers are added with `allowServiceFrom()`
+   */
+  readonly servicePeers?: ec2.IPeer[];
+
+  /**
+   * The inference service's TCP port.
+   *
+   * @default 3000
+   */
+  readonly servicePort?: number;
+
+  /**
+   * A VPC of your own. It must give the workload private access to S3 and KMS; name where with `endpointPeers`.
+   *
+   * @default - an {@link IsolatedNetwork}: no internet gateway, no NAT, S3 and KMS endpoints only
+   */
+  readonly vpc?: ec2.IVpc;
+
+  /**
+   * Where the instance may send HTTPS in a VPC of your own: its S3 and KMS endpoints.
+   *
+   * @default - with the isolated network, exactly its KMS endpoint and S3 gateway; with your own VPC, its primary
+   * CIDR block
+   */
+  readonly endpointPeers?: ec2.IPeer[];
+
+  /**
+   * Where to launch the instance.
+   *
+   * @default - the VPC's isolated subnets, or its private subnets with egress
+   */
+  readonly vpcSubnets?: ec2.SubnetSelection;
+
+  /**
+   * The instance type; it must offer NitroTPM 2.0.
+   *
+   * @default m7i.2xlarge
+   */
+  readonly instanceType?: ec2.InstanceType;
+
+  /**
+   * Who manages the sealing key.
+   *
+   * @default KeyAdministration.delegatedToAccount()
+   */
+  readonly keyAdministration?: KeyAdministration;
+
+  /**
+   * A KMS key for the model bucket's encryption at rest (never the sealing key).
+   *
+   * @default - S3-managed keys
+   */
+  readonly bucketEncryptionKey?: kms.IKey;
+}
+
+/**
+ * Confidential inference for one sealed model: a KMS key that unwraps the model's data key only for attested
+ * instances of the allowed images, a bucket for the sealed artifacts, and an instance with Zero Operator Access in
+ * a network with no way out, serving the model on one port.
+ *
+ * Stack outputs show the reviewer what the deployment is sealed to: the image ids and their measurements, the key,
+ * the bucket and the service URL.
+ */
+export class SealedInference extends Construct {
+  /** The sealing key. */
+  public readonly key: SealedModelKey;
+
+  /** The bucket for the sealed artifacts. */
+  public readonly modelBucket: ModelBucket;
+
+  /** The security group of the inference instance. */
+  public readonly securityGroup: ZeroOperatorAccessSecurityGroup;
+
+  /** The inference instance. */
+  public readonly attestedInstance: AttestedInstance;
+
+  /** The URL of the inference service, reachable from the allowed peers. */
+  public readonly serviceUrl: string;
+
+  private readonly modelPrefix: string;
+
+  constructor(scope: Construct, id: string, props: SealedInferenceProps) {
+    super(scope, id);
+    this.modelPrefix = props.modelPrefix ?? 'models/';
+    const allowedImages = [props.image, ...(props.additionalAllowedImages ?? [])];
+
+    const network = props.vpc ? undefined : new IsolatedNetwork(this, 'Network');
+    const vpc = props.vpc ?? network!.vpc;
+
+    this.key = new SealedModelKey(this, 'Key', {
+      allowedImages,
+      modelNames: [props.modelName],
+      administration: props.keyAdministration,
+    });
+    this.modelBucket = new ModelBucket(this, 'Models', { encryptionKey: props.bucketEncryptionKey });
+    this.securityGroup = new ZeroOperatorAccessSecurityGroup(this, 'SecurityGroup', {
+      vpc,
+      servicePort: props.servicePort,
+      servicePeers: props.servicePeers,
+      endpointPeers: network ? [] : props.endpointPeers,
+    });
+    network?.allowEndpointsFrom(this.securityGroup);
+    this.attestedInstance = new AttestedInstance(this, 'Instance', {
+      vpc,
+      vpcSubnets: props.vpcSubnets,
+      image: props.image,
+      securityGroup: this.securityGroup,
+      key: this.key,
+      modelBucket: this.modelBucket,
+      modelName: props.modelName,
+      modelPrefix: this.modelPrefix,
+      instanceType: props.instanceType,
+    });
+    props.modelOwners?.forEach((owner) => this.allowModelOwner(owner));
+
+    const instance = this.attestedInstance.instance;
+    this.serviceUrl = `http://${instance.instancePrivateIp}:${this.securityGroup.servicePort}`;
+    this.addOutputs(allowedImages);
+  }
+
+  /** Lets `principal` seal the model with the key and upload it to the bucket. It can never decrypt. */
+  public allowModelOwner(principal: iam.IPrincipal): void {
+    this.key.allowSeal(principal);
+    this.modelBucket.grantUpload(principal, this.modelPrefix);
+  }
+
+  /** Lets `peer` reach the inference service. */
+  public allowServiceFrom(peer: ec2.IPeer): void {
+    this.securityGroup.allowServiceFrom(peer);
+  }
+
+  private addOutputs(allowedImages: IAttestableImage[]): void {
+    const output = (id: string, value: string, description: string) => new CfnOutput(this, id, { value, description });
+    output('ImageId', allowedImages[0].imageId, 'The attestable image the instance runs');
+    allowedImages.forEach((image, i) => {
+      output(`AllowedImage${i + 1}Id`, image.imageId, `Image ${i + 1} the key unseals for`);
+      for (const { index, value } of pinnedPcrs(image.measurements)) {
+        output(`AllowedImage${i + 1}Pcr${index}`, value, `PCR${index} the key requires of image ${i + 1}`);
+      }
+    });
+    output('KeyArn', this.key.keyArn, 'The sealing key');
+    output('ModelBucketName', this.modelBucket.bucket.bucketName, 'The bucket for the sealed model');
+    output('ModelPrefix', this.modelPrefix || '(bucket root)', 'Where the sealed model is stored in the bucket');
+    output('InstanceId', this.attestedInstance.instance.instanceId, 'The attested inference instance');
+    output('ServiceUrl', this.serviceUrl, 'The inference service (chat UI and API)');
+  }
+}

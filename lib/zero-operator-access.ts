@@ -1,0 +1,133 @@
+import { Annotations, Lazy, Token } from 'aws-cdk-lib';
+import * as ec2 from 'aws-cdk-lib/aws-ec2';
+import { Construct } from 'constructs';
+
+/** The port the appliance serves its chat UI and API on. */
+export const DEFAULT_SERVICE_PORT = 3000;
+
+/** The only outbound port: HTTPS to the AWS service endpoints the workload calls (S3, KMS). */
+const HTTPS = 443;
+
+/** Properties of a {@link ZeroOperatorAccessSecurityGroup}. */
+export interface ZeroOperatorAccessSecurityGroupProps {
+  /** The VPC the security group belongs to. */
+  readonly vpc: ec2.IVpc;
+
+  /**
+   * The TCP port of the inference service: the only inbound port.
+   *
+   * @default 3000
+   */
+  readonly servicePort?: number;
+
+  /**
+   * Who may reach the service port.
+   *
+   * @default - nobody until peers are added with `allowServiceFrom()`
+   */
+  readonly servicePeers?: ec2.IPeer[];
+
+  /**
+   * Where outbound HTTPS may go: the AWS service endpoints the workload calls.
+   *
+   * @default - the VPC's primary CIDR block, where its interface endpoints live
+   */
+  readonly endpointPeers?: ec2.IPeer[];
+}
+
+/**
+ * The security group of a Zero Operator Access instance: inbound only TCP on the service port, outbound only HTTPS
+ * to named endpoints. There is no rule for SSH or any other way in, and adding one throws at synth time.
+ */
+export class ZeroOperatorAccessSecurityGroup extends ec2.SecurityGroup {
+  /** The TCP port of the inference service. */
+  public readonly servicePort: number;
+
+  constructor(scope: Construct, id: string, props: ZeroOperatorAccessSecurityGroupProps) {
+    super(scope, id, {
+      vpc: props.vpc,
+      allowAllOutbound: false,
+      allowAllIpv6Outbound: false,
+      description: 'Zero Operator Access: inbound only to the inference service, outbound only HTTPS to endpoints',
+    });
+    keepDefaultEgressAway(this.node.defaultChild as ec2.CfnSecurityGroup);
+    const port = props.servicePort ?? DEFAULT_SERVICE_PORT;
+    if (!Token.isUnresolved(port) && (!Number.isInteger(port) || port < 1 || port > 65535)) {
+      throw new Error(`servicePort must be an integer from 1 to 65535, got ${port}`);
+    }
+    this.servicePort = port;
+    props.servicePeers?.forEach((peer) => this.allowServiceFrom(peer));
+    for (const peer of props.endpointPeers ?? [ec2.Peer.ipv4(props.vpc.vpcCidrBlock)]) {
+      this.allowEndpoint(peer);
+    }
+  }
+
+  /** Lets `peer` reach the inference service port. */
+  public allowServiceFrom(peer: ec2.IPeer, description?: string): void {
+    if (peer.uniqueId === ec2.Peer.anyIpv4().uniqueId || peer.uniqueId === ec2.Peer.anyIpv6().uniqueId) {
+      Annotations.of(this).addWarningV2(
+        'sealed-inference:service-open-to-all',
+        `The inference service port ${this.servicePort} is open to ${peer.uniqueId}. Anyone who can route to ` +
+          'the instance can send prompts; name the clients instead.',
+      );
+    }
+    this.addIngressRule(peer, ec2.Port.tcp(this.servicePort), description ?? 'Inference service');
+  }
+
+  /** Lets the instance call AWS service endpoints at `peer` over HTTPS. */
+  public allowEndpoint(peer: ec2.IPeer, description?: string): void {
+    this.addEgressRule(peer, ec2.Port.tcp(HTTPS), description ?? 'HTTPS to AWS service endpoints');
+  }
+
+  /** Only the service port may be opened inbound; anything else would be a way in. */
+  public override addIngressRule(peer: ec2.IPeer, connection: ec2.Port, description?: string, remoteRule?: boolean) {
+    if (!isTcpPort(connection, this.servicePort)) {
+      throw new Error(
+        `${this.node.path} is a Zero Operator Access security group: inbound traffic is allowed only on TCP ` +
+          `${this.servicePort}, not ${connection.toString()}`,
+      );
+    }
+    super.addIngressRule(peer, connection, description, remoteRule);
+  }
+
+  /** Only HTTPS may leave: the workload talks to AWS service endpoints, nothing else. */
+  public override addEgressRule(peer: ec2.IPeer, connection: ec2.Port, description?: string, remoteRule?: boolean) {
+    if (!isTcpPort(connection, HTTPS)) {
+      throw new Error(
+        `${this.node.path} is a Zero Operator Access security group: outbound traffic is allowed only on TCP ` +
+          `${HTTPS} to AWS service endpoints, not ${connection.toString()}`,
+      );
+    }
+    super.addEgressRule(peer, connection, description, remoteRule);
+  }
+}
+
+/**
+ * EC2 gives a security group an allow-all egress rule unless the group itself lists egress rules. CDK drops its
+ * "no traffic" placeholder as soon as any egress rule is added, even one rendered as a separate resource (to a
+ * security group or prefix list), which would leave the default open. This keeps the placeholder whenever the
+ * group's own list would otherwise be empty.
+ */
+function keepDefaultEgressAway(group: ec2.CfnSecurityGroup): void {
+  const rendered = group.securityGroupEgress;
+  group.securityGroupEgress = Lazy.uncachedAny({
+    produce: (context) => {
+      const rules = context.resolve(rendered);
+      return Array.isArray(rules) && rules.length > 0 ? rules : [NO_TRAFFIC];
+    },
+  });
+}
+
+/** An egress rule that matches no packet (an ICMP type/code range that is empty). */
+const NO_TRAFFIC = {
+  cidrIp: '255.255.255.255/32',
+  description: 'Matches no traffic: keeps the default allow-all egress rule away',
+  ipProtocol: 'icmp',
+  fromPort: 252,
+  toPort: 86,
+};
+
+function isTcpPort(connection: ec2.Port, port: number): boolean {
+  const rule = connection.toRuleJson();
+  return rule.ipProtocol === 'tcp' && rule.fromPort === port && rule.toPort === port;
+}
