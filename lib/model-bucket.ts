@@ -153,7 +153,8 @@ export class ModelBucket extends Construct {
 /** A prefix is empty or a relative S3 "folder" ending in '/'. */
 function checkPrefix(prefix: string): void {
   if (Token.isUnresolved(prefix)) return;
-  if (prefix !== '' && !/^[A-Za-z0-9!_.'()-]+(\/[A-Za-z0-9!_.'()-]+)*\/$/.test(prefix)) {
+  const wellFormed = /^[A-Za-z0-9!_.'()-]+(\/[A-Za-z0-9!_.'()-]+)*\/$/.test(prefix);
+  if (prefix !== '' && (!wellFormed || prefix.split('/').some((segment) => segment === '.' || segment === '..'))) {
     throw new Error(
       `Prefix must be empty or a path ending in '/' without a leading '/', e.g. "models/"; got ${JSON.stringify(prefix)}`,
     );

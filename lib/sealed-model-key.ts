@@ -109,7 +109,7 @@ export class SealedModelKey extends Construct {
     this.keyId = key.ref;
 
     if (props.aliasName !== undefined) {
-      if (!Token.isUnresolved(props.aliasName) && !/^(?!aws\/)[a-zA-Z0-9/_-]{1,250}$/.test(props.aliasName)) {
+      if (!Token.isUnresolved(props.aliasName) && !/^(?!aws\/|alias\/)[a-zA-Z0-9/_-]{1,250}$/.test(props.aliasName)) {
         throw new Error(
           `aliasName must be 1-250 letters, digits, '/', '_' or '-', without the 'alias/' prefix and not ` +
             `starting with 'aws/'; got ${JSON.stringify(props.aliasName)}`,

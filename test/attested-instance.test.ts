@@ -1,0 +1,122 @@
+import { App, Stack } from 'aws-cdk-lib';
+import { Annotations, Match, Template } from 'aws-cdk-lib/assertions';
+import * as ec2 from 'aws-cdk-lib/aws-ec2';
+import { AttestedInstance, AttestedInstanceProps, ModelBucket, SealedModelKey, ZeroOperatorAccessSecurityGroup } from '../lib';
+import { NitroTpmSupport, nitroTpmSupport } from '../lib/nitro-tpm-support';
+import { IMAGE_A, testStack } from './fixtures';
+
+function instance(props: Partial<AttestedInstanceProps> = {}, stack: Stack = testStack()) {
+  const vpc = new ec2.Vpc(stack, 'Vpc', {
+    natGateways: 0,
+    subnetConfiguration: [
+      { name: 'Public', subnetType: ec2.SubnetType.PUBLIC },
+      { name: 'Isolated', subnetType: ec2.SubnetType.PRIVATE_ISOLATED },
+    ],
+  });
+  const key = new SealedModelKey(stack, 'Key', { allowedImages: [IMAGE_A] });
+  const attested = new AttestedInstance(stack, 'Instance', {
+    vpc,
+    image: IMAGE_A,
+    securityGroup: new ZeroOperatorAccessSecurityGroup(stack, 'Zoa', { vpc }),
+    key,
+    modelBucket: new ModelBucket(stack, 'Models'),
+    modelName: 'llama',
+    ...props,
+  });
+  return {
+    stack,
+    vpc,
+    attested,
+    get template() {
+      return Template.fromStack(stack);
+    },
+  };
+}
+
+test('boots the attestable image with no key pair, IMDSv2 only, hop limit 1, monitored and encrypted', () => {
+  const { template } = instance();
+  template.hasResourceProperties('AWS::EC2::Instance', {
+    ImageId: 'ami-0123456789abcdef0',
+    InstanceType: 'm7i.2xlarge',
+    KeyName: Match.absent(),
+    Monitoring: true,
+    EbsOptimized: true,
+    MetadataOptions: { HttpTokens: 'required', HttpPutResponseHopLimit: 1, HttpEndpoint: 'enabled' },
+    BlockDeviceMappings: [{ DeviceName: '/dev/xvda', Ebs: Match.objectLike({ Encrypted: true, VolumeType: 'gp3' }) }],
+  });
+});
+
+test('launches in an isolated subnet by default, with no public address', () => {
+  const { template, vpc } = instance();
+  const isolated = vpc.isolatedSubnets.map((s) => Stack.of(vpc).resolve(s.subnetId));
+  const props = Object.values(template.findResources('AWS::EC2::Instance'))[0].Properties;
+  expect(isolated).toContainEqual(props.SubnetId);
+  expect(props.NetworkInterfaces).toBeUndefined();
+});
+
+test('refuses a public subnet', () => {
+  expect(() => instance({ vpcSubnets: { subnetType: ec2.SubnetType.PUBLIC } })).toThrow(
+    /never goes in a public subnet/,
+  );
+});
+
+test('has a role that may only fetch the model and decrypt: no Session Manager, no Instance Connect', () => {
+  const { template } = instance();
+  const role = Object.values(template.findResources('AWS::IAM::Role'))[0];
+  expect(role.Properties.ManagedPolicyArns).toBeUndefined();
+  const policies = Object.values(template.findResources('AWS::IAM::Policy'));
+  const granted = policies.flatMap((p) => p.Properties.PolicyDocument.Statement.flatMap((s: { Action: string }) => s.Action));
+  expect(granted.sort()).toEqual(['kms:Decrypt', 's3:GetObject']);
+  expect(JSON.stringify(template.toJSON())).not.toMatch(/ssm:|ssmmessages:|ec2-instance-connect:|AmazonSSM/);
+});
+
+test('makes its role an unsealer of the key', () => {
+  const { template } = instance();
+  const key = Object.values(template.findResources('AWS::KMS::Key'))[0];
+  const unseal = key.Properties.KeyPolicy.Statement.find((s: { Sid: string }) => s.Sid === 'UnsealOnlyOnAttestedImage1');
+  expect(unseal.Principal.AWS).toEqual({ 'Fn::GetAtt': [expect.stringMatching(/^InstanceRole/), 'Arn'] });
+});
+
+test('hands the appliance where to fetch from, and no secret, as JSON user data', () => {
+  const { template, attested, stack } = instance({ modelPrefix: 'sealed/' });
+  expect(stack.resolve(attested.applianceConfig)).toMatchObject({
+    configVersion: 1,
+    modelName: 'llama',
+    servicePort: 3000,
+    objects: { sealed: 'sealed/llama.sealed', dataKey: 'sealed/llama.datakey.enc', manifest: 'sealed/llama.manifest.json' },
+  });
+  const userData = JSON.stringify(Object.values(template.findResources('AWS::EC2::Instance'))[0].Properties.UserData);
+  expect(userData).toContain('sealed/llama.datakey.enc');
+  expect(userData).not.toMatch(/password|secret|BEGIN .*PRIVATE KEY/i);
+});
+
+test('fails synth when a key pair is forced onto the instance', () => {
+  const app = new App();
+  const { attested } = instance({}, new Stack(app, 'S'));
+  (attested.instance.node.defaultChild as ec2.CfnInstance).keyName = 'backdoor';
+  expect(() => app.synth()).toThrow(/a key pair was set on the instance/);
+});
+
+test.each(['m4.large', 't2.micro', 'm7i.metal-24xl', 'c5.metal', 'x1.16xlarge'])(
+  'rejects %s, which has no NitroTPM',
+  (type) => {
+    expect(() => instance({ instanceType: new ec2.InstanceType(type) })).toThrow(
+      `Instance type ${type} has no NitroTPM`,
+    );
+  },
+);
+
+test('warns about an instance type it does not know', () => {
+  const { stack } = instance({ instanceType: new ec2.InstanceType('zz9.large') });
+  Annotations.fromStack(stack).hasWarning('/Test/Instance', Match.stringLikeRegexp('NitroTPM support of instance type zz9.large is not known'));
+});
+
+test.each([
+  ['m7i.2xlarge', NitroTpmSupport.SUPPORTED],
+  ['g6e.xlarge', NitroTpmSupport.SUPPORTED],
+  ['c5.metal', NitroTpmSupport.UNSUPPORTED],
+  ['t2.micro', NitroTpmSupport.UNSUPPORTED],
+  ['hpc7a.96xlarge', NitroTpmSupport.UNKNOWN],
+])('knows the NitroTPM support of %s', (type, support) => {
+  expect(nitroTpmSupport(type)).toBe(support);
+});

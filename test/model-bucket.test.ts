@@ -1,0 +1,108 @@
+import { App, Duration, Stack } from 'aws-cdk-lib';
+import { Match, Template } from 'aws-cdk-lib/assertions';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import * as kms from 'aws-cdk-lib/aws-kms';
+import { ModelBucket, SealedModelKey } from '../lib';
+import { IMAGE_A, testStack } from './fixtures';
+
+function bucket(props: ConstructorParameters<typeof ModelBucket>[2] = {}) {
+  const stack = testStack();
+  const models = new ModelBucket(stack, 'Models', props);
+  return { stack, models };
+}
+
+const modelBucketOf = (template: Template) =>
+  Object.values(template.findResources('AWS::S3::Bucket', { Properties: { LoggingConfiguration: Match.anyValue() } }))[0];
+
+test('is private, versioned, logged, encrypted and retained', () => {
+  Template.fromStack(bucket().stack).hasResource('AWS::S3::Bucket', {
+    DeletionPolicy: 'Retain',
+    UpdateReplacePolicy: 'Retain',
+    Properties: {
+      PublicAccessBlockConfiguration: {
+        BlockPublicAcls: true,
+        BlockPublicPolicy: true,
+        IgnorePublicAcls: true,
+        RestrictPublicBuckets: true,
+      },
+      VersioningConfiguration: { Status: 'Enabled' },
+      BucketEncryption: {
+        ServerSideEncryptionConfiguration: [{ ServerSideEncryptionByDefault: { SSEAlgorithm: 'AES256' } }],
+      },
+      LoggingConfiguration: { DestinationBucketName: Match.anyValue(), LogFilePrefix: 'model-bucket/' },
+      LifecycleConfiguration: {
+        Rules: [
+          Match.objectLike({
+            NoncurrentVersionExpiration: { NoncurrentDays: 30 },
+            AbortIncompleteMultipartUpload: { DaysAfterInitiation: 7 },
+          }),
+        ],
+      },
+    },
+  });
+});
+
+test('refuses plain HTTP and TLS below 1.2', () => {
+  const statements = Template.fromStack(bucket().stack).findResources('AWS::S3::BucketPolicy');
+  const all = JSON.stringify(statements);
+  expect(all).toContain('"aws:SecureTransport":"false"');
+  expect(all).toContain('"s3:TlsVersion":1.2');
+});
+
+test('keeps noncurrent versions as long as asked', () => {
+  const template = Template.fromStack(bucket({ noncurrentVersionExpiration: Duration.days(90) }).stack);
+  expect(JSON.stringify(modelBucketOf(template).Properties.LifecycleConfiguration)).toContain('"NoncurrentDays":90');
+});
+
+test('encrypts with a separate KMS key when given', () => {
+  const stack = testStack();
+  const key = new kms.Key(stack, 'BucketKey');
+  new ModelBucket(stack, 'Models', { encryptionKey: key });
+  expect(modelBucketOf(Template.fromStack(stack)).Properties.BucketEncryption).toMatchObject({
+    ServerSideEncryptionConfiguration: [{ ServerSideEncryptionByDefault: { SSEAlgorithm: 'aws:kms' }, BucketKeyEnabled: true }],
+  });
+});
+
+test('refuses the sealing key for encryption at rest', () => {
+  const app = new App();
+  const stack = new Stack(app, 'S');
+  const sealing = new SealedModelKey(stack, 'Sealing', {
+    allowedImages: [IMAGE_A],
+    unsealers: [iam.Role.fromRoleArn(stack, 'W', 'arn:aws:iam::111111111111:role/w')],
+  });
+  new ModelBucket(stack, 'Models', { encryptionKey: kms.Key.fromKeyArn(stack, 'Same', sealing.keyArn) });
+  expect(() => app.synth()).toThrow(/encryptionKey is the sealing key S\/Sealing: S3 could not decrypt with it/);
+});
+
+test('grants upload and fetch on the prefix only, across accounts through the bucket policy', () => {
+  const { stack, models } = bucket();
+  models.grantUpload(new iam.ArnPrincipal('arn:aws:iam::222222222222:role/owner'), 'models/');
+  const workload = new iam.Role(stack, 'Workload', { assumedBy: new iam.ServicePrincipal('ec2.amazonaws.com') });
+  models.grantFetch(workload, 'models/');
+  const template = Template.fromStack(stack);
+  template.hasResourceProperties('AWS::S3::BucketPolicy', {
+    PolicyDocument: {
+      Statement: Match.arrayWith([
+        Match.objectLike({
+          Effect: 'Allow',
+          Principal: { AWS: 'arn:aws:iam::222222222222:role/owner' },
+          Action: ['s3:PutObject', 's3:AbortMultipartUpload', 's3:ListMultipartUploadParts'],
+          Resource: { 'Fn::Join': ['', [Match.anyValue(), '/models/*']] },
+        }),
+      ]),
+    },
+  });
+  template.hasResourceProperties('AWS::IAM::Policy', {
+    PolicyDocument: {
+      Statement: [
+        { Effect: 'Allow', Action: 's3:GetObject', Resource: { 'Fn::Join': ['', [Match.anyValue(), '/models/*']] } },
+      ],
+    },
+  });
+});
+
+test.each(['/models/', 'models', 'models/*', '../x/', 'a//b/'])('rejects the prefix %j', (prefix) => {
+  const { models, stack } = bucket();
+  const role = new iam.Role(stack, 'R', { assumedBy: new iam.ServicePrincipal('ec2.amazonaws.com') });
+  expect(() => models.grantFetch(role, prefix)).toThrow(/Prefix must be empty or a path ending in '\/'/);
+});

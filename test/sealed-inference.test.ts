@@ -1,0 +1,112 @@
+import { Match, Template } from 'aws-cdk-lib/assertions';
+import * as ec2 from 'aws-cdk-lib/aws-ec2';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import { SealedInference, SealedInferenceProps } from '../lib';
+import { hex384, IMAGE_A, IMAGE_B, testStack } from './fixtures';
+
+function pattern(props: Partial<SealedInferenceProps> = {}) {
+  const stack = testStack();
+  const inference = new SealedInference(stack, 'Inference', { image: IMAGE_A, modelName: 'llama', ...props });
+  return { stack, inference, template: Template.fromStack(stack) };
+}
+
+const outputs = (template: Template) =>
+  Object.fromEntries(Object.entries(template.toJSON().Outputs).map(([id, o]) => [id.replace(/[0-9A-F]{8}$/, ''), (o as { Value: unknown }).Value]));
+
+describe('isolated network', () => {
+  test('has no internet gateway and no NAT, only S3 and KMS endpoints', () => {
+    const { template } = pattern();
+    template.resourceCountIs('AWS::EC2::InternetGateway', 0);
+    template.resourceCountIs('AWS::EC2::NatGateway', 0);
+    template.resourceCountIs('AWS::EC2::EgressOnlyInternetGateway', 0);
+    const endpoints = Object.values(template.findResources('AWS::EC2::VPCEndpoint')).map((e) => ({
+      type: e.Properties.VpcEndpointType,
+      service: JSON.stringify(e.Properties.ServiceName),
+    }));
+    expect(endpoints).toEqual([
+      { type: 'Gateway', service: expect.stringContaining('.s3') },
+      { type: 'Interface', service: expect.stringContaining('kms') },
+    ]);
+    expect(JSON.stringify(template.findResources('AWS::EC2::Route'))).not.toMatch(/0\.0\.0\.0\/0/);
+  });
+
+  test('lets only the instance reach the KMS endpoint, and the instance only HTTPS to KMS and S3', () => {
+    const { template } = pattern();
+    const egress = Object.values(template.findResources('AWS::EC2::SecurityGroupEgress')).map((r) => r.Properties);
+    expect(egress).toHaveLength(2);
+    for (const rule of egress) expect(rule).toMatchObject({ IpProtocol: 'tcp', FromPort: 443, ToPort: 443 });
+    expect(egress.map((r) => Object.keys(r).find((k) => k.startsWith('Destination'))).sort()).toEqual([
+      'DestinationPrefixListId',
+      'DestinationSecurityGroupId',
+    ]);
+    template.hasResourceProperties('AWS::EC2::SecurityGroupIngress', {
+      IpProtocol: 'tcp',
+      FromPort: 443,
+      SourceSecurityGroupId: { 'Fn::GetAtt': [Match.stringLikeRegexp('^InferenceSecurityGroup'), 'GroupId'] },
+    });
+    const lookup = JSON.stringify(template.findResources('Custom::AWS'));
+    expect(lookup).toContain('describeManagedPrefixLists');
+    expect(lookup).toMatch(/prefix-list-name.*com\.amazonaws\..*\.s3/);
+  });
+
+  test('records all VPC traffic in flow logs', () => {
+    pattern().template.hasResourceProperties('AWS::EC2::FlowLog', { TrafficType: 'ALL' });
+  });
+});
+
+test('uses a VPC of your own, with HTTPS to its CIDR block unless told otherwise', () => {
+  const stack = testStack();
+  const vpc = new ec2.Vpc(stack, 'Mine', { natGateways: 0 });
+  new SealedInference(stack, 'Inference', { image: IMAGE_A, modelName: 'llama', vpc });
+  const template = Template.fromStack(stack);
+  template.resourceCountIs('AWS::EC2::VPC', 1);
+  template.resourceCountIs('Custom::AWS', 0);
+  template.hasResourceProperties('AWS::EC2::SecurityGroup', {
+    SecurityGroupEgress: [Match.objectLike({ CidrIp: { 'Fn::GetAtt': [Match.stringLikeRegexp('^Mine'), 'CidrBlock'] }, FromPort: 443 })],
+  });
+});
+
+test('allows the current and the next image in separate statements; the instance runs the current one', () => {
+  const { template } = pattern({ additionalAllowedImages: [IMAGE_B] });
+  const key = Object.values(template.findResources('AWS::KMS::Key'))[0];
+  expect(key.Properties.KeyPolicy.Statement.filter((s: { Sid: string }) => s.Sid.startsWith('Unseal'))).toHaveLength(2);
+  template.hasResourceProperties('AWS::EC2::Instance', { ImageId: IMAGE_A.imageId });
+});
+
+test('binds the key to the model name', () => {
+  const { template } = pattern();
+  expect(JSON.stringify(template.findResources('AWS::KMS::Key'))).toContain(
+    '"kms:EncryptionContext:sealed-inference:model":["llama"]',
+  );
+});
+
+test('lets the model owner seal and upload, never decrypt', () => {
+  const { template } = pattern({ modelOwners: [new iam.ArnPrincipal('arn:aws:iam::222222222222:role/owner')] });
+  const statements = Object.values(template.findResources('AWS::KMS::Key'))[0].Properties.KeyPolicy.Statement;
+  const owner = statements.filter((s: { Principal: unknown }) => JSON.stringify(s.Principal).includes('222222222222'));
+  expect(owner.flatMap((s: { Action: string }) => s.Action).sort()).toEqual(['kms:DescribeKey', 'kms:GenerateDataKey']);
+  template.hasResourceProperties('AWS::S3::BucketPolicy', {
+    PolicyDocument: {
+      Statement: Match.arrayWith([
+        Match.objectLike({ Principal: { AWS: 'arn:aws:iam::222222222222:role/owner' }, Action: Match.arrayWith(['s3:PutObject']) }),
+      ]),
+    },
+  });
+});
+
+test('outputs what the key is sealed to, for a reviewer to compare with the build', () => {
+  const { template } = pattern({ additionalAllowedImages: [IMAGE_B], servicePeers: [ec2.Peer.ipv4('10.0.0.0/16')] });
+  expect(outputs(template)).toMatchObject({
+    InferenceImageId: IMAGE_A.imageId,
+    InferenceAllowedImage1Id: IMAGE_A.imageId,
+    InferenceAllowedImage1Pcr4: hex384('a4'),
+    InferenceAllowedImage1Pcr12: hex384('0c'),
+    InferenceAllowedImage2Id: IMAGE_B.imageId,
+    InferenceAllowedImage2Pcr4: hex384('b4'),
+    InferenceAllowedImage2Pcr12: hex384('00'),
+    InferenceKeyArn: { 'Fn::GetAtt': [expect.any(String), 'Arn'] },
+    InferenceModelBucketName: { Ref: expect.any(String) },
+    InferenceModelPrefix: 'models/',
+    InferenceServiceUrl: { 'Fn::Join': ['', ['http://', { 'Fn::GetAtt': [expect.any(String), 'PrivateIp'] }, ':3000']] },
+  });
+});

@@ -1,0 +1,221 @@
+import { App, Stack } from 'aws-cdk-lib';
+import { Annotations, Match, Template } from 'aws-cdk-lib/assertions';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import { KeyAdministration, SealedModelKey, SealedModelKeyProps } from '../lib';
+import { hex384, IMAGE_A, IMAGE_B, SECURE_BOOT_IMAGE, testStack } from './fixtures';
+
+interface Statement {
+  Sid: string;
+  Effect: 'Allow' | 'Deny';
+  Principal: { AWS: unknown };
+  Action?: string | string[];
+  NotAction?: string | string[];
+  Condition?: Record<string, Record<string, unknown>>;
+}
+
+const WORKLOAD_ARN = 'arn:aws:iam::111111111111:role/workload';
+const OWNER_ARN = 'arn:aws:iam::222222222222:role/model-owner';
+
+function keyWith(props: Partial<SealedModelKeyProps> = {}, stack: Stack = testStack()) {
+  const workload = iam.Role.fromRoleArn(stack, 'Workload', WORKLOAD_ARN, { mutable: false });
+  const key = new SealedModelKey(stack, 'Key', {
+    allowedImages: [IMAGE_A],
+    unsealers: [workload],
+    sealers: [new iam.ArnPrincipal(OWNER_ARN)],
+    ...props,
+  });
+  return { stack, key, template: Template.fromStack(stack) };
+}
+
+function statements(template: Template): Statement[] {
+  const keys = Object.values(template.findResources('AWS::KMS::Key'));
+  expect(keys).toHaveLength(1);
+  return keys[0].Properties.KeyPolicy.Statement;
+}
+
+const actions = (s: Statement) => [s.Action ?? []].flat();
+const sid = (template: Template, id: string) => statements(template).find((s) => s.Sid === id)!;
+
+describe('key resource', () => {
+  test('is symmetric, rotated and retained on delete', () => {
+    keyWith().template.hasResource('AWS::KMS::Key', {
+      Properties: { KeySpec: 'SYMMETRIC_DEFAULT', KeyUsage: 'ENCRYPT_DECRYPT', EnableKeyRotation: true },
+      DeletionPolicy: 'Retain',
+      UpdateReplacePolicy: 'Retain',
+    });
+  });
+
+  test('creates the alias when asked', () => {
+    const { template, key } = keyWith({ aliasName: 'sealed/llama' });
+    template.hasResourceProperties('AWS::KMS::Alias', { AliasName: 'alias/sealed/llama' });
+    expect(key.aliasName).toBe('alias/sealed/llama');
+  });
+});
+
+describe('key policy', () => {
+  test('never delegates cryptographic use to the account (no root kms:* statement)', () => {
+    for (const s of statements(keyWith().template).filter((st) => st.Effect === 'Allow')) {
+      expect(actions(s)).not.toContain('kms:*');
+      if (JSON.stringify(s.Principal).includes(':root')) {
+        expect(actions(s).filter((a) => /Decrypt|Encrypt|GenerateDataKey|CreateGrant|Sign|Mac/.test(a))).toEqual([]);
+      }
+    }
+  });
+
+  test('allows decrypt only to the workload, only with the PCRs of an allowed image and the model context', () => {
+    const { template } = keyWith({ modelNames: ['llama'] });
+    const decrypting = statements(template).filter((s) => s.Effect === 'Allow' && actions(s).includes('kms:Decrypt'));
+    expect(decrypting).toHaveLength(1);
+    expect(decrypting[0]).toEqual({
+      Sid: 'UnsealOnlyOnAttestedImage1',
+      Effect: 'Allow',
+      Principal: { AWS: WORKLOAD_ARN },
+      Action: 'kms:Decrypt',
+      Resource: '*',
+      Condition: {
+        StringEqualsIgnoreCase: {
+          'kms:RecipientAttestation:NitroTPMPCR4': hex384('a4'),
+          'kms:RecipientAttestation:NitroTPMPCR12': hex384('0c'),
+        },
+        StringEquals: { 'kms:EncryptionContext:sealed-inference:model': ['llama'] },
+        'ForAllValues:StringEquals': {
+          'kms:EncryptionContextKeys': ['sealed-inference:model', 'sealed-inference:format'],
+        },
+      },
+    });
+  });
+
+  test('gives each allowed image a statement of its own, so measurements of two images never combine', () => {
+    const { template } = keyWith({ allowedImages: [IMAGE_A, IMAGE_B] });
+    const unseal = statements(template).filter((s) => s.Sid.startsWith('UnsealOnlyOnAttestedImage'));
+    expect(unseal.map((s) => s.Condition!.StringEqualsIgnoreCase)).toEqual([
+      { 'kms:RecipientAttestation:NitroTPMPCR4': hex384('a4'), 'kms:RecipientAttestation:NitroTPMPCR12': hex384('0c') },
+      { 'kms:RecipientAttestation:NitroTPMPCR4': hex384('b4'), 'kms:RecipientAttestation:NitroTPMPCR12': hex384('00') },
+    ]);
+    for (const s of unseal) {
+      for (const value of Object.values(s.Condition!.StringEqualsIgnoreCase)) expect(typeof value).toBe('string');
+    }
+  });
+
+  test('pins PCR7 for a Secure Boot image', () => {
+    const { template } = keyWith({ allowedImages: [SECURE_BOOT_IMAGE] });
+    expect(sid(template, 'UnsealOnlyOnAttestedImage1').Condition!.StringEqualsIgnoreCase).toEqual({
+      'kms:RecipientAttestation:NitroTPMPCR7': hex384('57'),
+    });
+    expect(sid(template, 'DenyDecryptWithoutAttestation').Condition!.Null).toEqual({
+      'kms:RecipientAttestation:NitroTPMPCR4': 'true',
+      'kms:RecipientAttestation:NitroTPMPCR7': 'true',
+    });
+  });
+
+  test('lets the model owner generate data keys for named models only, and never decrypt', () => {
+    const { template } = keyWith({ modelNames: ['llama'] });
+    const ownerStatements = statements(template).filter((s) => JSON.stringify(s.Principal).includes(OWNER_ARN));
+    expect(ownerStatements.flatMap(actions).sort()).toEqual(['kms:DescribeKey', 'kms:GenerateDataKey']);
+    expect(sid(template, 'SealModelsWithNamedContext').Condition).toEqual({
+      StringEquals: { 'kms:EncryptionContext:sealed-inference:model': ['llama'] },
+      'ForAllValues:StringEquals': {
+        'kms:EncryptionContextKeys': ['sealed-inference:model', 'sealed-inference:format'],
+      },
+    });
+  });
+
+  test('without model names, still requires every request to name its model', () => {
+    expect(sid(keyWith().template, 'SealModelsWithNamedContext').Condition!.Null).toEqual({
+      'kms:EncryptionContext:sealed-inference:model': 'false',
+    });
+  });
+
+  test('denies every principal decrypt and re-encryption without an attestation document', () => {
+    expect(sid(keyWith().template, 'DenyDecryptWithoutAttestation')).toMatchObject({
+      Effect: 'Deny',
+      Principal: { AWS: '*' },
+      Action: ['kms:Decrypt', 'kms:ReEncryptFrom'],
+      Condition: {
+        Null: { 'kms:RecipientAttestation:NitroTPMPCR4': 'true', 'kms:RecipientAttestation:NitroTPMPCR12': 'true' },
+      },
+    });
+  });
+
+  test('denies grants to everyone', () => {
+    expect(sid(keyWith().template, 'DenyGrants')).toMatchObject({
+      Effect: 'Deny',
+      Principal: { AWS: '*' },
+      Action: 'kms:CreateGrant',
+    });
+    expect(sid(keyWith().template, 'DenyGrants').Condition).toBeUndefined();
+  });
+
+  test('denies the workload everything but decrypt, so it can never rewrite its own gate', () => {
+    expect(sid(keyWith().template, 'DenyWorkloadAnythingButUnseal')).toMatchObject({
+      Effect: 'Deny',
+      Principal: { AWS: WORKLOAD_ARN },
+      NotAction: 'kms:Decrypt',
+    });
+  });
+
+  test('gives administrators management but no use, delegated to the account by default', () => {
+    const admin = sid(keyWith().template, 'KeyAdministrationWithoutUse');
+    expect(JSON.stringify(admin.Principal)).toMatch(/:iam::.*111111111111.*:root/);
+    expect(actions(admin)).toEqual(expect.arrayContaining(['kms:PutKeyPolicy', 'kms:ScheduleKeyDeletion']));
+    expect(actions(admin).filter((a) => /Decrypt|Encrypt|GenerateDataKey|CreateGrant/.test(a))).toEqual([]);
+  });
+
+  test('restricts administration to named principals when asked, and reminds to include the deploy role', () => {
+    const adminArn = 'arn:aws:iam::111111111111:role/key-admin';
+    const { template, stack } = keyWith({
+      administration: KeyAdministration.restrictedTo([new iam.ArnPrincipal(adminArn)]),
+    });
+    expect(sid(template, 'KeyAdministrationWithoutUse').Principal).toEqual({ AWS: adminArn });
+    expect(JSON.stringify(statements(template))).not.toContain(':root');
+    Annotations.fromStack(stack).hasInfo('/Test/Key', Match.stringLikeRegexp('include the role that deploys'));
+  });
+
+  test('names principals of other accounts', () => {
+    const { template } = keyWith();
+    expect(sid(template, 'SealModelsWithNamedContext').Principal).toEqual({ AWS: OWNER_ARN });
+  });
+
+  test('images and principals added after construction are in the policy', () => {
+    const stack = testStack();
+    const key = new SealedModelKey(stack, 'Key');
+    key.allowImage(IMAGE_B);
+    key.allowUnseal(iam.Role.fromRoleArn(stack, 'W', WORKLOAD_ARN));
+    key.allowSeal(new iam.ArnPrincipal(OWNER_ARN));
+    const template = Template.fromStack(stack);
+    expect(sid(template, 'UnsealOnlyOnAttestedImage1').Condition!.StringEqualsIgnoreCase).toMatchObject({
+      'kms:RecipientAttestation:NitroTPMPCR4': hex384('b4'),
+    });
+    expect(sid(template, 'SealModelsWithNamedContext')).toBeDefined();
+  });
+});
+
+describe('bad input', () => {
+  test.each([['UPPER CASE'], [''], ['-leading-dash'], ['a/b'], ['x'.repeat(129)]])(
+    'rejects the model name %j',
+    (name) => {
+      expect(() => keyWith({ modelNames: [name] })).toThrow(`Model name must be 1-128 characters`);
+    },
+  );
+
+  test('rejects an empty model name list', () => {
+    expect(() => keyWith({ modelNames: [] })).toThrow(/modelNames is empty/);
+  });
+
+  test('rejects a malformed alias', () => {
+    expect(() => keyWith({ aliasName: 'alias/x' })).toThrow(/without the 'alias\/' prefix/);
+    expect(() => keyWith({ aliasName: 'aws/reserved' })).toThrow(/aliasName must be/);
+    expect(() => keyWith({ aliasName: 'has space' })).toThrow(/aliasName must be .*"has space"/);
+  });
+
+  test('rejects restricted administration without principals', () => {
+    expect(() => KeyAdministration.restrictedTo([])).toThrow(/at least one principal/);
+  });
+
+  test('fails synth for a key that could never unseal', () => {
+    const app = new App();
+    const stack = new Stack(app, 'S');
+    new SealedModelKey(stack, 'Key');
+    expect(() => app.synth()).toThrow(/no allowed image.*allowImage\(\)[\s\S]*no unsealer role/);
+  });
+});
