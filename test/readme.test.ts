@@ -13,7 +13,8 @@ test('the README shows TypeScript examples', () => {
 test('every README example type-checks against the library', () => {
   const files = new Map(examples.map((code, i) => [path.join(root, 'test', `readme-example-${i + 1}.ts`), code]));
   const options: ts.CompilerOptions = {
-    ...ts.parseJsonConfigFileContent(require(path.join(root, 'tsconfig.json')), ts.sys, root).options,
+    ...ts.parseJsonConfigFileContent(ts.readConfigFile(path.join(root, 'tsconfig.json'), ts.sys.readFile).config, ts.sys, root)
+      .options,
     noEmit: true,
     baseUrl: root,
     paths: { 'cdk-sealed-inference': ['lib/index.ts'] },

@@ -1,0 +1,316 @@
+/**
+ * Evaluates the key policy a SealedModelKey synthesizes with an independent IAM policy simulator
+ * (@cloud-copilot/iam-simulate), request by request: who can unseal, seal or manage the key, and which bypasses the
+ * explicit Deny statements close. Assertions on the template's shape would only restate the construct; these ask
+ * what an evaluator of AWS's documented rules decides.
+ */
+import {
+  anonymousPrincipal,
+  type EvaluationResult,
+  runSimulation,
+  runUnsafeSimulation,
+  type Simulation,
+  type SimulationRequestPrincipal,
+} from '@cloud-copilot/iam-simulate';
+import { App, Stack } from 'aws-cdk-lib';
+import { Template } from 'aws-cdk-lib/assertions';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import { AttestableImage, KeyAdministration, SealedModelKey } from '../lib';
+import { nitroTpmPcrConditionKey } from '../lib/measurements';
+import { FORMAT_CONTEXT_KEY, MODEL_CONTEXT_KEY } from '../lib/model-identity';
+
+const ACCOUNT = '111111111111';
+const REGION = 'eu-west-1';
+const KEY_ARN = `arn:aws:kms:${REGION}:${ACCOUNT}:key/1234abcd-12ab-34cd-56ef-1234567890ab`;
+
+const WORKLOAD_ROLE = `arn:aws:iam::${ACCOUNT}:role/workload`;
+/** The workload as KMS sees it: a session of its instance role, not the role itself. */
+const WORKLOAD = `arn:aws:sts::${ACCOUNT}:assumed-role/workload/i-0123456789abcdef0`;
+const OWNER = 'arn:aws:iam::222222222222:role/owner';
+const OWNER_COLLEAGUE = 'arn:aws:iam::222222222222:role/colleague';
+const IAM_ADMIN = `arn:aws:iam::${ACCOUNT}:role/admin`;
+const KEY_ADMIN = `arn:aws:iam::${ACCOUNT}:role/key-admin`;
+const STRANGER = 'arn:aws:iam::333333333333:role/stranger';
+
+type Pcrs = { pcr4: string; pcr12: string };
+const IMAGE_1: Pcrs = { pcr4: '4a'.repeat(48), pcr12: 'c1'.repeat(48) };
+const IMAGE_2: Pcrs = { pcr4: '4b'.repeat(48), pcr12: 'c2'.repeat(48) };
+
+type Context = Record<string, string | string[]>;
+
+/** CloudFormation pseudo parameters the key policy may reference. */
+const PSEUDO_PARAMETERS: Record<string, string> = {
+  'AWS::Partition': 'aws',
+  'AWS::AccountId': ACCOUNT,
+  'AWS::Region': REGION,
+  'AWS::URLSuffix': 'amazonaws.com',
+};
+
+/** Replaces the intrinsics a key policy may contain (Ref of a pseudo parameter, Fn::Join) with plain strings. */
+function resolveIntrinsics(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(resolveIntrinsics);
+  if (value === null || typeof value !== 'object') return value;
+  const entries = Object.entries(value);
+  const [name, argument] = entries.length === 1 ? entries[0] : [];
+  if (name === 'Ref' && typeof argument === 'string' && argument in PSEUDO_PARAMETERS) {
+    return PSEUDO_PARAMETERS[argument];
+  }
+  if (name === 'Fn::Join') {
+    const [separator, parts] = argument as [string, unknown[]];
+    return parts.map(resolveIntrinsics).join(separator);
+  }
+  if (name === 'Ref' || name?.startsWith('Fn::')) {
+    throw new Error(`Cannot resolve ${JSON.stringify(value)}: import principals by ARN in this test`);
+  }
+  return Object.fromEntries(entries.map(([k, v]) => [k, resolveIntrinsics(v)]));
+}
+
+/** Synthesizes the key of the scenario and returns its policy as plain JSON. */
+function synthesizeKeyPolicy(administration?: KeyAdministration): object {
+  const stack = new Stack(new App(), 'S', { env: { account: ACCOUNT, region: REGION } });
+  new SealedModelKey(stack, 'Key', {
+    unsealers: [iam.Role.fromRoleArn(stack, 'W', WORKLOAD_ROLE, { mutable: false })],
+    sealers: [new iam.ArnPrincipal(OWNER)],
+    modelNames: ['llama'],
+    allowedImages: [
+      AttestableImage.fromMeasurements('ami-0123456789abcdef0', IMAGE_1),
+      AttestableImage.fromMeasurements('ami-0fedcba9876543210', IMAGE_2),
+    ],
+    administration,
+  });
+  const keys = Object.values(Template.fromStack(stack).findResources('AWS::KMS::Key'));
+  if (keys.length !== 1) throw new Error(`Expected one AWS::KMS::Key, found ${keys.length}`);
+  return resolveIntrinsics(keys[0].Properties.KeyPolicy) as object;
+}
+
+const DELEGATED = synthesizeKeyPolicy();
+const RESTRICTED = synthesizeKeyPolicy(KeyAdministration.restrictedTo([new iam.ArnPrincipal(KEY_ADMIN)]));
+
+/** The principal's identity policy, allowing `actions` on `resource`. */
+function identityPolicy(actions: string[], resource: string) {
+  const statement = { Effect: 'Allow', Action: actions, Resource: resource };
+  return { name: 'identity', policy: { Version: '2012-10-17', Statement: [statement] } };
+}
+
+interface Request {
+  readonly principal: SimulationRequestPrincipal;
+  readonly action: string;
+  readonly context?: Context;
+  /** Actions the principal's identity policy allows; none when omitted. */
+  readonly identityAllows?: string[];
+  /** The resource the identity policy allows them on; every resource when omitted. */
+  readonly identityResource?: string;
+  /** The key policy; the default administration mode when omitted. */
+  readonly keyPolicy?: object;
+}
+
+const ENCRYPTION_CONTEXT_PAIR = /^kms:EncryptionContext:/i;
+
+/**
+ * What the simulator decides for `request` against the key policy.
+ *
+ * `runSimulation` validates the policies, the action, the resource and the request's context keys, but it drops
+ * `kms:EncryptionContext:<key>` from the request: it only recognises variable keys after a '/'
+ * (`aws:PrincipalTag/<tag>`), not after a ':'. The decision therefore comes from `runUnsafeSimulation`, the same
+ * engine fed the full context unvalidated, once the validated run has shown that nothing else was dropped; where
+ * nothing was dropped, both runs must agree.
+ */
+async function decide(request: Request): Promise<EvaluationResult> {
+  const simulation: Simulation = {
+    request: {
+      principal: request.principal,
+      action: request.action,
+      resource: { resource: KEY_ARN, accountId: ACCOUNT },
+      contextVariables: request.context ?? {},
+    },
+    identityPolicies: request.identityAllows
+      ? [identityPolicy(request.identityAllows, request.identityResource ?? '*')]
+      : [],
+    serviceControlPolicies: [],
+    resourceControlPolicies: [],
+    resourcePolicy: request.keyPolicy ?? DELEGATED,
+  };
+  const validated = await runSimulation(simulation, { simulationMode: 'Strict' });
+  if (validated.resultType !== 'single') throw new Error(JSON.stringify(validated, null, 2));
+  const ignored = validated.result.ignoredContextKeys ?? [];
+  expect(ignored.filter((key) => !ENCRYPTION_CONTEXT_PAIR.test(key))).toEqual([]);
+  // The unsafe engine loads a bare resource policy without the name its analysis reads; a policy already validated
+  // (just above) carries one, in the plain-object form @cloud-copilot/iam-policy's createValidatedPolicy() returns.
+  const named = { __validated: true, policyDocument: simulation.resourcePolicy, metadata: { name: 'key' }, errors: [] };
+  const decision = runUnsafeSimulation({ ...simulation, resourcePolicy: named }, { simulationMode: 'Strict' });
+  if (ignored.length === 0) expect(decision).toBe(validated.overallResult);
+  return decision;
+}
+
+/** The condition keys KMS derives from a request's encryption context. */
+function encryptionContext(pairs: Record<string, string>): Context {
+  const context: Context = { 'kms:EncryptionContextKeys': Object.keys(pairs) };
+  for (const [key, value] of Object.entries(pairs)) context[`kms:EncryptionContext:${key}`] = value;
+  return context;
+}
+
+/** The encryption context of a sealed model's data key, optionally with pairs it should not have. */
+function sealedContext(model = 'llama', extraPairs: Record<string, string> = {}): Context {
+  return encryptionContext({ [MODEL_CONTEXT_KEY]: model, [FORMAT_CONTEXT_KEY]: '1', ...extraPairs });
+}
+
+/** A context that names the format but no model. */
+const NO_MODEL = encryptionContext({ [FORMAT_CONTEXT_KEY]: '1' });
+
+/** The condition keys of a NitroTPM attestation document reporting `pcrs`, plus a sealed model's context. */
+function attested(pcrs: Pcrs, context: Context = sealedContext()): Context {
+  return { [nitroTpmPcrConditionKey(4)]: pcrs.pcr4, [nitroTpmPcrConditionKey(12)]: pcrs.pcr12, ...context };
+}
+
+const upperCase = (pcrs: Pcrs): Pcrs => ({ pcr4: pcrs.pcr4.toUpperCase(), pcr12: pcrs.pcr12.toUpperCase() });
+const unseal = (principal: string, context: Context, identityAllows?: string[]) =>
+  decide({ principal, action: 'kms:Decrypt', context, identityAllows });
+
+const EVERYTHING = ['kms:*'];
+
+describe('the attested workload', () => {
+  test.each([
+    ['image 1', IMAGE_1],
+    ['image 2', IMAGE_2],
+    ['image 1, PCRs reported in upper case', upperCase(IMAGE_1)],
+  ])('unseals its model from an attested instance of %s', async (_, pcrs) => {
+    expect(await unseal(WORKLOAD, attested(pcrs))).toBe('Allowed');
+  });
+
+  test('the role itself, not only its sessions, is the named unsealer', async () => {
+    expect(await unseal(WORKLOAD_ROLE, attested(IMAGE_1))).toBe('Allowed');
+  });
+
+  test('cannot unseal on a chimera booting the kernel of image 1 with the command line of image 2', async () => {
+    expect(await unseal(WORKLOAD, attested({ pcr4: IMAGE_1.pcr4, pcr12: IMAGE_2.pcr12 }))).toBe('ImplicitlyDenied');
+  });
+
+  test('cannot unseal on an instance whose command line was tampered with (PCR12 unknown)', async () => {
+    expect(await unseal(WORKLOAD, attested({ pcr4: IMAGE_1.pcr4, pcr12: '00'.repeat(48) }))).toBe('ImplicitlyDenied');
+  });
+
+  test('cannot unseal without an attestation document, even with kms:* in its identity policy', async () => {
+    expect(await unseal(WORKLOAD, sealedContext())).toBe('ExplicitlyDenied');
+    expect(await unseal(WORKLOAD, sealedContext(), EVERYTHING)).toBe('ExplicitlyDenied');
+  });
+
+  test('cannot unseal the data key of another model', async () => {
+    expect(await unseal(WORKLOAD, attested(IMAGE_1, sealedContext('other')))).toBe('ImplicitlyDenied');
+  });
+
+  test('cannot unseal a data key whose encryption context carries an extra key', async () => {
+    const context = sealedContext('llama', { 'sealed-inference:purpose': 'x' });
+    expect(await unseal(WORKLOAD, attested(IMAGE_1, context))).toBe('ImplicitlyDenied');
+  });
+
+  test('cannot unseal a data key whose encryption context names no model', async () => {
+    expect(await unseal(WORKLOAD, attested(IMAGE_1, NO_MODEL))).toBe('ImplicitlyDenied');
+  });
+
+  test.each([
+    'kms:PutKeyPolicy',
+    'kms:CreateGrant',
+    'kms:ScheduleKeyDeletion',
+    'kms:DisableKey',
+    'kms:GenerateDataKey',
+    'kms:ReEncryptFrom',
+  ])('cannot take %s on its own key, even with kms:* in its identity policy', async (action) => {
+    expect(await decide({ principal: WORKLOAD, action, identityAllows: EVERYTHING })).toBe('ExplicitlyDenied');
+  });
+});
+
+describe.each([
+  ['delegated to the account', DELEGATED, 'Allowed'],
+  ['restricted to a key administrator', RESTRICTED, 'ImplicitlyDenied'],
+])('an IAM administrator of the key account (kms:* on *), administration %s,', (_, keyPolicy, putKeyPolicy) => {
+  const asAdmin = (action: string, context?: Context) =>
+    decide({ principal: IAM_ADMIN, action, context, identityAllows: EVERYTHING, keyPolicy });
+
+  test('cannot unseal, with or without an attestation of an allowed image', async () => {
+    expect(await asAdmin('kms:Decrypt', attested(IMAGE_1))).toBe('ImplicitlyDenied');
+    expect(await asAdmin('kms:Decrypt', sealedContext())).toBe('ExplicitlyDenied');
+  });
+
+  test('cannot give itself or anyone a grant', async () => {
+    expect(await asAdmin('kms:CreateGrant')).toBe('ExplicitlyDenied');
+  });
+
+  test('cannot re-encrypt sealed data keys under a key it controls', async () => {
+    expect(await asAdmin('kms:ReEncryptFrom', sealedContext())).toBe('ExplicitlyDenied');
+  });
+
+  test.each(['kms:GenerateDataKey', 'kms:Encrypt', 'kms:GenerateDataKeyWithoutPlaintext'])(
+    'cannot seal a substitute model with %s',
+    async (action) => {
+      expect(await asAdmin(action, sealedContext())).toBe('ImplicitlyDenied');
+    },
+  );
+
+  // Delegated administration is documented to give this power to the account's administrators: with it, they can
+  // write themselves a decrypt statement. Restricting administration to named principals takes it away.
+  test(`changes the key policy: ${putKeyPolicy}`, async () => {
+    expect(await asAdmin('kms:PutKeyPolicy')).toBe(putKeyPolicy);
+  });
+});
+
+describe('the named key administrator (restricted administration)', () => {
+  const asKeyAdmin = (action: string, context?: Context, identityAllows?: string[]) =>
+    decide({ principal: KEY_ADMIN, action, context, identityAllows, keyPolicy: RESTRICTED });
+
+  test('manages the key on the strength of the key policy alone', async () => {
+    expect(await asKeyAdmin('kms:PutKeyPolicy')).toBe('Allowed');
+    expect(await asKeyAdmin('kms:ScheduleKeyDeletion')).toBe('Allowed');
+  });
+
+  test('cannot unseal or seal, even with kms:* in its identity policy', async () => {
+    expect(await asKeyAdmin('kms:Decrypt', attested(IMAGE_1), EVERYTHING)).toBe('ImplicitlyDenied');
+    expect(await asKeyAdmin('kms:GenerateDataKey', sealedContext(), EVERYTHING)).toBe('ImplicitlyDenied');
+  });
+
+  test('is not an administrator of the default, delegated key without an identity policy', async () => {
+    expect(await decide({ principal: KEY_ADMIN, action: 'kms:PutKeyPolicy' })).toBe('ImplicitlyDenied');
+  });
+});
+
+describe('the model owner in another account', () => {
+  const OWNER_ALLOWS = ['kms:GenerateDataKey', 'kms:Decrypt', 'kms:DescribeKey'];
+  const asOwner = (action: string, context?: Context, principal = OWNER) =>
+    decide({ principal, action, context, identityAllows: OWNER_ALLOWS, identityResource: KEY_ARN });
+
+  test('seals the named model', async () => {
+    expect(await asOwner('kms:GenerateDataKey', sealedContext())).toBe('Allowed');
+    expect(await asOwner('kms:DescribeKey')).toBe('Allowed');
+  });
+
+  test('cannot seal a model the key is not for, or a data key bound to no model', async () => {
+    expect(await asOwner('kms:GenerateDataKey', sealedContext('other'))).toBe('ImplicitlyDenied');
+    expect(await asOwner('kms:GenerateDataKey', NO_MODEL)).toBe('ImplicitlyDenied');
+    expect(await asOwner('kms:GenerateDataKey', {})).toBe('ImplicitlyDenied');
+  });
+
+  test('cannot unseal, even presenting an attestation of an allowed image', async () => {
+    expect(await asOwner('kms:Decrypt', attested(IMAGE_1))).toBe('ImplicitlyDenied');
+    expect(await asOwner('kms:Decrypt', sealedContext())).toBe('ExplicitlyDenied');
+  });
+
+  test('shares nothing with the other principals of its account', async () => {
+    expect(await asOwner('kms:GenerateDataKey', sealedContext(), OWNER_COLLEAGUE)).toBe('ImplicitlyDenied');
+  });
+});
+
+describe.each([
+  ['an unrelated principal of another account, with kms:* in its identity policy', STRANGER, EVERYTHING],
+  ['an anonymous caller', anonymousPrincipal, undefined],
+])('%s', (_, principal, identityAllows) => {
+  test.each([
+    ['kms:Decrypt', ' with an attestation of an allowed image', attested(IMAGE_1)],
+    ['kms:Decrypt', ' without an attestation', sealedContext()],
+    ['kms:GenerateDataKey', ' for the named model', sealedContext()],
+    ['kms:CreateGrant', '', undefined],
+    ['kms:DescribeKey', '', undefined],
+    ['kms:PutKeyPolicy', '', undefined],
+    ['kms:ScheduleKeyDeletion', '', undefined],
+  ])('is refused %s%s', async (action, _detail, context) => {
+    expect(await decide({ principal, action, context, identityAllows })).not.toBe('Allowed');
+  });
+});
