@@ -101,3 +101,19 @@ export function pinnedPcrs(measurements: PcrMeasurements): PcrValue[] {
   ];
   return entries.filter((e): e is [number, string] => e[1] !== undefined).map(([index, value]) => ({ index, value }));
 }
+
+/**
+ * The tags an attestable image's measurements are published under, on the AMI itself: written by the image's
+ * publish script from its build's `pcr_measurements.json`, read back at deploy time and by the CLI. This is the one
+ * definition of the contract; every reader and writer uses these keys.
+ *
+ * PCR values are SHA-384 hex. `measurementsSha256` is the SHA-256 (hex) of the `pcr_measurements.json` file the
+ * values were copied from, so a reviewer can check the tags against the build's artifact.
+ */
+export const MEASUREMENT_TAGS = {
+  pcr4: 'sealed-inference:pcr4',
+  pcr7: 'sealed-inference:pcr7',
+  pcr12: 'sealed-inference:pcr12',
+  recipeVersion: 'sealed-inference:recipe-version',
+  measurementsSha256: 'sealed-inference:measurements-sha256',
+} as const;
