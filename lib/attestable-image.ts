@@ -1,5 +1,7 @@
 import { Token } from 'aws-cdk-lib';
+import { Construct } from 'constructs';
 import { checkPinsImage, normalizePcrValue, PcrMeasurements } from './measurements';
+import { PublishedImageMeasurements, PublishedImageMeasurementsProps } from './published-image';
 
 /**
  * An attestable AMI and the measurements its boot chain produces, which a key policy can be sealed to.
@@ -25,9 +27,7 @@ export class AttestableImage {
    * or by PCR7 (Secure Boot).
    */
   public static fromMeasurements(imageId: string, measurements: PcrMeasurements): IAttestableImage {
-    if (!Token.isUnresolved(imageId) && !AMI_ID.test(imageId)) {
-      throw new Error(`Image id must look like ami-0123456789abcdef0, got ${JSON.stringify(imageId)}`);
-    }
+    checkImageId(imageId);
     const normalize = (name: string, value: string | undefined) =>
       value === undefined || Token.isUnresolved(value) ? value : normalizePcrValue(`${name} of ${imageId}`, value);
     const normalized: PcrMeasurements = {
@@ -39,5 +39,29 @@ export class AttestableImage {
     return { imageId, measurements: normalized };
   }
 
+  /**
+   * An image whose measurements are read at deploy time from the tags its build published on the AMI
+   * (`MEASUREMENT_TAGS`), by a custom resource: PCR4 and PCR12 for a standard-boot image, PCR7 with `secureBoot`.
+   *
+   * The values are the custom resource's attributes, so a key policy sealed to the image depends on the read:
+   * CloudFormation reads the image before it changes the policy, and a failing read (image unavailable, not UEFI
+   * with TPM 2.0, owned by another account, missing or malformed tags, digest mismatch) fails the deployment
+   * before the policy changes. One reader Lambda serves the whole stack.
+   */
+  public static fromPublishedMeasurements(
+    scope: Construct,
+    id: string,
+    props: PublishedImageMeasurementsProps,
+  ): IAttestableImage {
+    checkImageId(props.imageId);
+    return new PublishedImageMeasurements(scope, id, props);
+  }
+
   private constructor() {}
+}
+
+function checkImageId(imageId: string): void {
+  if (!Token.isUnresolved(imageId) && !AMI_ID.test(imageId)) {
+    throw new Error(`Image id must look like ami-0123456789abcdef0, got ${JSON.stringify(imageId)}`);
+  }
 }

@@ -2,6 +2,8 @@ export * from './measurements';
 export * from './model-identity';
 export * from './appliance-config';
 export * from './attestable-image';
+export * from './published-measurements';
+export * from './published-image';
 export * from './key-administration';
 export * from './sealed-model-key';
 export * from './model-bucket';
