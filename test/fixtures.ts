@@ -1,5 +1,6 @@
+import type { Image } from '@aws-sdk/client-ec2';
 import { App, Stack } from 'aws-cdk-lib';
-import { AttestableImage, IAttestableImage } from '../lib';
+import { AttestableImage, IAttestableImage, MEASUREMENT_TAGS } from '../lib';
 
 /** A SHA-384 hex value made of one repeated byte, e.g. hex384('a4'). */
 export function hex384(byte: string): string {
@@ -23,4 +24,35 @@ export const SECURE_BOOT_IMAGE: IAttestableImage = AttestableImage.fromMeasureme
 /** A stack in a fixed account and Region. */
 export function testStack(): Stack {
   return new Stack(new App(), 'Test', { env: { account: '111111111111', region: 'eu-west-1' } });
+}
+
+/** The SHA-256 the published image's digest tag carries. */
+export const DIGEST = 'ab'.repeat(32);
+
+/**
+ * An available UEFI/TPM 2.0/IMDSv2 image publishing every measurement tag, as DescribeImages returns it.
+ * A tag set to 'omit' is left out.
+ */
+export function publishedImage(overrides: Partial<Image> = {}, tags: Record<string, string> = {}): Image {
+  const all: Record<string, string> = {
+    [MEASUREMENT_TAGS.pcr4]: hex384('A4'),
+    [MEASUREMENT_TAGS.pcr7]: hex384('57'),
+    [MEASUREMENT_TAGS.pcr12]: hex384('00'),
+    [MEASUREMENT_TAGS.recipeVersion]: '1.2.0',
+    [MEASUREMENT_TAGS.measurementsSha256]: DIGEST,
+    Name: 'inference',
+    ...tags,
+  };
+  return {
+    ImageId: 'ami-0123456789abcdef0',
+    OwnerId: '111111111111',
+    State: 'available',
+    BootMode: 'uefi',
+    TpmSupport: 'v2.0',
+    ImdsSupport: 'v2.0',
+    Tags: Object.entries(all)
+      .filter(([, value]) => value !== 'omit')
+      .map(([Key, Value]) => ({ Key, Value })),
+    ...overrides,
+  };
 }
