@@ -53,7 +53,7 @@ export class PublishedImageMeasurements extends Construct implements IAttestable
   public readonly imageId: string;
   public readonly measurements: PcrMeasurements;
 
-  /** Warnings of the reader, joined with '; ' (empty when none), e.g. an image that does not default to IMDSv2. */
+  /** Warnings of the reader, joined with '; ' ('none' when none), e.g. an image that does not default to IMDSv2. */
   public readonly warnings: string;
 
   /** The custom resource that reads the image. */
@@ -77,7 +77,8 @@ export class PublishedImageMeasurements extends Construct implements IAttestable
     const properties: PublishedMeasurementsProperties = {
       ImageId: props.imageId,
       SecureBoot: String(props.secureBoot ?? false),
-      ExpectedMeasurementsSha256: expected?.toLowerCase(),
+      // A Token (e.g. a parameter) must reach the template intact; the handler compares case-insensitively anyway.
+      ExpectedMeasurementsSha256: expected && !Token.isUnresolved(expected) ? expected.toLowerCase() : expected,
       AllowedOwnerAccounts: props.allowedOwnerAccounts,
     };
     this.resource = new CustomResource(this, 'Resource', {

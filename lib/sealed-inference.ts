@@ -9,12 +9,16 @@ import { IsolatedNetwork } from './isolated-network';
 import { KeyAdministration } from './key-administration';
 import { pinnedPcrs } from './measurements';
 import { ModelBucket } from './model-bucket';
+import { PublishedImageMeasurements } from './published-image';
 import { SealedModelKey } from './sealed-model-key';
 import { ZeroOperatorAccessSecurityGroup } from './zero-operator-access';
 
 /** Properties of {@link SealedInference}. */
 export interface SealedInferenceProps {
-  /** The attestable image the instance runs. */
+  /**
+   * The attestable image the instance runs, with its measurements pinned (`AttestableImage.fromMeasurements`) or
+   * read from its tags at deploy time (`AttestableImage.fromPublishedMeasurements`).
+   */
   readonly image: IAttestableImage;
 
   /**
@@ -183,6 +187,9 @@ export class SealedInference extends Construct {
       output(`AllowedImage${i + 1}Id`, image.imageId, `Image ${i + 1} the key unseals for`);
       for (const { index, value } of pinnedPcrs(image.measurements)) {
         output(`AllowedImage${i + 1}Pcr${index}`, value, `PCR${index} the key requires of image ${i + 1}`);
+      }
+      if (image instanceof PublishedImageMeasurements) {
+        output(`AllowedImage${i + 1}Warnings`, image.warnings, `What the deploy-time reader noticed about image ${i + 1}`);
       }
     });
     output('KeyArn', this.key.keyArn, 'The sealing key');

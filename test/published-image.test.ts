@@ -63,6 +63,17 @@ test('the key policy depends on the read, so a failing read stops the deployment
   expect(reader.DependsOn).toEqual([expect.stringMatching(/^SealedInferencePublishedMeasurementsProviderDescribeImages/)]);
 });
 
+test('outputs the measurements actually applied and what the reader noticed', () => {
+  const stack = testStack();
+  inference(stack);
+  const outputs = Template.fromStack(stack).toJSON().Outputs as Record<string, { Value: unknown }>;
+  const value = (prefix: string) => Object.entries(outputs).find(([id]) => id.startsWith(prefix))?.[1].Value;
+  expect(value('InferenceAllowedImage1Pcr4')).toEqual({ 'Fn::GetAtt': [expect.stringMatching(/^Image/), 'Pcr4'] });
+  expect(value('InferenceAllowedImage1Pcr12')).toEqual({ 'Fn::GetAtt': [expect.stringMatching(/^Image/), 'Pcr12'] });
+  expect(value('InferenceAllowedImage1Warnings')).toEqual({ 'Fn::GetAtt': [expect.stringMatching(/^Image/), 'Warnings'] });
+  expect(value('InferenceAllowedImage2Warnings')).toBeUndefined(); // pinned: nothing was read
+});
+
 test('one provider per stack, allowed only ec2:DescribeImages, on a current Node.js runtime', () => {
   const stack = testStack();
   AttestableImage.fromPublishedMeasurements(stack, 'A', { imageId: 'ami-0123456789abcdef0' });

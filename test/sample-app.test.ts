@@ -4,14 +4,21 @@ import * as s3 from 'aws-cdk-lib/aws-s3';
 import { addComplianceChecks } from '../bin/compliance';
 import { SampleStack, sampleStackPropsFromContext } from '../bin/sample-stack';
 import cdkJson from '../cdk.json';
+import { hex384 } from './fixtures';
 
 /** The sample app as `npx cdk synth` builds it, from the context in cdk.json. */
 function sampleApp(context: Record<string, unknown> = {}) {
   const app = new App({ context: { ...cdkJson.context, ...context } });
   const stack = new SampleStack(app, 'SealedInference', sampleStackPropsFromContext(app));
   addComplianceChecks(app);
-  return { app, stack };
+  return { app, stack, template: () => Template.fromStack(stack) };
 }
+
+const PINNED = { imageId: 'ami-0123456789abcdef0', pcr4: hex384('a4'), pcr12: hex384('00') };
+const unsealConditions = (template: Template) =>
+  Object.values(template.findResources('AWS::KMS::Key'))[0]
+    .Properties.KeyPolicy.Statement.filter((s: { Sid: string }) => s.Sid.startsWith('UnsealOnlyOnAttestedImage'))
+    .map((s: { Condition: { StringEqualsIgnoreCase: unknown } }) => s.Condition.StringEqualsIgnoreCase);
 
 test('synthesizes with no credentials, environment-agnostic, and no unacknowledged cdk-nag finding', () => {
   const { app, stack } = sampleApp();
@@ -19,25 +26,57 @@ test('synthesizes with no credentials, environment-agnostic, and no unacknowledg
   expect(() => app.synth()).not.toThrow();
 });
 
-test('says clearly that the shipped image values are examples', () => {
-  const { stack } = sampleApp();
-  Annotations.fromStack(stack).hasWarning('/SealedInference', Match.stringLikeRegexp('EXAMPLE values from cdk.json'));
+test('takes the image as a parameter by default and reads its measurements at deploy time', () => {
+  const template = sampleApp().template();
+  template.hasParameter('ImageId', { Type: 'AWS::EC2::Image::Id' });
+  template.hasParameter('ExpectedMeasurementsSha256', { Default: '', AllowedPattern: '^([0-9a-fA-F]{64})?$' });
+  template.hasResourceProperties('Custom::PublishedImageMeasurements', {
+    ImageId: { Ref: 'ImageId' },
+    SecureBoot: 'false',
+    ExpectedMeasurementsSha256: { Ref: 'ExpectedMeasurementsSha256' },
+  });
+  template.hasResourceProperties('AWS::EC2::Instance', { ImageId: { Ref: 'ImageId' } });
+  expect(unsealConditions(template)).toEqual([
+    {
+      'kms:RecipientAttestation:NitroTPMPCR4': { 'Fn::GetAtt': [expect.stringMatching(/^Image/), 'Pcr4'] },
+      'kms:RecipientAttestation:NitroTPMPCR12': { 'Fn::GetAtt': [expect.stringMatching(/^Image/), 'Pcr12'] },
+    },
+  ]);
 });
 
-test('does not call real values examples', () => {
-  const image = { ...cdkJson.context['sealed-inference:image'], example: undefined };
-  const { stack } = sampleApp({ 'sealed-inference:image': image });
-  expect(Annotations.fromStack(stack).findWarning('*', Match.stringLikeRegexp('EXAMPLE'))).toEqual([]);
+test('reads a Secure Boot image as PCR7 when context says so', () => {
+  const template = sampleApp({ 'sealed-inference:secureBoot': 'true' }).template();
+  expect(unsealConditions(template)).toEqual([
+    { 'kms:RecipientAttestation:NitroTPMPCR7': { 'Fn::GetAtt': [expect.stringMatching(/^Image/), 'Pcr7'] } },
+  ]);
+});
+
+test('pins the measurements in the template when context gives them, with no parameter', () => {
+  const { app, template } = sampleApp({ 'sealed-inference:image': JSON.stringify(PINNED) });
+  expect(template().toJSON().Parameters.ImageId).toBeUndefined();
+  template().resourceCountIs('Custom::PublishedImageMeasurements', 0);
+  expect(unsealConditions(template())).toEqual([
+    { 'kms:RecipientAttestation:NitroTPMPCR4': hex384('a4'), 'kms:RecipientAttestation:NitroTPMPCR12': hex384('00') },
+  ]);
+  expect(() => app.synth()).not.toThrow();
+});
+
+test('allows a next image during an upgrade, read at deploy time or pinned', () => {
+  const read = sampleApp({ 'sealed-inference:nextImage': 'ami-0fedcba9876543210' }).template();
+  expect(unsealConditions(read)).toHaveLength(2);
+  read.hasResourceProperties('Custom::PublishedImageMeasurements', { ImageId: 'ami-0fedcba9876543210' });
+  const pinned = sampleApp({ 'sealed-inference:nextImage': PINNED }).template();
+  expect(unsealConditions(pinned)[1]).toMatchObject({ 'kms:RecipientAttestation:NitroTPMPCR4': hex384('a4') });
 });
 
 test('writes every acknowledgment and its reason into the template metadata', () => {
-  const { stack } = sampleApp();
-  const instance = Object.values(Template.fromStack(stack).findResources('AWS::EC2::Instance'))[0];
+  const template = sampleApp().template();
+  const instance = Object.values(template.findResources('AWS::EC2::Instance'))[0];
   expect(instance.Metadata.cdk_nag.rules_to_suppress).toEqual(
     expect.arrayContaining([{ id: 'AwsSolutions-EC29', reason: expect.stringContaining('replaced on every image upgrade') }]),
   );
   type Acknowledged = { Metadata?: { cdk_nag?: { rules_to_suppress: Array<{ reason: string }> } } };
-  const resources = Object.values(Template.fromStack(stack).toJSON().Resources) as Acknowledged[];
+  const resources = Object.values(template.toJSON().Resources) as Acknowledged[];
   for (const rule of resources.flatMap((r) => r.Metadata?.cdk_nag?.rules_to_suppress ?? [])) {
     expect(rule.reason.length).toBeGreaterThan(30);
   }
@@ -51,19 +90,19 @@ test('fails synthesis on a finding nobody acknowledged', () => {
 
 test('reads the model owner from context', () => {
   const ownerArn = 'arn:aws:iam::222222222222:role/owner';
-  const { stack } = sampleApp({ 'sealed-inference:modelOwnerArn': ownerArn });
-  expect(JSON.stringify(Template.fromStack(stack).findResources('AWS::KMS::Key'))).toContain(ownerArn);
+  const { stack, template } = sampleApp({ 'sealed-inference:modelOwnerArn': ownerArn });
+  expect(JSON.stringify(template().findResources('AWS::KMS::Key'))).toContain(ownerArn);
   expect(Annotations.fromStack(stack).findWarning('*', Match.stringLikeRegexp('No model owner'))).toEqual([]);
 });
 
 test('names the context key to set when one is missing', () => {
-  const app = new App({ context: { 'sealed-inference:image': cdkJson.context['sealed-inference:image'] } });
-  expect(() => sampleStackPropsFromContext(app)).toThrow(
+  expect(() => sampleStackPropsFromContext(new App())).toThrow(
     'Context sealed-inference:modelName is not set: set it in cdk.json or with -c sealed-inference:modelName=...',
   );
 });
 
-test('rejects malformed measurements from context at synth time', () => {
-  const image = { ...cdkJson.context['sealed-inference:image'], pcr4: 'abc' };
-  expect(() => sampleApp({ 'sealed-inference:image': image })).toThrow(/PCR4 of ami-0123456789abcdef0 must be a SHA-384/);
+test('rejects malformed pinned measurements from context at synth time', () => {
+  expect(() => sampleApp({ 'sealed-inference:image': { ...PINNED, pcr4: 'abc' } })).toThrow(
+    /PCR4 of ami-0123456789abcdef0 must be a SHA-384/,
+  );
 });

@@ -39,7 +39,7 @@ describe('with a mocked EC2 client', () => {
         Pcr12: hex384('00'),
         RecipeVersion: '1.2.0',
         MeasurementsSha256: DIGEST,
-        Warnings: '',
+        Warnings: 'none',
       },
     });
     expect(ec2.commandCalls(DescribeImagesCommand)).toHaveLength(1);

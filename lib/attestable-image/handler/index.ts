@@ -62,7 +62,7 @@ export async function handler(event: OnEventRequest): Promise<OnEventResponse> {
     Pcr12: published.pcr12,
     RecipeVersion: published.recipeVersion,
     MeasurementsSha256: published.measurementsSha256,
-    Warnings: published.warnings.join('; '),
+    Warnings: published.warnings.join('; ') || 'none',
   };
   for (const warning of published.warnings) console.warn(warning);
   return {

@@ -20,7 +20,7 @@ export interface PublishedMeasurementsAttributes {
   readonly Pcr12?: string;
   readonly RecipeVersion?: string;
   readonly MeasurementsSha256?: string;
-  /** Warnings joined with '; ', empty when there are none. */
+  /** Warnings joined with '; ', or 'none' (a stack output may not be empty). */
   readonly Warnings: string;
 }
 
