@@ -1,0 +1,46 @@
+/** Reads exact byte counts from a stream of buffers of any sizes (a file stream, an S3 object body). */
+export class ByteReader {
+  private readonly iterator: AsyncIterator<Buffer | Uint8Array>;
+  private pending: Buffer[] = [];
+  private pendingLength = 0;
+  private done = false;
+
+  constructor(source: AsyncIterable<Buffer | Uint8Array>) {
+    this.iterator = source[Symbol.asyncIterator]();
+  }
+
+  /** Exactly `n` bytes, or fewer only at the end of the stream. */
+  public async read(n: number): Promise<Buffer> {
+    await this.fill(n);
+    const all = this.pending.length === 1 ? this.pending[0] : Buffer.concat(this.pending, this.pendingLength);
+    const result = all.subarray(0, Math.min(n, all.length));
+    const rest = all.subarray(result.length);
+    this.pending = rest.length > 0 ? [rest] : [];
+    this.pendingLength = rest.length;
+    return result;
+  }
+
+  /** Whether the stream has no byte left. */
+  public async atEnd(): Promise<boolean> {
+    await this.fill(1);
+    return this.pendingLength === 0;
+  }
+
+  /** Stops reading the source (e.g. closes the file or the HTTP response). */
+  public async close(): Promise<void> {
+    await this.iterator.return?.();
+  }
+
+  private async fill(n: number): Promise<void> {
+    while (this.pendingLength < n && !this.done) {
+      const { value, done } = await this.iterator.next();
+      if (done) {
+        this.done = true;
+      } else if (value.length > 0) {
+        const chunk = Buffer.isBuffer(value) ? value : Buffer.from(value.buffer, value.byteOffset, value.length);
+        this.pending.push(chunk);
+        this.pendingLength += chunk.length;
+      }
+    }
+  }
+}

@@ -1,0 +1,140 @@
+import { createDecipheriv, randomBytes } from 'crypto';
+import { open, rename, unlink } from 'fs/promises';
+import * as path from 'path';
+import { ByteReader } from './byte-reader';
+import {
+  additionalData,
+  chunkCount,
+  chunkLength,
+  decodeTrailer,
+  deriveSubKeys,
+  headerDigest,
+  readHeader,
+  SealedHeader,
+  SealedTrailer,
+  TAG_LENGTH,
+  TRAILER_PLAINTEXT_LENGTH,
+  verifyHeader,
+  nonce,
+  wipe,
+} from './format';
+import { checkManifestHeader, checkManifestTrailer, SealedModelManifest } from './manifest';
+import { PlaintextDigests } from './plaintext-digests';
+import { SealedModelError } from './sealed-model-error';
+import { cryptInSlices } from './slices';
+
+/** How to unseal. */
+export interface UnsealOptions {
+  /** The 32-byte data key. The caller wipes it; unsealing wipes the keys it derives. */
+  readonly dataKey: Buffer;
+  /** The model's manifest: every field the unsealer relies on is checked against the authenticated file. */
+  readonly manifest?: SealedModelManifest;
+  /** Called after each chunk with the plaintext bytes verified so far. */
+  readonly onProgress?: (bytes: number, total: number) => void;
+}
+
+/** What was unsealed. */
+export interface UnsealResult {
+  readonly header: SealedHeader;
+  readonly trailer: SealedTrailer;
+}
+
+/**
+ * Unseals a sealed model streamed from `source` into `destination`.
+ *
+ * The plaintext goes to a temporary file beside the destination (mode 0600) that is renamed only after every
+ * chunk, the trailer and the digests are verified; on any failure it is removed, so no plaintext is left behind.
+ * Errors are {@link SealedModelError}s saying what failed: wrong key, tampered chunk N, truncated, trailing data,
+ * unsupported version, manifest mismatch.
+ */
+export async function unseal(
+  source: AsyncIterable<Buffer | Uint8Array>,
+  destination: string,
+  options: UnsealOptions,
+): Promise<UnsealResult> {
+  const reader = new ByteReader(source);
+  const temporary = path.join(
+    path.dirname(destination),
+    `.${path.basename(destination)}.${randomBytes(6).toString('hex')}.partial`,
+  );
+  const output = await open(temporary, 'wx', 0o600);
+  const digests = new PlaintextDigests();
+  let keys;
+  let renamed = false;
+  try {
+    const exact = async (n: number, what: string) => {
+      const bytes = await reader.read(n);
+      if (bytes.length < n) throw new SealedModelError('truncated', `the sealed model ends inside ${what}`);
+      return bytes;
+    };
+    const raw = await readHeader((n) => exact(n, 'the header'));
+    const header = raw.header;
+    const digestOfHeader = headerDigest(raw.body);
+    if (options.manifest) checkManifestHeader(options.manifest, header, digestOfHeader.toString('hex'));
+    keys = deriveSubKeys(options.dataKey, header);
+    verifyHeader(raw, keys.header);
+
+    const count = chunkCount(header);
+    for (let index = 0; index < count; index++) {
+      const record = await exact(chunkLength(header, index) + TAG_LENGTH, `chunk ${index} of ${count}`);
+      const plaintext = openRecord(keys.chunks, digestOfHeader, index, false, record, `chunk ${index} of ${count}`);
+      await digests.update(plaintext);
+      await output.writev(plaintext);
+      options.onProgress?.(Math.min(header.plaintextSize, (index + 1) * header.chunkSize), header.plaintextSize);
+    }
+    const sealedTrailer = await exact(TRAILER_PLAINTEXT_LENGTH + TAG_LENGTH, 'the trailer');
+    const trailer = decodeTrailer(
+      Buffer.concat(openRecord(keys.chunks, digestOfHeader, count, true, sealedTrailer, 'the trailer')),
+    );
+    if (!(await reader.atEnd())) {
+      throw new SealedModelError('trailing-data', 'the sealed model has bytes after its final record');
+    }
+    const computed = await digests.digest();
+    if (
+      trailer.plaintextSize !== header.plaintextSize ||
+      trailer.sha256 !== computed.sha256 ||
+      trailer.sha384 !== computed.sha384
+    ) {
+      throw new SealedModelError('tampered', 'the unsealed model does not match the digests sealed with it');
+    }
+    if (options.manifest) checkManifestTrailer(options.manifest, trailer);
+
+    await output.sync();
+    await output.close();
+    await rename(temporary, destination);
+    renamed = true;
+    return { header, trailer };
+  } finally {
+    wipe(keys?.header, keys?.chunks);
+    await digests.close();
+    await reader.close();
+    if (!renamed) {
+      await output.close().catch(() => undefined);
+      await unlink(temporary).catch(() => undefined);
+    }
+  }
+}
+
+/** Decrypts and authenticates one record; the plaintext pieces are released to the caller only once verified. */
+function openRecord(
+  key: Buffer,
+  digestOfHeader: Buffer,
+  index: number,
+  final: boolean,
+  record: Buffer,
+  what: string,
+): Buffer[] {
+  const decipher = createDecipheriv('aes-256-gcm', key, nonce(index));
+  decipher.setAAD(additionalData(digestOfHeader, index, final));
+  decipher.setAuthTag(record.subarray(record.length - TAG_LENGTH));
+  const pieces = cryptInSlices(decipher, record.subarray(0, record.length - TAG_LENGTH));
+  try {
+    decipher.final();
+  } catch {
+    throw new SealedModelError(
+      'tampered',
+      `${what} fails authentication: it was modified, moved, duplicated or replaced`,
+    );
+  }
+  return pieces;
+}
