@@ -82,8 +82,15 @@ function errorXml(code: string, message: string): string {
   );
 }
 
-/** Runs `body` with the SDK pointed at `endpoint` with dummy credentials, restoring the environment after. */
-export async function withEc2Endpoint<T>(endpoint: string, body: () => Promise<T>): Promise<T> {
+/**
+ * Runs `body` with the SDK pointed at `endpoint` with dummy credentials, restoring the environment after.
+ * `overrides` changes or (with `undefined`) removes more variables, e.g. `AWS_REGION`.
+ */
+export async function withEc2Endpoint<T>(
+  endpoint: string,
+  body: () => Promise<T>,
+  overrides: Record<string, string | undefined> = {},
+): Promise<T> {
   const env = {
     AWS_ENDPOINT_URL_EC2: endpoint,
     AWS_REGION: 'eu-west-1',
@@ -91,6 +98,7 @@ export async function withEc2Endpoint<T>(endpoint: string, body: () => Promise<T
     AWS_SECRET_ACCESS_KEY: 'fake-secret',
     AWS_SESSION_TOKEN: undefined,
     AWS_PROFILE: undefined,
+    ...overrides,
   };
   const saved = Object.fromEntries(Object.keys(env).map((k) => [k, process.env[k]]));
   const set = (values: Record<string, string | undefined>) => {
@@ -104,5 +112,23 @@ export async function withEc2Endpoint<T>(endpoint: string, body: () => Promise<T
     return await body();
   } finally {
     set(saved);
+  }
+}
+
+/**
+ * Starts a fake answering `answers`, runs `body` with the SDK pointed at it (see {@link withEc2Endpoint}), stops it,
+ * and returns what `body` returned with the requests the fake received.
+ */
+export async function withFakeEc2<T>(
+  answers: FakeEc2Answer[],
+  body: () => Promise<T>,
+  overrides: Record<string, string | undefined> = {},
+): Promise<{ result: T; requests: URLSearchParams[] }> {
+  const fake = await FakeEc2.start(answers);
+  try {
+    const result = await withEc2Endpoint(fake.endpoint, body, overrides);
+    return { result, requests: fake.requests };
+  } finally {
+    await fake.stop();
   }
 }

@@ -4,7 +4,7 @@ import * as path from 'path';
 import { handler, MAX_ATTEMPTS } from '../../lib/attestable-image/handler';
 import type { OnEventRequest, OnEventResponse } from '../../lib/attestable-image/handler/types';
 import { MEASUREMENT_TAGS } from '../../lib';
-import { FakeEc2, FakeEc2Answer, withEc2Endpoint } from '../fake-ec2';
+import { FakeEc2Answer, withFakeEc2 } from '../fake-ec2';
 import { DIGEST, hex384, publishedImage } from '../fixtures';
 
 const IMAGE_ID = 'ami-0123456789abcdef0';
@@ -122,15 +122,8 @@ describe.each([
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   ['the bundled artifact', () => require(BUNDLE).handler as typeof handler],
 ])('%s, over the EC2 Query protocol', (_name, load) => {
-  async function run(answers: FakeEc2Answer[], event = request('Create')) {
-    const fake = await FakeEc2.start(answers);
-    try {
-      const result = await withEc2Endpoint(fake.endpoint, () => load()(event)).catch((error: Error) => error);
-      return { result, requests: fake.requests };
-    } finally {
-      await fake.stop();
-    }
-  }
+  const run = (answers: FakeEc2Answer[], event = request('Create')) =>
+    withFakeEc2(answers, () => load()(event).catch((error: Error) => error));
 
   test('reads the tags of the image it asked for', async () => {
     const { result, requests } = await run([{ images: [publishedImage()] }]);

@@ -1,4 +1,4 @@
-import { DescribeImagesCommand, EC2Client } from '@aws-sdk/client-ec2';
+import { AMI_ID_PATTERN, describeImage, newEc2Client } from '../../describe-image';
 import { readPublishedMeasurements } from '../../published-measurements';
 import type { OnEventRequest, OnEventResponse, PublishedMeasurementsAttributes } from './types';
 
@@ -10,45 +10,25 @@ import type { OnEventRequest, OnEventResponse, PublishedMeasurementsAttributes }
  * nothing. Throttling and transient errors are retried by the SDK (standard mode, {@link MAX_ATTEMPTS} attempts).
  */
 
-/** Attempts per DescribeImages call, including the first. */
-export const MAX_ATTEMPTS = 6;
+export { MAX_ATTEMPTS } from '../../describe-image';
 
 export async function handler(event: OnEventRequest): Promise<OnEventResponse> {
   if (event.RequestType === 'Delete') return { PhysicalResourceId: event.PhysicalResourceId };
 
   const props = event.ResourceProperties;
   const imageId = props.ImageId;
-  if (typeof imageId !== 'string' || !/^ami-[0-9a-f]{8,17}$/.test(imageId)) {
+  if (typeof imageId !== 'string' || !AMI_ID_PATTERN.test(imageId)) {
     throw new Error(`ImageId must be an AMI id like ami-0123456789abcdef0, got ${JSON.stringify(imageId)}`);
   }
   const stackAccount = event.StackId.split(':')[4];
   const ownerAccounts = [stackAccount, ...(props.AllowedOwnerAccounts ?? [])];
 
-  const ec2 = new EC2Client({ maxAttempts: MAX_ATTEMPTS, retryMode: 'standard' });
-  let images;
+  const ec2 = newEc2Client();
+  let image;
   try {
-    images = (await ec2.send(new DescribeImagesCommand({ ImageIds: [imageId] }))).Images ?? [];
-  } catch (error) {
-    const name = (error as { name?: string }).name ?? '';
-    if (name.startsWith('InvalidAMIID')) {
-      throw new Error(
-        `Image ${imageId} was not found in this account and Region (${name}): check the image id, the Region, and ` +
-          'that the image is shared with this account',
-        { cause: error },
-      );
-    }
-    throw new Error(`Could not describe image ${imageId}: ${(error as Error).message} (${name || 'unknown error'})`, {
-      cause: error,
-    });
+    image = await describeImage(ec2, imageId);
   } finally {
     ec2.destroy();
-  }
-  const image = images.find((i) => i.ImageId === imageId);
-  if (image === undefined) {
-    throw new Error(
-      `Image ${imageId} was not found in this account and Region: check the image id, the Region, and that the ` +
-        'image is shared with this account',
-    );
   }
 
   const published = readPublishedMeasurements(image, {
