@@ -77,16 +77,20 @@ export async function seal(sourcePath: string, sink: SealedSink, options: SealOp
       if (bytesRead !== length) throw changed(sourcePath);
       return buffer;
     };
+    // Reading chunk i + 1 and delivering chunk i - 1 overlap with encrypting chunk i.
     let next = count > 0 ? readChunk(0) : undefined;
+    let delivering: Promise<void> = Promise.resolve();
     for (let index = 0; index < count; index++) {
       const plaintext = await next!;
       next = index + 1 < count ? readChunk(index + 1) : undefined;
       const sealed = sealRecord(keys.chunks, digestOfHeader, index, false, plaintext);
       await digests.update([plaintext]);
-      await sink(sealed);
+      await delivering;
+      delivering = sink(sealed);
       sealedSize += byteLength(sealed);
       options.onProgress?.(Math.min(plaintextSize, (index + 1) * chunkSize));
     }
+    await delivering;
     const { bytesRead } = await file.read(Buffer.alloc(1), 0, 1, plaintextSize);
     if (bytesRead !== 0) throw changed(sourcePath);
 

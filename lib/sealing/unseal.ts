@@ -74,14 +74,20 @@ export async function unseal(
     keys = deriveSubKeys(options.dataKey, header);
     verifyHeader(raw, keys.header);
 
+    // Writing chunk i (then hashing it) overlaps with reading and decrypting chunk i + 1.
     const count = chunkCount(header);
+    let writing: Promise<void> = Promise.resolve();
     for (let index = 0; index < count; index++) {
       const record = await exact(chunkLength(header, index) + TAG_LENGTH, `chunk ${index} of ${count}`);
       const plaintext = openRecord(keys.chunks, digestOfHeader, index, false, record, `chunk ${index} of ${count}`);
-      await digests.update(plaintext);
-      await output.writev(plaintext);
-      options.onProgress?.(Math.min(header.plaintextSize, (index + 1) * header.chunkSize), header.plaintextSize);
+      await writing;
+      const done = Math.min(header.plaintextSize, (index + 1) * header.chunkSize);
+      writing = output.writev(plaintext).then(async () => {
+        await digests.update(plaintext);
+        options.onProgress?.(done, header.plaintextSize);
+      });
     }
+    await writing;
     const sealedTrailer = await exact(TRAILER_PLAINTEXT_LENGTH + TAG_LENGTH, 'the trailer');
     const trailer = decodeTrailer(
       Buffer.concat(openRecord(keys.chunks, digestOfHeader, count, true, sealedTrailer, 'the trailer')),

@@ -1,0 +1,119 @@
+/**
+ * `npm run bench`: sealing and unsealing throughput and peak RSS, against in the same run:
+ *   (a) AES-256-GCM over 8 KiB chunks, the chunking of AWS's sample;
+ *   (b) age (X25519 recipient; ChaCha20-Poly1305 over 64 KiB chunks) on the same file;
+ *   (c) `openssl speed -evp aes-256-gcm`, the cipher's limit on this machine.
+ * Sizes: BENCH_SIZES_GIB (default "1,4"). Files go to BENCH_DIR (default: a new folder in the OS temp dir) and are
+ * removed at the end. Each phase runs in a process of its own so that its peak RSS is its own.
+ */
+import { execFileSync, spawnSync } from 'child_process';
+import { randomBytes } from 'crypto';
+import { cpus, tmpdir, totalmem } from 'os';
+import { closeSync, mkdtempSync, openSync, rmSync, statSync, writeFileSync, writeSync } from 'fs';
+import * as path from 'path';
+import { build } from 'esbuild';
+
+const GIB = 1024 ** 3;
+const MIB = 1024 ** 2;
+
+interface Measurement {
+  readonly what: string;
+  readonly gib: number;
+  readonly seconds: number;
+  readonly maxRssMiB?: number;
+}
+
+function requireTool(tool: string, debianPackage: string): void {
+  if (spawnSync('sh', ['-c', `command -v ${tool}`]).status === 0) return;
+  if (process.getuid?.() === 0) {
+    execFileSync('sh', ['-c', `apt-get update -qq && apt-get install -y -qq ${debianPackage}`], { stdio: 'inherit' });
+    return;
+  }
+  throw new Error(`${tool} is missing: install it with  sudo apt-get install -y ${debianPackage}`);
+}
+
+/** A file of `bytes` random bytes, written in 64 MiB blocks. */
+function randomFile(file: string, bytes: number): void {
+  const fd = openSync(file, 'w');
+  for (let written = 0; written < bytes; written += 64 * MIB) writeSync(fd, randomBytes(Math.min(64 * MIB, bytes - written)));
+  closeSync(fd);
+}
+
+/** Runs a command under GNU time semantics: wall seconds and the child's peak RSS, from /proc via `node`. */
+function timed(command: string, args: string[]): { seconds: number; maxRssMiB: number } {
+  const start = process.hrtime.bigint();
+  const result = spawnSync('/usr/bin/env', ['time', '-f', '%M', command, ...args], { encoding: 'utf8' });
+  const seconds = Number(process.hrtime.bigint() - start) / 1e9;
+  if (result.status !== 0) throw new Error(`${command} ${args.join(' ')} failed: ${result.stderr}`);
+  const maxRssKiB = Number(result.stderr.trim().split('\n').pop());
+  return { seconds, maxRssMiB: maxRssKiB / 1024 };
+}
+
+async function main(): Promise<void> {
+  requireTool('age', 'age');
+  requireTool('openssl', 'openssl');
+  requireTool('time', 'time');
+  const sizes = (process.env.BENCH_SIZES_GIB ?? '1,4').split(',').map(Number);
+  const dir = process.env.BENCH_DIR ?? mkdtempSync(path.join(tmpdir(), 'sealing-bench-'));
+  const phase = path.join(dir, 'run-phase.js');
+  await build({
+    entryPoints: [path.join(__dirname, 'run-phase.ts')],
+    bundle: true,
+    platform: 'node',
+    target: 'node20',
+    outfile: phase,
+    logLevel: 'warning',
+  });
+  const key = path.join(dir, 'data.key');
+  writeFileSync(key, randomBytes(32), { mode: 0o600 });
+  const ageKey = path.join(dir, 'age.key');
+  execFileSync('age-keygen', ['-o', ageKey], { stdio: 'ignore' });
+  const recipient = execFileSync('age-keygen', ['-y', ageKey], { encoding: 'utf8' }).trim();
+
+  const results: Measurement[] = [];
+  try {
+    for (const gib of sizes) {
+      const model = path.join(dir, `model-${gib}g.bin`);
+      const file = (suffix: string) => path.join(dir, `model-${gib}g.${suffix}`);
+      randomFile(model, gib * GIB);
+      const run = (what: string, command: string, args: string[]) => {
+        const measured = timed(command, args);
+        results.push({ what, gib, ...measured });
+        console.error(`${what}, ${gib} GiB: ${(gib * 1024 / measured.seconds).toFixed(0)} MiB/s, peak RSS ${measured.maxRssMiB.toFixed(0)} MiB`);
+      };
+      run('seal (this format)', process.execPath, [phase, 'seal', model, file('sealed'), key]);
+      run('unseal (this format)', process.execPath, [phase, 'unseal', file('sealed'), file('unsealed'), key]);
+      if (statSync(file('unsealed')).size !== gib * GIB) throw new Error('unsealed size differs');
+      execFileSync('cmp', [model, file('unsealed')]);
+      rmSync(file('unsealed'));
+      run('AES-256-GCM, 8 KiB chunks (AWS sample)', process.execPath, [phase, 'gcm-8k', model, file('gcm8k'), key]);
+      rmSync(file('gcm8k'));
+      run('age encrypt', 'age', ['-r', recipient, '-o', file('age'), model]);
+      run('age decrypt', 'age', ['-d', '-i', ageKey, '-o', file('age-out'), file('age')]);
+      for (const suffix of ['sealed', 'age', 'age-out']) rmSync(file(suffix));
+      rmSync(model);
+    }
+  } finally {
+    if (!process.env.BENCH_DIR) rmSync(dir, { recursive: true, force: true });
+  }
+
+  const speed = execFileSync('openssl', ['speed', '-evp', 'aes-256-gcm', '-bytes', '16384', '-seconds', '3'], {
+    encoding: 'utf8',
+    stdio: ['ignore', 'pipe', 'ignore'],
+  });
+  const opensslKBps = Number(speed.trim().split('\n').pop()!.trim().split(/\s+/).pop()!.replace('k', ''));
+
+  console.log(`Machine: ${cpus().length} × ${cpus()[0].model}, ${(totalmem() / GIB).toFixed(0)} GiB, Node.js ${process.version}`);
+  console.log('');
+  console.log('| what | size | MiB/s | peak RSS (MiB) |');
+  console.log('|---|---|---|---|');
+  for (const r of results) {
+    console.log(`| ${r.what} | ${r.gib} GiB | ${((r.gib * 1024) / r.seconds).toFixed(0)} | ${r.maxRssMiB?.toFixed(0) ?? ''} |`);
+  }
+  console.log(`| openssl speed -evp aes-256-gcm (16 KiB blocks, one core) | | ${(opensslKBps * 1000 / MIB).toFixed(0)} | |`);
+}
+
+main().catch((error) => {
+  console.error(error instanceof Error ? error.message : error);
+  process.exit(1);
+});
