@@ -1,5 +1,6 @@
 import { Command, CommanderError } from 'commander';
 import { addMeasurementsCommand } from './measurements-command';
+import { addSealCommand } from './seal-command';
 
 /**
  * The `sealed-inference` command line: one subcommand a task, each in its own module under `lib/cli/`. Runtime code:
@@ -54,6 +55,7 @@ export function createProgram(output: CliOutput = PROCESS_OUTPUT): Command {
     })
     .showHelpAfterError(`(add --help for usage)`)
     .exitOverride();
+  addSealCommand(program, output);
   addMeasurementsCommand(program, output);
   return program;
 }
