@@ -1,6 +1,8 @@
 import { Command, CommanderError } from 'commander';
+import { addInspectCommand } from './inspect-command';
 import { addMeasurementsCommand } from './measurements-command';
 import { addSealCommand } from './seal-command';
+import { addUnsealCommand } from './unseal-command';
 
 /**
  * The `sealed-inference` command line: one subcommand a task, each in its own module under `lib/cli/`. Runtime code:
@@ -56,6 +58,8 @@ export function createProgram(output: CliOutput = PROCESS_OUTPUT): Command {
     .showHelpAfterError(`(add --help for usage)`)
     .exitOverride();
   addSealCommand(program, output);
+  addUnsealCommand(program, output);
+  addInspectCommand(program, output);
   addMeasurementsCommand(program, output);
   return program;
 }
