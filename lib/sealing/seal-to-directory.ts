@@ -1,5 +1,5 @@
 import { randomBytes } from 'crypto';
-import { mkdir, open, rename, stat, unlink, writeFile } from 'fs/promises';
+import { mkdir, open, rename, rm, stat, unlink, writeFile } from 'fs/promises';
 import * as path from 'path';
 import { buildManifest, SealedModelManifest } from './manifest';
 import { seal } from './seal';
@@ -38,7 +38,8 @@ export interface SealToDirectoryOptions {
 /**
  * Seals the model at `sourcePath` into `directory` (created if missing). Each file is written under a temporary
  * name and renamed when complete, the manifest after the sealed model, so a present manifest means a complete
- * model; on a failure the temporary file is removed and nothing is renamed.
+ * model: a manifest of an earlier sealing is removed just before the sealed model is replaced. On a failure the
+ * temporary file is removed and nothing is renamed.
  */
 export async function sealToDirectory(
   sourcePath: string,
@@ -62,7 +63,7 @@ export async function sealToDirectory(
     } finally {
       await output.close();
     }
-  });
+  }, () => rm(files.manifest, { force: true }));
   const manifest = buildManifest(result);
   await writeAtomically(files.manifest, (temporary) =>
     writeFile(temporary, `${JSON.stringify(manifest, null, 2)}\n`, { flag: 'wx' }),
@@ -70,14 +71,22 @@ export async function sealToDirectory(
   return { files, manifest };
 }
 
-/** Runs `write` on a temporary file beside `destination`, then renames it there; removes it on failure. */
-async function writeAtomically<T>(destination: string, write: (temporary: string) => Promise<T>): Promise<T> {
+/**
+ * Runs `write` on a temporary file beside `destination`, then `beforeRename`, then renames it there; removes it on
+ * failure.
+ */
+async function writeAtomically<T>(
+  destination: string,
+  write: (temporary: string) => Promise<T>,
+  beforeRename?: () => Promise<void>,
+): Promise<T> {
   const temporary = path.join(
     path.dirname(destination),
     `.${path.basename(destination)}.${randomBytes(6).toString('hex')}.partial`,
   );
   try {
     const result = await write(temporary);
+    await beforeRename?.();
     await rename(temporary, destination);
     return result;
   } catch (error) {
