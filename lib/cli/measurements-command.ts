@@ -2,6 +2,7 @@ import { Command, InvalidArgumentError } from 'commander';
 import { AMI_ID_PATTERN, describeImage, newEc2Client } from '../describe-image';
 import type { PcrMeasurements } from '../measurements';
 import { readPublishedMeasurements } from '../published-measurements';
+import { requireRegion } from './aws-region';
 import type { CliOutput } from './program';
 
 /**
@@ -64,12 +65,7 @@ export async function measurements(
   const ec2 = newEc2Client(options.region);
   let image;
   try {
-    await ec2.config.region().catch(() => {
-      throw new Error(
-        'No AWS Region to read the image in: pass --region <region>, or set AWS_REGION or a region in your AWS ' +
-          'profile (aws configure set region <region>)',
-      );
-    });
+    await requireRegion(ec2, 'to read the image in');
     image = await describeImage(ec2, imageId);
   } finally {
     ec2.destroy();

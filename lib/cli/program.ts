@@ -1,5 +1,8 @@
 import { Command, CommanderError } from 'commander';
+import { addInspectCommand } from './inspect-command';
 import { addMeasurementsCommand } from './measurements-command';
+import { addSealCommand } from './seal-command';
+import { addUnsealCommand } from './unseal-command';
 
 /**
  * The `sealed-inference` command line: one subcommand a task, each in its own module under `lib/cli/`. Runtime code:
@@ -15,13 +18,19 @@ export interface CliOutput {
   readonly stdout: (text: string) => void;
   /** Notes, warnings and errors for a person. */
   readonly stderr: (text: string) => void;
+  /**
+   * Where to draw progress bars, if anywhere: a terminal, as they redraw their line.
+   *
+   * @default - no progress bars
+   */
+  readonly progressStream?: NodeJS.WritableStream;
 }
 
 /** Exit codes. */
 export const EXIT_CODE = {
   /** The command did what was asked. */
   success: 0,
-  /** The command was understood but failed, e.g. the image was refused or the AWS call failed. */
+  /** The command was understood but failed: an image refused, a sealed model that fails to verify, an AWS error. */
   failure: 1,
   /** The command line was wrong: unknown option, missing or malformed argument. */
   usage: 2,
@@ -30,10 +39,11 @@ export const EXIT_CODE = {
 /** The program's name, as the package's `bin` installs it. */
 export const PROGRAM_NAME = 'sealed-inference';
 
-/** The process's own streams. */
+/** The process's own streams, with progress bars on stderr when it is a terminal. */
 export const PROCESS_OUTPUT: CliOutput = {
   stdout: (text) => process.stdout.write(text),
   stderr: (text) => process.stderr.write(text),
+  progressStream: process.stderr.isTTY ? process.stderr : undefined,
 };
 
 /** Builds the program with all its subcommands, writing to `output`. Parse it with `parseAsync` once. */
@@ -47,6 +57,9 @@ export function createProgram(output: CliOutput = PROCESS_OUTPUT): Command {
     })
     .showHelpAfterError(`(add --help for usage)`)
     .exitOverride();
+  addSealCommand(program, output);
+  addUnsealCommand(program, output);
+  addInspectCommand(program, output);
   addMeasurementsCommand(program, output);
   return program;
 }

@@ -1,7 +1,7 @@
 import { MEASUREMENT_TAGS } from '../../lib';
-import { runCli } from '../../lib/cli/program';
 import { FakeEc2Answer, withFakeEc2 } from '../fake-ec2';
 import { DIGEST, hex384, publishedImage } from '../fixtures';
+import { failure, runCaptured } from './capture';
 
 const IMAGE_ID = 'ami-0123456789abcdef0';
 const OWNER = '111111111111';
@@ -12,15 +12,9 @@ async function run(
   answers: FakeEc2Answer[] = [{ images: [publishedImage()] }],
   env: Record<string, string | undefined> = {},
 ) {
-  let stdout = '';
-  let stderr = '';
-  const output = { stdout: (text: string) => (stdout += text), stderr: (text: string) => (stderr += text) };
-  const { result: code, requests } = await withFakeEc2(answers, () => runCli(args, output), env);
-  return { code, stdout, stderr, requests };
+  const { result, requests } = await withFakeEc2(answers, () => runCaptured(args), env);
+  return { ...result, requests };
 }
-
-/** The one line a refused image or a failed call leaves on stderr. */
-const failure = (message: RegExp) => new RegExp(`^sealed-inference: ${message.source}[^\\n]*\\n$`);
 
 describe('success', () => {
   test('prints the PCR4 and PCR12 of a standard-boot image as JSON, and notes on stderr', async () => {

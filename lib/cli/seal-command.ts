@@ -1,0 +1,204 @@
+import { Command, InvalidArgumentError } from 'commander';
+import { stat } from 'fs/promises';
+import * as path from 'path';
+import { sealedModelObjects } from '../appliance-config';
+import { checkModelName } from '../model-identity';
+import { DEFAULT_CHUNK_SIZE, MAX_CHUNK_SIZE } from '../sealing/format';
+import type { SealedModelManifest } from '../sealing/manifest';
+import { sealToDirectory } from '../sealing/seal-to-directory';
+import { requireRegion } from './aws-region';
+import { readDataKeyFile } from './data-key-file';
+import type { CliOutput } from './program';
+import { formatBytes, startProgress } from './progress';
+
+/**
+ * `sealed-inference seal <model-file>`: seals a model with a fresh KMS data key straight into S3 (`--key`,
+ * `--bucket`), or offline with a raw key file into a directory (`--out`, `--data-key-file`) for tests, benchmarks
+ * and air-gapped staging. Prints where the artifacts went and the manifest as JSON.
+ */
+
+/** The command's options, as parsed. */
+export interface SealCommandOptions {
+  readonly key?: string;
+  readonly bucket?: string;
+  /** @default '' */
+  readonly prefix?: string;
+  /** @default - the model file's name without its extension */
+  readonly name?: string;
+  readonly region?: string;
+  /** Bytes; given in MiB on the command line. */
+  readonly chunkSize?: number;
+  readonly out?: string;
+  readonly dataKeyFile?: string;
+}
+
+/** What the command prints: where each artifact is (S3 URIs or paths), and the manifest. */
+export interface SealOutput {
+  readonly artifacts: { readonly sealed: string; readonly dataKey?: string; readonly manifest: string };
+  readonly manifest: SealedModelManifest;
+}
+
+const MiB = 1024 * 1024;
+
+export function addSealCommand(program: Command, output: CliOutput): Command {
+  return program
+    .command('seal')
+    .summary('seal a model with a KMS data key into S3 (or offline, into a directory)')
+    .description(
+      'Seal a model file: encrypt it in authenticated chunks under a fresh KMS data key bound to the model name, ' +
+        'and upload <name>.sealed, <name>.datakey.enc and, last, <name>.manifest.json to S3. With --out and ' +
+        '--data-key-file instead, seal offline with a raw 32-byte key into a directory (tests, benchmarks, ' +
+        'air-gapped staging).',
+    )
+    .argument('<model-file>', 'the model to seal, e.g. llama3.gguf')
+    .option('--key <key>', 'KMS key id, key ARN, alias name (alias/...) or alias ARN to generate the data key with')
+    .option('--bucket <bucket>', 'S3 bucket to upload the sealed model to')
+    .option('--prefix <prefix>', "S3 key prefix: empty or ending in '/', e.g. models/ (default: none)", parsePrefix)
+    .option('--region <region>', 'Region of the key and the bucket (default: AWS_REGION, else your AWS profile)')
+    .option('--name <name>', "the model's name (default: the file's name without its extension)", parseName)
+    .option(
+      '--chunk-size <MiB>',
+      `plaintext MiB per authenticated chunk, up to ${MAX_CHUNK_SIZE / MiB} (default: ${DEFAULT_CHUNK_SIZE / MiB})`,
+      parseChunkSize,
+    )
+    .option('--out <dir>', 'offline: write <name>.sealed and <name>.manifest.json into this directory')
+    .option('--data-key-file <file>', 'offline: the raw 32-byte data key to seal with')
+    .action(async (modelFile: string, options: SealCommandOptions, command: Command) => {
+      const usage = (message: string) =>
+        command.error(`error: ${message}`, { exitCode: 2, code: 'sealed-inference.usage' });
+      const offline = options.out !== undefined || options.dataKeyFile !== undefined;
+      const kms = (['key', 'bucket', 'prefix', 'region'] as const).filter((o) => options[o] !== undefined);
+      if (offline && kms.length > 0) {
+        usage(
+          `--${kms[0]} (sealing with KMS into S3) and --out/--data-key-file (sealing offline) are mutually exclusive`,
+        );
+      }
+      if (offline && (options.out === undefined || options.dataKeyFile === undefined)) {
+        usage('sealing offline needs both --out <dir> and --data-key-file <file>');
+      }
+      if (!offline && (options.key === undefined || options.bucket === undefined)) {
+        usage(
+          'say where to seal to: --key <kms-key> --bucket <bucket> (KMS and S3), or --out <dir> --data-key-file ' +
+            '<file> (offline)',
+        );
+      }
+      const name = options.name ?? path.parse(modelFile).name;
+      try {
+        checkModelName(name);
+      } catch (error) {
+        usage(`${(error as Error).message}, from the file name: pass --name <name>`);
+      }
+      const result = await sealCommand(modelFile, { ...options, name }, output);
+      output.stdout(`${JSON.stringify(result, null, 2)}\n`);
+    });
+}
+
+/** Seals `modelFile` as the options say (KMS and S3, or offline), writing notes and progress to `output`. */
+export async function sealCommand(
+  modelFile: string,
+  options: SealCommandOptions & { name: string },
+  output: CliOutput,
+): Promise<SealOutput> {
+  const total = (await stat(modelFile)).size;
+  const progress = startProgress(output, 'sealing', total);
+  const onProgress = (bytes: number) => progress.update(bytes);
+  try {
+    const result =
+      options.out !== undefined
+        ? await sealOffline(modelFile, options, output, onProgress)
+        : await sealIntoS3(modelFile, options, onProgress);
+    progress.stop();
+    const where = options.out ?? `s3://${options.bucket}/${options.prefix ?? ''}`;
+    output.stderr(`Sealed ${options.name} (${formatBytes(total)}) into ${where}\n`);
+    return result;
+  } finally {
+    progress.stop();
+  }
+}
+
+async function sealOffline(
+  modelFile: string,
+  options: SealCommandOptions & { name: string },
+  output: CliOutput,
+  onProgress: (bytes: number) => void,
+): Promise<SealOutput> {
+  const dataKey = await readDataKeyFile(options.dataKeyFile!, output);
+  try {
+    const { files, manifest } = await sealToDirectory(modelFile, options.out!, {
+      modelName: options.name,
+      dataKey,
+      chunkSize: options.chunkSize,
+      onProgress,
+    });
+    return { artifacts: files, manifest };
+  } finally {
+    dataKey.fill(0);
+  }
+}
+
+async function sealIntoS3(
+  modelFile: string,
+  options: SealCommandOptions & { name: string },
+  onProgress: (bytes: number) => void,
+): Promise<SealOutput> {
+  // Loaded only here, so that offline commands start without the AWS SDK.
+  const { generateDataKey, newKmsClient } = await import('../sealing/kms-data-key');
+  const { newS3Client, sealToS3 } = await import('../sealing/s3-upload');
+  const bucket = options.bucket!;
+  const objects = sealedModelObjects(options.prefix ?? '', options.name);
+  const kms = newKmsClient(options.region);
+  const s3 = newS3Client(options.region);
+  try {
+    await requireRegion(kms, 'to seal the model in');
+    const dataKey = await generateDataKey(kms, options.key!, options.name);
+    try {
+      const manifest = await sealToS3(modelFile, {
+        client: s3,
+        bucket,
+        objects,
+        modelName: options.name,
+        dataKey: dataKey.plaintext,
+        wrappedDataKey: dataKey.ciphertextBlob,
+        keyArn: dataKey.keyArn,
+        chunkSize: options.chunkSize,
+        onProgress,
+      });
+      const uri = (key: string) => `s3://${bucket}/${key}`;
+      return {
+        artifacts: { sealed: uri(objects.sealed), dataKey: uri(objects.dataKey), manifest: uri(objects.manifest) },
+        manifest,
+      };
+    } finally {
+      dataKey.plaintext.fill(0);
+    }
+  } finally {
+    kms.destroy();
+    s3.destroy();
+  }
+}
+
+function parsePrefix(value: string): string {
+  if (value !== '' && (!value.endsWith('/') || value.startsWith('/'))) {
+    throw new InvalidArgumentError(
+      "Expected an empty prefix or one ending in '/' and not starting with '/', e.g. models/.",
+    );
+  }
+  return value;
+}
+
+function parseName(value: string): string {
+  try {
+    return checkModelName(value);
+  } catch (error) {
+    throw new InvalidArgumentError(`${(error as Error).message}.`);
+  }
+}
+
+function parseChunkSize(value: string): number {
+  const mib = Number(value);
+  const bytes = Math.round(mib * MiB);
+  if (value.trim() === '' || !Number.isFinite(mib) || bytes < 1 || bytes > MAX_CHUNK_SIZE) {
+    throw new InvalidArgumentError(`Expected a chunk size in MiB, more than 0 and at most ${MAX_CHUNK_SIZE / MiB}.`);
+  }
+  return bytes;
+}
