@@ -3,13 +3,14 @@
  *   (a) AES-256-GCM over 8 KiB chunks, the chunking of AWS's sample;
  *   (b) age (X25519 recipient; ChaCha20-Poly1305 over 64 KiB chunks) on the same file;
  *   (c) `openssl speed -evp aes-256-gcm`, the cipher's limit on this machine.
- * Sizes: BENCH_SIZES_GIB (default "1,4"). Files go to BENCH_DIR (default: a new folder in the OS temp dir) and are
- * removed at the end. Each phase runs in a process of its own so that its peak RSS is its own.
+ * Sizes: BENCH_SIZES_GIB (default "1,4"). Files go to BENCH_DIR (default: a new folder in /dev/shm, memory-backed
+ * like the appliance's model storage, so that the disk does not dominate; else the OS temp dir) and are removed at
+ * the end. Each phase runs in a process of its own so that its peak RSS is its own.
  */
 import { execFileSync, spawnSync } from 'child_process';
 import { randomBytes } from 'crypto';
 import { cpus, tmpdir, totalmem } from 'os';
-import { closeSync, mkdtempSync, openSync, rmSync, statSync, writeFileSync, writeSync } from 'fs';
+import { closeSync, existsSync, mkdtempSync, openSync, rmSync, statSync, writeFileSync, writeSync } from 'fs';
 import * as path from 'path';
 import { build } from 'esbuild';
 
@@ -39,7 +40,7 @@ function randomFile(file: string, bytes: number): void {
   closeSync(fd);
 }
 
-/** Runs a command under GNU time semantics: wall seconds and the child's peak RSS, from /proc via `node`. */
+/** Runs a command under GNU time: wall seconds and the child's peak RSS. */
 function timed(command: string, args: string[]): { seconds: number; maxRssMiB: number } {
   const start = process.hrtime.bigint();
   const result = spawnSync('/usr/bin/env', ['time', '-f', '%M', command, ...args], { encoding: 'utf8' });
@@ -54,7 +55,8 @@ async function main(): Promise<void> {
   requireTool('openssl', 'openssl');
   requireTool('time', 'time');
   const sizes = (process.env.BENCH_SIZES_GIB ?? '1,4').split(',').map(Number);
-  const dir = process.env.BENCH_DIR ?? mkdtempSync(path.join(tmpdir(), 'sealing-bench-'));
+  const base = existsSync('/dev/shm') ? '/dev/shm' : tmpdir();
+  const dir = process.env.BENCH_DIR ?? mkdtempSync(path.join(base, 'sealing-bench-'));
   const phase = path.join(dir, 'run-phase.js');
   await build({
     entryPoints: [path.join(__dirname, 'run-phase.ts')],

@@ -11,13 +11,28 @@ export class ByteReader {
 
   /** Exactly `n` bytes, or fewer only at the end of the stream. */
   public async read(n: number): Promise<Buffer> {
+    const pieces = await this.readPieces(n);
+    return pieces.length === 1 ? pieces[0] : Buffer.concat(pieces);
+  }
+
+  /** Like {@link read}, as the pieces the stream delivered them in: no copy, for large reads. */
+  public async readPieces(n: number): Promise<Buffer[]> {
     await this.fill(n);
-    const all = this.pending.length === 1 ? this.pending[0] : Buffer.concat(this.pending, this.pendingLength);
-    const result = all.subarray(0, Math.min(n, all.length));
-    const rest = all.subarray(result.length);
-    this.pending = rest.length > 0 ? [rest] : [];
-    this.pendingLength = rest.length;
-    return result;
+    const pieces: Buffer[] = [];
+    let wanted = n;
+    while (wanted > 0 && this.pending.length > 0) {
+      const head = this.pending[0];
+      if (head.length <= wanted) {
+        pieces.push(head);
+        this.pending.shift();
+      } else {
+        pieces.push(head.subarray(0, wanted));
+        this.pending[0] = head.subarray(wanted);
+      }
+      wanted -= pieces[pieces.length - 1].length;
+    }
+    this.pendingLength -= n - wanted;
+    return pieces;
   }
 
   /** Whether the stream has no byte left. */

@@ -72,7 +72,7 @@ export async function seal(sourcePath: string, sink: SealedSink, options: SealOp
     const count = chunkCount(header);
     const readChunk = async (index: number) => {
       const length = chunkLength(header, index);
-      const buffer = Buffer.allocUnsafe(length);
+      const buffer = digests.buffer(length);
       const { bytesRead } = await file.read(buffer, 0, length, index * chunkSize);
       if (bytesRead !== length) throw changed(sourcePath);
       return buffer;

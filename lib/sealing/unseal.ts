@@ -21,7 +21,7 @@ import {
 import { checkManifestHeader, checkManifestTrailer, SealedModelManifest } from './manifest';
 import { PlaintextDigests } from './plaintext-digests';
 import { SealedModelError } from './sealed-model-error';
-import { cryptInSlices } from './slices';
+import { byteLength, cryptInSlices } from './slices';
 
 /** How to unseal. */
 export interface UnsealOptions {
@@ -62,11 +62,12 @@ export async function unseal(
   let keys;
   let renamed = false;
   try {
-    const exact = async (n: number, what: string) => {
-      const bytes = await reader.read(n);
-      if (bytes.length < n) throw new SealedModelError('truncated', `the sealed model ends inside ${what}`);
-      return bytes;
+    const exactPieces = async (n: number, what: string) => {
+      const pieces = await reader.readPieces(n);
+      if (byteLength(pieces) < n) throw new SealedModelError('truncated', `the sealed model ends inside ${what}`);
+      return pieces;
     };
+    const exact = async (n: number, what: string) => Buffer.concat(await exactPieces(n, what));
     const raw = await readHeader((n) => exact(n, 'the header'));
     const header = raw.header;
     const digestOfHeader = headerDigest(raw.body);
@@ -78,8 +79,10 @@ export async function unseal(
     const count = chunkCount(header);
     let writing: Promise<void> = Promise.resolve();
     for (let index = 0; index < count; index++) {
-      const record = await exact(chunkLength(header, index) + TAG_LENGTH, `chunk ${index} of ${count}`);
-      const plaintext = openRecord(keys.chunks, digestOfHeader, index, false, record, `chunk ${index} of ${count}`);
+      const what = `chunk ${index} of ${count}`;
+      const ciphertext = await exactPieces(chunkLength(header, index), what);
+      const tag = await exact(TAG_LENGTH, what);
+      const plaintext = openRecord(keys.chunks, digestOfHeader, index, false, ciphertext, tag, what);
       await writing;
       const done = Math.min(header.plaintextSize, (index + 1) * header.chunkSize);
       writing = output.writev(plaintext).then(async () => {
@@ -88,9 +91,10 @@ export async function unseal(
       });
     }
     await writing;
-    const sealedTrailer = await exact(TRAILER_PLAINTEXT_LENGTH + TAG_LENGTH, 'the trailer');
+    const sealedTrailer = await exact(TRAILER_PLAINTEXT_LENGTH, 'the trailer');
+    const trailerTag = await exact(TAG_LENGTH, 'the trailer');
     const trailer = decodeTrailer(
-      Buffer.concat(openRecord(keys.chunks, digestOfHeader, count, true, sealedTrailer, 'the trailer')),
+      Buffer.concat(openRecord(keys.chunks, digestOfHeader, count, true, [sealedTrailer], trailerTag, 'the trailer')),
     );
     if (!(await reader.atEnd())) {
       throw new SealedModelError('trailing-data', 'the sealed model has bytes after its final record');
@@ -127,13 +131,14 @@ function openRecord(
   digestOfHeader: Buffer,
   index: number,
   final: boolean,
-  record: Buffer,
+  ciphertext: Buffer[],
+  tag: Buffer,
   what: string,
 ): Buffer[] {
   const decipher = createDecipheriv('aes-256-gcm', key, nonce(index));
   decipher.setAAD(additionalData(digestOfHeader, index, final));
-  decipher.setAuthTag(record.subarray(record.length - TAG_LENGTH));
-  const pieces = cryptInSlices(decipher, record.subarray(0, record.length - TAG_LENGTH));
+  const pieces = ciphertext.flatMap((piece) => cryptInSlices(decipher, piece));
+  decipher.setAuthTag(tag);
   try {
     decipher.final();
   } catch {
