@@ -132,9 +132,11 @@ declare -A install_hint=(
     [sha256sum]="sha256sum (coreutils)"
     [curl]="curl"
     [tar]="tar"
+    [mkfs.erofs]="mkfs.erofs, for kiwi's erofs root (dnf install erofs-utils)"
+    [veritysetup]="veritysetup, for kiwi's dm-verity (dnf install cryptsetup)"
 )
 missing=()
-for tool in node jq sha256sum kiwi-ng coldsnap aws curl tar; do
+for tool in node jq sha256sum kiwi-ng coldsnap aws curl tar mkfs.erofs veritysetup; do
     command -v "$tool" >/dev/null 2>&1 || missing+=("$tool: install ${install_hint[$tool]}")
 done
 if [[ ${#missing[@]} -gt 0 ]]; then

@@ -8,8 +8,9 @@ import { MEASUREMENT_TAGS } from '../../lib';
 import { readPublishedMeasurements } from '../../lib/published-measurements';
 
 /**
- * image-recipes/build-and-publish.sh with stand-ins for kiwi-ng, coldsnap, the AWS CLI and curl on PATH: small
- * Node.js scripts that log their arguments and answer as the real tools would. jq, sha256sum and node are real.
+ * image-recipes/build-and-publish.sh with stand-ins for kiwi-ng (and its mkfs.erofs, veritysetup), coldsnap, the AWS
+ * CLI and curl on PATH: small Node.js scripts that log their arguments and answer as the real tools would. jq,
+ * sha256sum and node are real.
  */
 
 const ROOT = path.join(__dirname, '../..');
@@ -82,7 +83,7 @@ beforeAll(() => {
   work = fs.mkdtempSync(path.join(os.tmpdir(), 'build-and-publish-'));
   stubs = path.join(work, 'bin');
   fs.mkdirSync(stubs);
-  for (const tool of ['kiwi-ng', 'coldsnap', 'aws', 'curl', 'id']) {
+  for (const tool of ['kiwi-ng', 'coldsnap', 'aws', 'curl', 'id', 'mkfs.erofs', 'veritysetup']) {
     fs.writeFileSync(path.join(stubs, tool), STUB, { mode: 0o755 });
   }
   appliance = path.join(work, 'appliance.js');
