@@ -65,12 +65,17 @@ function summary(file: string): DescriptionSummary {
   return JSON.parse(output)[file];
 }
 
+const temporary: string[] = [];
+afterAll(() => temporary.forEach((dir) => fs.rmSync(dir, { recursive: true, force: true })));
+
 /** A copy of the appliance description with `edit` applied, in a temporary directory. */
 function mutated(edit: (xml: string) => string): string {
   const original = fs.readFileSync(path.join(APPLIANCE, 'appliance.kiwi'), 'utf8');
   const changed = edit(original);
   expect(changed).not.toEqual(original);
-  const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'kiwi-')), 'appliance.kiwi');
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kiwi-'));
+  temporary.push(dir);
+  const file = path.join(dir, 'appliance.kiwi');
   fs.writeFileSync(file, changed);
   return file;
 }
