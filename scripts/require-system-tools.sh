@@ -1,17 +1,13 @@
 #!/bin/bash
 # The system tools the test suite needs besides Node.js, from Debian's repositories: installed when missing if
 # running as root (as CI does), else the exact install command is printed and the run fails. Tests never skip.
-#   jing          RelaxNG validation of the kiwi image descriptions
-#   python3-lxml  RelaxNG + Schematron validation, as kiwi-ng's own XMLDescription does it
 #   ShellCheck    lint of every shell script (package shellcheck)
 #   jq            used by image-recipes/build-and-publish.sh
 set -euo pipefail
 
 missing=()
-command -v jing >/dev/null 2>&1 || missing+=(jing)
 command -v shellcheck >/dev/null 2>&1 || missing+=(shellcheck)
 command -v jq >/dev/null 2>&1 || missing+=(jq)
-/usr/bin/python3 -c 'import lxml.isoschematron' >/dev/null 2>&1 || missing+=(python3-lxml)
 
 [[ ${#missing[@]} -eq 0 ]] && exit 0
 
