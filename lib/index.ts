@@ -12,3 +12,4 @@ export * from './isolated-network';
 export * from './nitro-tpm-support';
 export * from './attested-instance';
 export * from './sealed-inference';
+export * from './attestation';
