@@ -1,5 +1,5 @@
 import { verify as verifySignature, KeyObject } from 'node:crypto';
-import { Decoder, Encoder, Tag } from 'cbor-x';
+import { decodeFirstSync, encode, Tagged } from 'cbor';
 import { AttestationError, AttestationErrorKind } from './attestation-error';
 
 /** CBOR tag of a COSE_Sign1 message (RFC 9052). */
@@ -11,9 +11,6 @@ export const COSE_ALG_ES384 = -35;
 /** Byte length of an ES384 signature: r and s, 48 bytes each. */
 const ES384_SIGNATURE_LENGTH = 96;
 
-/** Decodes CBOR maps as `Map` so integer keys (COSE labels, PCR indexes) keep their type. */
-export const cborDecoder = new Decoder({ mapsAsObjects: false, useRecords: false });
-const cborEncoder = new Encoder({ mapsAsObjects: false, useRecords: false });
 
 /** The parts of a COSE_Sign1 message: `[protected bstr, unprotected map, payload bstr, signature bstr]`. */
 export interface CoseSign1 {
@@ -29,10 +26,13 @@ function malformed(message: string): AttestationError {
   return new AttestationError(AttestationErrorKind.MALFORMED_DOCUMENT, message);
 }
 
-/** Decodes one CBOR item, turning decoder failures into `malformed-document`. */
+/**
+ * Decodes one CBOR item, turning decoder failures into `malformed-document`. Maps decode as `Map`, so that integer
+ * keys (COSE labels, PCR indexes) keep their type.
+ */
 export function decodeCbor(bytes: Uint8Array, what: string): unknown {
   try {
-    return cborDecoder.decode(bytes);
+    return decodeFirstSync(bytes, { preferMap: true });
   } catch (e) {
     throw malformed(`${what} is not valid CBOR (${(e as Error).message})`);
   }
@@ -41,7 +41,7 @@ export function decodeCbor(bytes: Uint8Array, what: string): unknown {
 /** Splits a tagged or untagged COSE_Sign1 message into its parts and checks that it is signed with ES384. */
 export function decodeCoseSign1(bytes: Uint8Array): CoseSign1 {
   let item = decodeCbor(bytes, 'the attestation document');
-  if (item instanceof Tag) {
+  if (item instanceof Tagged) {
     if (item.tag !== COSE_SIGN1_TAG) {
       throw malformed(`expected COSE_Sign1 (CBOR tag ${COSE_SIGN1_TAG}), got CBOR tag ${item.tag}`);
     }
@@ -68,7 +68,7 @@ export function decodeCoseSign1(bytes: Uint8Array): CoseSign1 {
 
 /** The bytes a COSE_Sign1 signature covers: `["Signature1", protected, external_aad = h'', payload]`. */
 export function coseSign1SigStructure(protectedHeader: Uint8Array, payload: Uint8Array): Buffer {
-  return Buffer.from(cborEncoder.encode(['Signature1', Buffer.from(protectedHeader), Buffer.alloc(0), Buffer.from(payload)]));
+  return encode(['Signature1', Buffer.from(protectedHeader), Buffer.alloc(0), Buffer.from(payload)]);
 }
 
 /** Throws `bad-signature` unless the message's ES384 signature verifies with `publicKey`. */

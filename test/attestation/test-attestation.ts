@@ -5,14 +5,13 @@
 import 'reflect-metadata';
 import { KeyObject, X509Certificate, sign, webcrypto } from 'node:crypto';
 import * as x509 from '@peculiar/x509';
-import { Encoder, Tag } from 'cbor-x';
+import { encode, Tagged } from 'cbor';
 import { COSE_ALG_ES384, COSE_SIGN1_TAG, coseSign1SigStructure } from '../../lib/attestation';
 
 x509.cryptoProvider.set(webcrypto as unknown as Parameters<typeof x509.cryptoProvider.set>[0]);
 
 const ES384 = { name: 'ECDSA', namedCurve: 'P-384', hash: 'SHA-384' };
 const DAY_MS = 24 * 60 * 60 * 1000;
-const cbor = new Encoder({ mapsAsObjects: false, useRecords: false });
 
 /** One certificate of a test chain with its private key. */
 export interface TestCertificate {
@@ -119,15 +118,15 @@ export function encodeTestPayload(options: TestDocumentOptions): Buffer {
     ['user_data', options.userData ?? null],
     ['nonce', options.nonce ?? null],
   ]);
-  return Buffer.from(cbor.encode(payload));
+  return Buffer.from(encode(payload));
 }
 
 /** Builds a COSE_Sign1 (tag 18) attestation document signed with ES384 by the chain's leaf key. */
 export function buildTestAttestationDocument(options: TestDocumentOptions): Buffer {
-  const protectedHeader = Buffer.from(cbor.encode(new Map([[1, COSE_ALG_ES384]])));
+  const protectedHeader = Buffer.from(encode(new Map([[1, COSE_ALG_ES384]])));
   const payload = encodeTestPayload(options);
   const signature = sign('sha384', coseSign1SigStructure(protectedHeader, payload),
     { key: options.chain.leaf.privateKey, dsaEncoding: 'ieee-p1363' });
   const signedPayload = options.replacePayload ? options.replacePayload(payload) : payload;
-  return Buffer.from(cbor.encode(new Tag([protectedHeader, new Map(), signedPayload, signature], COSE_SIGN1_TAG)));
+  return Buffer.from(encode(new Tagged(COSE_SIGN1_TAG, [protectedHeader, new Map(), signedPayload, signature])));
 }
