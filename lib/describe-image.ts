@@ -10,9 +10,6 @@ import { DescribeImagesCommand, EC2Client, Image } from '@aws-sdk/client-ec2';
 /** Attempts per DescribeImages call, including the first. */
 export const MAX_ATTEMPTS = 6;
 
-/** What an AMI id looks like: `ami-` and 8 or 17 hex digits (checked loosely, so EC2 names the odd one). */
-export const AMI_ID_PATTERN = /^ami-[0-9a-f]{8,17}$/;
-
 /**
  * An EC2 client that retries throttling and transient errors (standard mode, {@link MAX_ATTEMPTS} attempts).
  *

@@ -6,7 +6,7 @@ import { Construct } from 'constructs';
 import type { IAttestableImage } from './attestable-image';
 import { bundledHandlerDir } from './bundled-handler';
 import type { PublishedMeasurementsProperties } from './attestable-image/handler/types';
-import { PcrMeasurements } from './measurements';
+import { PcrMeasurements, SHA256_HEX } from './measurements';
 
 /** Properties of {@link PublishedImageMeasurements}. */
 export interface PublishedImageMeasurementsProps {
@@ -62,7 +62,7 @@ export class PublishedImageMeasurements extends Construct implements IAttestable
   constructor(scope: Construct, id: string, props: PublishedImageMeasurementsProps) {
     super(scope, id);
     const expected = props.expectedMeasurementsSha256;
-    if (expected !== undefined && !Token.isUnresolved(expected) && !/^[0-9a-fA-F]{64}$/.test(expected)) {
+    if (expected !== undefined && !Token.isUnresolved(expected) && !SHA256_HEX.test(expected)) {
       throw new Error(
         `expectedMeasurementsSha256 must be the SHA-256 of pcr_measurements.json, 64 hex characters; got ` +
           JSON.stringify(expected),

@@ -1,5 +1,5 @@
 import type { Image } from '@aws-sdk/client-ec2';
-import { InvalidMeasurementError, MEASUREMENT_TAGS, normalizePcrValue } from './measurements';
+import { InvalidMeasurementError, MEASUREMENT_TAGS, normalizePcrValue, SHA256_HEX } from './measurements';
 
 /**
  * Reading an image's published measurements (the {@link MEASUREMENT_TAGS} on the AMI) from an EC2 `DescribeImages`
@@ -36,8 +36,6 @@ export interface PublishedMeasurements {
   /** Findings that do not stop the image from being sealed to, e.g. an image that does not default to IMDSv2. */
   readonly warnings: string[];
 }
-
-const SHA256_HEX = /^[0-9a-fA-F]{64}$/;
 
 /**
  * Checks that `image` is an available NitroTPM attestable image (UEFI, TPM 2.0) whose tags publish the

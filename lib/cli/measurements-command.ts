@@ -1,6 +1,5 @@
 import { Command, InvalidArgumentError } from 'commander';
-import { AMI_ID_PATTERN, describeImage, newEc2Client } from '../describe-image';
-import type { PcrMeasurements } from '../measurements';
+import { AMI_ID_PATTERN, PcrMeasurements, SHA256_HEX } from '../measurements';
 import { readPublishedMeasurements } from '../published-measurements';
 import { requireRegion } from './aws-region';
 import type { CliOutput } from './program';
@@ -62,6 +61,8 @@ export async function measurements(
   output: Pick<CliOutput, 'stderr'>,
 ): Promise<ImageMeasurements> {
   const secureBoot = options.secureBoot ?? false;
+  // Loaded here, not at start-up: the EC2 client takes about half a second to load, which no other command needs.
+  const { describeImage, newEc2Client } = await import('../describe-image');
   const ec2 = newEc2Client(options.region);
   let image;
   try {
@@ -102,7 +103,7 @@ function parseImageId(value: string): string {
 }
 
 function parseSha256(value: string): string {
-  if (!/^[0-9a-fA-F]{64}$/.test(value)) throw new InvalidArgumentError('Expected a SHA-256: 64 hex characters.');
+  if (!SHA256_HEX.test(value)) throw new InvalidArgumentError('Expected a SHA-256: 64 hex characters.');
   return value.toLowerCase();
 }
 

@@ -1,4 +1,5 @@
-import { AMI_ID_PATTERN, describeImage, newEc2Client } from '../../describe-image';
+import { describeImage, newEc2Client } from '../../describe-image';
+import { AMI_ID_PATTERN } from '../../measurements';
 import { readPublishedMeasurements } from '../../published-measurements';
 import type { OnEventRequest, OnEventResponse, PublishedMeasurementsAttributes } from './types';
 
