@@ -29,23 +29,20 @@ export async function describeImage(client: EC2Client, imageId: string): Promise
     images = (await client.send(new DescribeImagesCommand({ ImageIds: [imageId] }))).Images ?? [];
   } catch (error) {
     const name = (error as { name?: string }).name ?? '';
-    if (name.startsWith('InvalidAMIID')) {
-      throw new Error(
-        `Image ${imageId} was not found in this account and Region (${name}): check the image id, the Region, and ` +
-          'that the image is shared with this account',
-        { cause: error },
-      );
-    }
+    if (name.startsWith('InvalidAMIID')) throw notFound(imageId, ` (${name})`, error);
     throw new Error(`Could not describe image ${imageId}: ${(error as Error).message} (${name || 'unknown error'})`, {
       cause: error,
     });
   }
   const image = images.find((i) => i.ImageId === imageId);
-  if (image === undefined) {
-    throw new Error(
-      `Image ${imageId} was not found in this account and Region: check the image id, the Region, and that the ` +
-        'image is shared with this account',
-    );
-  }
+  if (image === undefined) throw notFound(imageId, '');
   return image;
+}
+
+function notFound(imageId: string, detail: string, cause?: unknown): Error {
+  return new Error(
+    `Image ${imageId} was not found in this account and Region${detail}: check the image id, the Region, and that ` +
+      'the image is shared with this account',
+    { cause },
+  );
 }

@@ -20,7 +20,7 @@ export const MAX_CHUNK_SIZE = 64 * 1024 * 1024;
 export const TAG_LENGTH = 16;
 export const HEADER_MAC_LENGTH = 32;
 const MAX_HEADER_LENGTH = 64 * 1024;
-const SALT_LENGTH = 32;
+export const SALT_LENGTH = 32;
 export const TRAILER_PLAINTEXT_LENGTH = 8 + 32 + 48;
 
 /** What the header of a sealed model says; authenticated by the header MAC and bound into every chunk. */
@@ -61,8 +61,6 @@ export function newHeader(modelName: string, plaintextSize: number, chunkSize: n
     salt: salt.toString('base64'),
   };
 }
-
-export const SALT_BYTES = SALT_LENGTH;
 
 export function deriveSubKeys(dataKey: Buffer, header: SealedHeader): SubKeys {
   if (dataKey.length !== 32) {

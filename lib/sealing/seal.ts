@@ -14,7 +14,7 @@ import {
   MAX_CHUNK_SIZE,
   newHeader,
   nonce,
-  SALT_BYTES,
+  SALT_LENGTH,
   SealedHeader,
   SealedTrailer,
   wipe,
@@ -62,7 +62,7 @@ export async function seal(sourcePath: string, sink: SealedSink, options: SealOp
   let keys;
   try {
     const plaintextSize = (await file.stat()).size;
-    const header = newHeader(options.modelName, plaintextSize, chunkSize, randomBytes(SALT_BYTES));
+    const header = newHeader(options.modelName, plaintextSize, chunkSize, randomBytes(SALT_LENGTH));
     keys = deriveSubKeys(options.dataKey, header);
     const encodedHeader = encodeHeader(header, keys.header);
     const digestOfHeader = headerDigest(encodedHeader.subarray(0, encodedHeader.length - HEADER_MAC_LENGTH));
