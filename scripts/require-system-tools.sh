@@ -3,11 +3,25 @@
 # running as root (as CI does), else the exact install command is printed and the run fails. Tests never skip.
 #   ShellCheck    lint of every shell script (package shellcheck)
 #   jq            used by image-recipes/build-and-publish.sh
+#   swtpm         a real TPM 2.0 (software) for the appliance's PCR15 and attestation tests
+#   tpm2-tools    tpm2_pcrextend / tpm2_pcrread, as the appliance runs them on the instance
+#   chromium      the appliance's chat UI in a headless browser (driven by playwright-core)
+#   openssl       an independent CMS implementation the KMS recipient envelope is checked against
 set -euo pipefail
 
+# command -> Debian package
+declare -A packages=(
+    [shellcheck]=shellcheck
+    [jq]=jq
+    [swtpm]=swtpm
+    [tpm2_pcrextend]=tpm2-tools
+    [chromium]=chromium
+    [openssl]=openssl
+)
 missing=()
-command -v shellcheck >/dev/null 2>&1 || missing+=(shellcheck)
-command -v jq >/dev/null 2>&1 || missing+=(jq)
+for command in "${!packages[@]}"; do
+    command -v "$command" >/dev/null 2>&1 || missing+=("${packages[$command]}")
+done
 
 [[ ${#missing[@]} -eq 0 ]] && exit 0
 
