@@ -1,0 +1,115 @@
+import { MetadataService } from '@aws-sdk/ec2-metadata-service';
+import { APPLIANCE_CONFIG_VERSION, ApplianceConfig, sealedModelObjects } from '../appliance-config';
+import { checkModelName } from '../model-identity';
+
+/**
+ * The appliance's configuration, read from instance user data over IMDSv2 (never v1).
+ *
+ * User data is not measured: whoever can launch an instance can write it. It is therefore parsed strictly (exactly
+ * the known fields, each in its expected form) and used only to say where to fetch from; what is fetched is
+ * trusted only once the attested key has unwrapped it and the sealed model has verified.
+ */
+
+const REGION = /^[a-z]{2}(-[a-z]+)+-\d{1,2}$/;
+const BUCKET = /^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/;
+const KEY_ARN = /^arn:aws[a-z-]*:kms:([a-z]{2}(?:-[a-z]+)+-\d{1,2}):\d{12}:key\/[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}$/;
+const PREFIX = /^([A-Za-z0-9!_.*'()-]+\/)*$/;
+
+const FIELDS = ['configVersion', 'region', 'bucket', 'objects', 'keyArn', 'modelName', 'servicePort'];
+
+/** Thrown for user data that is not a valid appliance configuration; the message says what to fix. */
+export class ApplianceConfigError extends Error {
+  constructor(message: string) {
+    super(`invalid appliance configuration in user data: ${message}`);
+    this.name = 'ApplianceConfigError';
+  }
+}
+
+function field<T>(config: Record<string, unknown>, name: string, check: (value: unknown) => value is T, form: string): T {
+  const value = config[name];
+  if (!check(value)) throw new ApplianceConfigError(`${name} must be ${form}, got ${JSON.stringify(value)}`);
+  return value;
+}
+
+const isString = (value: unknown): value is string => typeof value === 'string';
+const matching = (pattern: RegExp) => (value: unknown): value is string => isString(value) && pattern.test(value);
+
+/** Parses and checks the configuration; every object key must be the model's own artifact under one prefix. */
+export function parseApplianceConfig(text: string): ApplianceConfig {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    throw new ApplianceConfigError('it is not JSON');
+  }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
+    throw new ApplianceConfigError('it is not a JSON object');
+  }
+  const config = parsed as Record<string, unknown>;
+  const unknown = Object.keys(config).filter((name) => !FIELDS.includes(name));
+  if (unknown.length > 0) throw new ApplianceConfigError(`unknown fields ${unknown.join(', ')}`);
+
+  const version = config.configVersion;
+  if (version !== APPLIANCE_CONFIG_VERSION) {
+    throw new ApplianceConfigError(`configVersion ${JSON.stringify(version)} is not supported (expected ${APPLIANCE_CONFIG_VERSION})`);
+  }
+  const region = field(config, 'region', matching(REGION), 'an AWS Region such as eu-west-1');
+  const bucket = field(config, 'bucket', matching(BUCKET), 'an S3 bucket name');
+  const keyArn = field(config, 'keyArn', matching(KEY_ARN), 'the ARN of a KMS key (arn:aws:kms:<region>:<account>:key/<id>)');
+  if (KEY_ARN.exec(keyArn)![1] !== region) {
+    throw new ApplianceConfigError(`keyArn is in another Region than ${region}`);
+  }
+  const modelName = field(config, 'modelName', isString, 'a string');
+  try {
+    checkModelName(modelName);
+  } catch (error) {
+    throw new ApplianceConfigError((error as Error).message);
+  }
+  const servicePort = field(
+    config, 'servicePort',
+    (value): value is number => Number.isInteger(value) && (value as number) >= 1 && (value as number) <= 65535,
+    'a TCP port number',
+  );
+  const objects = field(
+    config, 'objects',
+    (value): value is Record<string, unknown> => typeof value === 'object' && value !== null && !Array.isArray(value),
+    'an object naming the sealed, dataKey and manifest objects',
+  );
+  const sealed = field(objects, 'sealed', isString, 'a string');
+  const prefix = sealed.slice(0, sealed.length - `${modelName}.sealed`.length);
+  const expected = sealedModelObjects(prefix, modelName);
+  const dotSegment = prefix.split('/').some((segment) => segment === '.' || segment === '..');
+  if (!sealed.endsWith(`${modelName}.sealed`) || !PREFIX.test(prefix) || dotSegment ||
+      JSON.stringify(objects) !== JSON.stringify(expected)) {
+    throw new ApplianceConfigError(
+      `objects must be the artifacts of model ${modelName} under one prefix, e.g. ${JSON.stringify(expected)}`,
+    );
+  }
+  return { configVersion: version, region, bucket, objects: expected, keyArn, modelName, servicePort };
+}
+
+/** Reads the configuration from user data through IMDSv2 (`AWS_EC2_METADATA_SERVICE_ENDPOINT` overrides where). */
+export async function readApplianceConfig(metadata: MetadataService): Promise<ApplianceConfig> {
+  let text: string;
+  try {
+    // Relative: the client prefixes the endpoint's path, which is at least '/'.
+    text = await metadata.request('latest/user-data', {});
+  } catch (error) {
+    if ((error as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode === 404) {
+      throw new ApplianceConfigError('the instance has no user data: launch it with the appliance configuration');
+    }
+    throw error;
+  }
+  return parseApplianceConfig(text);
+}
+
+/** A metadata client that never falls back to IMDSv1. */
+export function newMetadataService(): MetadataService {
+  return new MetadataService({
+    ec2MetadataV1Disabled: true,
+    httpOptions: { timeout: 5000 },
+    tokenTtl: 60,
+    retries: 5,
+    backoff: (failures) => Math.min(2 ** failures, 10),
+  });
+}

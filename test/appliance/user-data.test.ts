@@ -1,0 +1,71 @@
+import { MetadataService } from '@aws-sdk/ec2-metadata-service';
+import { parseApplianceConfig, readApplianceConfig } from '../../lib/appliance/user-data';
+import { FakeImds, startFakeImds } from './doubles/fake-imds';
+
+const KEY_ARN = 'arn:aws:kms:eu-west-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab';
+
+export const VALID_CONFIG = {
+  configVersion: 1,
+  region: 'eu-west-1',
+  bucket: 'sealed-models-111122223333',
+  objects: {
+    sealed: 'models/llama.sealed',
+    dataKey: 'models/llama.datakey.enc',
+    manifest: 'models/llama.manifest.json',
+  },
+  keyArn: KEY_ARN,
+  modelName: 'llama',
+  servicePort: 3000,
+};
+
+const withChange = (change: Record<string, unknown>) => JSON.stringify({ ...VALID_CONFIG, ...change });
+
+describe('parseApplianceConfig', () => {
+  test('accepts the configuration the construct writes', () => {
+    expect(parseApplianceConfig(JSON.stringify(VALID_CONFIG))).toEqual(VALID_CONFIG);
+  });
+
+  test('accepts models at the top of the bucket', () => {
+    const objects = { sealed: 'llama.sealed', dataKey: 'llama.datakey.enc', manifest: 'llama.manifest.json' };
+    expect(parseApplianceConfig(withChange({ objects })).objects).toEqual(objects);
+  });
+
+  test.each([
+    ['not JSON', '{', /it is not JSON/],
+    ['an array', '[]', /not a JSON object/],
+    ['an unknown field', withChange({ debug: true }), /unknown fields debug/],
+    ['another version', withChange({ configVersion: 2 }), /configVersion 2 is not supported/],
+    ['a bad Region', withChange({ region: 'moon-1' }), /region must be an AWS Region/],
+    ['a bad bucket', withChange({ bucket: 'Bad_Bucket' }), /bucket must be an S3 bucket name/],
+    ['an alias for the key', withChange({ keyArn: 'alias/models' }), /keyArn must be the ARN of a KMS key/],
+    ['a key in another Region', withChange({ keyArn: KEY_ARN.replace('eu-west-1', 'us-east-1') }), /another Region/],
+    ['a bad model name', withChange({ modelName: '../etc' }), /Model name must be/],
+    ['a bad port', withChange({ servicePort: 70000 }), /servicePort must be a TCP port/],
+    ['objects of another model', withChange({ objects: { ...VALID_CONFIG.objects, dataKey: 'models/other.datakey.enc' } }),
+      /objects must be the artifacts of model llama/],
+    ['a path escaping the prefix', withChange({
+      objects: { sealed: '../llama.sealed', dataKey: '../llama.datakey.enc', manifest: '../llama.manifest.json' },
+    }), /objects must be the artifacts/],
+  ])('refuses %s', (_what, text, message) => {
+    expect(() => parseApplianceConfig(text)).toThrow(message);
+  });
+});
+
+describe('readApplianceConfig over IMDSv2', () => {
+  let imds: FakeImds;
+  beforeEach(async () => (imds = await startFakeImds(JSON.stringify(VALID_CONFIG))));
+  afterEach(() => imds.close());
+
+  const metadata = () =>
+    new MetadataService({ endpoint: imds.endpoint, ec2MetadataV1Disabled: true, retries: 0, httpOptions: { timeout: 2000 } });
+
+  test('reads the user data with a session token', async () => {
+    await expect(readApplianceConfig(metadata())).resolves.toEqual(VALID_CONFIG);
+    expect(imds.refused).toBe(0);
+  });
+
+  test('says so when the instance has no user data', async () => {
+    imds.userData = undefined;
+    await expect(readApplianceConfig(metadata())).rejects.toThrow(/instance has no user data/);
+  });
+});
