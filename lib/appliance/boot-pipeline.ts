@@ -1,0 +1,172 @@
+import { GetObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { KMSClient } from '@aws-sdk/client-kms';
+import { rm } from 'node:fs/promises';
+import * as path from 'node:path';
+import { ApplianceConfig } from '../appliance-config';
+import { wipe } from '../sealing/format';
+import { modelEncryptionContext, parseManifest, SealedModelManifest } from '../sealing/manifest';
+import { unseal } from '../sealing/unseal';
+import { AppliancePhase, ServedModel } from './appliance-status';
+import { Attester } from './attester';
+import { BOOT_RETRY_POLICY, RetryPolicy, withRetries } from './retry';
+import { readS3Object } from './s3-object-reader';
+import { StatusBoard } from './status-board';
+
+/**
+ * The boot pipeline: from user data to a model served by Ollama, through the attested key.
+ *
+ * 1. starting   read the configuration (user data; where to fetch from, nothing more)
+ * 2. fetching   the manifest and the wrapped data key from S3
+ * 3. attesting  ephemeral key pair, attestation document, KMS Decrypt with a Recipient, CMS unwrap in memory
+ * 4. unsealing  the sealed model streamed from S3 through the unsealer onto memory-backed storage, all verified
+ *               before it is renamed into place; then PCR15 is extended with its SHA-384
+ * 5. loading    the verified model handed to Ollama (loopback), the appliance's copy removed
+ * 6. ready
+ * A failure stops the pipeline in phase `failed`, naming the phase and the reason; no plaintext is left behind.
+ */
+
+/** Unwraps the model's data key with the instance's attestation (see attested-decrypt.ts). */
+export type DataKeyUnwrapper = (request: {
+  readonly kms: KMSClient;
+  readonly attester: Attester;
+  readonly keyId: string;
+  readonly ciphertextBlob: Uint8Array;
+  readonly encryptionContext: Record<string, string>;
+}) => Promise<Buffer>;
+
+/** Extends PCR15 with a model's digest and records the event. */
+export interface ModelMeasurement {
+  extend(sha384: string, description: string): Promise<void>;
+}
+
+/** The local Ollama, as far as loading a model goes. */
+export interface ModelLoader {
+  hasBlob(sha256: string): Promise<boolean>;
+  pushBlob(sha256: string, filePath: string): Promise<void>;
+  createModel(name: string, sha256: string, fileName: string): Promise<void>;
+}
+
+/** What the pipeline works with; all of it injected, so that it runs against test doubles as on an instance. */
+export interface BootPipelineDependencies {
+  readonly readConfig: () => Promise<ApplianceConfig>;
+  readonly clients: (region: string) => { readonly s3: S3Client; readonly kms: KMSClient };
+  readonly attester: Attester;
+  readonly unwrapDataKey: DataKeyUnwrapper;
+  readonly measurement: ModelMeasurement;
+  readonly ollama: ModelLoader;
+  /** Memory-backed directory, private to the appliance, where the plaintext model is written. */
+  readonly modelsDirectory: string;
+  readonly status: StatusBoard;
+  /** Metadata-only log. */
+  readonly log: (line: string) => void;
+  /** @default BOOT_RETRY_POLICY */
+  readonly retry?: RetryPolicy;
+}
+
+/** Small objects are read whole; these bounds keep a hostile bucket from exhausting memory. */
+const MAX_MANIFEST_BYTES = 64 * 1024;
+const MAX_WRAPPED_KEY_BYTES = 8 * 1024;
+
+/** A failure in one phase, with the reason shown in the status. */
+export class BootFailure extends Error {
+  constructor(
+    public readonly phase: AppliancePhase,
+    reason: string,
+  ) {
+    super(reason);
+    this.name = 'BootFailure';
+  }
+}
+
+/** Runs the pipeline once. Resolves with the served model, or rejects with a {@link BootFailure} (also in the status). */
+export async function runBootPipeline(deps: BootPipelineDependencies): Promise<ServedModel> {
+  const retry = deps.retry ?? BOOT_RETRY_POLICY;
+  const onRetry = (attempt: number, error: unknown, delayMs: number) =>
+    deps.log(`retrying after attempt ${attempt} in ${delayMs} ms: ${(error as Error).message ?? error}`);
+  let phase: AppliancePhase = 'starting';
+  const enter = (next: AppliancePhase) => {
+    phase = next;
+    deps.status.enter(next);
+    deps.log(`phase ${next}`);
+  };
+  let plaintextPath: string | undefined;
+  let dataKey: Buffer | undefined;
+  try {
+    enter('starting');
+    const config = await deps.readConfig();
+    const { s3, kms } = deps.clients(config.region);
+
+    enter('fetching');
+    const readSmall = async (key: string, limit: number) => {
+      const object = await withRetries(
+        () => s3.send(new GetObjectCommand({ Bucket: config.bucket, Key: key })), retry, onRetry);
+      if ((object.ContentLength ?? 0) > limit) {
+        throw new Error(`s3://${config.bucket}/${key} is larger than ${limit} bytes: it is not what the appliance expects`);
+      }
+      return Buffer.from(await object.Body!.transformToByteArray());
+    };
+    const manifest = parseManifest((await readSmall(config.objects.manifest, MAX_MANIFEST_BYTES)).toString('utf8'));
+    checkManifestAgainstConfig(manifest, config);
+    const wrappedKey = await readSmall(config.objects.dataKey, MAX_WRAPPED_KEY_BYTES);
+
+    enter('attesting');
+    dataKey = await withRetries(
+      () => deps.unwrapDataKey({
+        kms,
+        attester: deps.attester,
+        keyId: config.keyArn,
+        ciphertextBlob: wrappedKey,
+        encryptionContext: modelEncryptionContext(config.modelName),
+      }),
+      retry,
+      onRetry,
+    );
+
+    enter('unsealing');
+    deps.status.model({ name: manifest.modelName, sha256: manifest.sha256, sha384: manifest.sha384 });
+    const sealed = await readS3Object({ s3, bucket: config.bucket, key: config.objects.sealed, retry, onRetry });
+    if (sealed.size !== manifest.sealedSize) {
+      throw new Error(`the sealed model is ${sealed.size} bytes, its manifest says ${manifest.sealedSize}`);
+    }
+    plaintextPath = path.join(deps.modelsDirectory, `${config.modelName}.gguf`);
+    const unsealed = await unseal(sealed.parts, plaintextPath, {
+      dataKey,
+      manifest,
+      onProgress: (bytes, total) => deps.status.progress(bytes, total),
+    });
+    wipe(dataKey);
+    const model: ServedModel = {
+      name: config.modelName,
+      sha256: unsealed.trailer.sha256,
+      sha384: unsealed.trailer.sha384,
+    };
+    await deps.measurement.extend(model.sha384, `model ${model.name} (SHA-384 of the plaintext model)`);
+
+    enter('loading');
+    if (!(await deps.ollama.hasBlob(model.sha256))) await deps.ollama.pushBlob(model.sha256, plaintextPath);
+    await deps.ollama.createModel(model.name, model.sha256, path.basename(plaintextPath));
+
+    enter('ready');
+    deps.status.model(model);
+    return model;
+  } catch (error) {
+    const reason = error instanceof Error ? error.message : String(error);
+    deps.status.fail(phase, reason);
+    deps.log(`phase ${phase} failed: ${reason}`);
+    throw new BootFailure(phase, reason);
+  } finally {
+    wipe(dataKey);
+    // Ollama keeps its own copy on its memory-backed storage; the appliance's is not needed once handed over.
+    if (plaintextPath) await rm(plaintextPath, { force: true });
+  }
+}
+
+/** The manifest must describe the model the configuration names, sealed under the configured key. */
+function checkManifestAgainstConfig(manifest: SealedModelManifest, config: ApplianceConfig): void {
+  if (manifest.modelName !== config.modelName) {
+    throw new Error(`the manifest is of model ${manifest.modelName}, the configuration names ${config.modelName}`);
+  }
+  if (manifest.keyArn !== undefined && manifest.keyArn !== config.keyArn) {
+    throw new Error(`the model was sealed with key ${manifest.keyArn}, the appliance is configured with ${config.keyArn}`);
+  }
+}

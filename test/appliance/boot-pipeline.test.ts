@@ -1,0 +1,152 @@
+import { KMSClient } from '@aws-sdk/client-kms';
+import { createHash } from 'node:crypto';
+import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
+import { ApplianceConfig } from '../../lib/appliance-config';
+import { AppliancePhase } from '../../lib/appliance/appliance-status';
+import { BootPipelineDependencies, ModelLoader, runBootPipeline } from '../../lib/appliance/boot-pipeline';
+import { StatusBoard } from '../../lib/appliance/status-board';
+import { FakeS3, startFakeS3 } from './doubles/fake-s3';
+import { storeSealedModel } from './doubles/sealed-model-fixture';
+
+/** An Ollama stand-in that keeps what it is given and checks the digest as Ollama does. */
+class RecordingLoader implements ModelLoader {
+  readonly blobs = new Map<string, Buffer>();
+  readonly models = new Map<string, string>();
+  async hasBlob(sha256: string) {
+    return this.blobs.has(sha256);
+  }
+  async pushBlob(sha256: string, filePath: string) {
+    const bytes = await readFile(filePath);
+    if (createHash('sha256').update(bytes).digest('hex') !== sha256) throw new Error('digest mismatch');
+    this.blobs.set(sha256, bytes);
+  }
+  async createModel(name: string, sha256: string) {
+    this.models.set(name, sha256);
+  }
+}
+
+describe('runBootPipeline', () => {
+  let s3: FakeS3;
+  let modelsDirectory: string;
+  let phases: AppliancePhase[];
+  let logs: string[];
+  let extended: string[];
+  let loader: RecordingLoader;
+
+  beforeEach(async () => {
+    s3 = await startFakeS3();
+    modelsDirectory = await mkdtemp(path.join(tmpdir(), 'models-'));
+    phases = [];
+    logs = [];
+    extended = [];
+    loader = new RecordingLoader();
+  });
+  afterEach(async () => {
+    await s3.close();
+    await rm(modelsDirectory, { recursive: true, force: true });
+  });
+
+  function dependencies(config: ApplianceConfig, overrides: Partial<BootPipelineDependencies> = {}) {
+    const status = new StatusBoard();
+    const enter = status.enter.bind(status);
+    status.enter = (phase) => {
+      phases.push(phase);
+      enter(phase);
+    };
+    return {
+      readConfig: async () => config,
+      clients: () => ({ s3: s3.client(), kms: new KMSClient({ region: 'eu-west-1' }) }),
+      attester: { attest: async () => Buffer.alloc(0) },
+      // The wrapped key stored by the fixture is the raw key: this test is about the pipeline, not KMS.
+      unwrapDataKey: async ({ ciphertextBlob }: { ciphertextBlob: Uint8Array }) => Buffer.from(ciphertextBlob),
+      measurement: { extend: async (sha384: string) => void extended.push(sha384) },
+      ollama: loader,
+      modelsDirectory,
+      status,
+      log: (line: string) => logs.push(line),
+      retry: { attempts: 3, baseDelayMs: 1, maxDelayMs: 5 },
+      ...overrides,
+    };
+  }
+
+  test('serves the model: verified, measured into PCR15, loaded, and no plaintext left behind', async () => {
+    const model = await storeSealedModel(s3);
+    const deps = dependencies(model.config);
+    await expect(runBootPipeline(deps)).resolves.toEqual({ name: 'llama', sha256: model.sha256, sha384: model.sha384 });
+    expect(phases).toEqual(['starting', 'fetching', 'attesting', 'unsealing', 'loading', 'ready']);
+    expect(deps.status.current()).toMatchObject({ phase: 'ready', model: { sha384: model.sha384 } });
+    expect(extended).toEqual([model.sha384]);
+    expect(loader.blobs.get(model.sha256)?.equals(model.plaintext)).toBe(true);
+    expect(loader.models.get('llama')).toBe(model.sha256);
+    expect(await readdir(modelsDirectory)).toEqual([]);
+  });
+
+  test('a tampered sealed model fails in unsealing, says which chunk, and leaves no plaintext', async () => {
+    const model = await storeSealedModel(s3);
+    const sealed = Buffer.from(await readObject(s3, model.config.bucket, model.config.objects.sealed));
+    sealed[sealed.length >> 1] ^= 1;
+    s3.put(model.config.bucket, model.config.objects.sealed, sealed);
+    const deps = dependencies(model.config);
+    await expect(runBootPipeline(deps)).rejects.toMatchObject({ phase: 'unsealing' });
+    expect(deps.status.current()).toMatchObject({ phase: 'failed', failedPhase: 'unsealing', reason: expect.stringMatching(/chunk 1 of 4 fails authentication/) });
+    expect(extended).toEqual([]);
+    expect(loader.blobs.size).toBe(0);
+    expect(await readdir(modelsDirectory)).toEqual([]);
+  });
+
+  test('a refused attestation fails in attesting with the unwrapper\'s reason', async () => {
+    const model = await storeSealedModel(s3);
+    const deps = dependencies(model.config, {
+      unwrapDataKey: async () => {
+        throw new Error('attestation rejected by KMS: this image\'s PCRs are not in the key policy');
+      },
+    });
+    await expect(runBootPipeline(deps)).rejects.toThrow(/PCRs are not in the key policy/);
+    expect(deps.status.current()).toMatchObject({ phase: 'failed', failedPhase: 'attesting' });
+    expect(s3.gets.filter((get) => get.includes('.sealed'))).toEqual([]);
+  });
+
+  test('retries a transient unwrap failure', async () => {
+    const model = await storeSealedModel(s3);
+    let calls = 0;
+    const deps = dependencies(model.config, {
+      unwrapDataKey: async ({ ciphertextBlob }) => {
+        if (++calls === 1) throw Object.assign(new Error('KMS throttled'), { transient: true });
+        return Buffer.from(ciphertextBlob);
+      },
+    });
+    await expect(runBootPipeline(deps)).resolves.toMatchObject({ name: 'llama' });
+    expect(calls).toBe(2);
+    expect(logs.some((line) => line.includes('retrying after attempt 1'))).toBe(true);
+  });
+
+  test('a manifest of another model fails in fetching', async () => {
+    const model = await storeSealedModel(s3);
+    const deps = dependencies({ ...model.config, modelName: 'mistral' });
+    await expect(runBootPipeline(deps)).rejects.toThrow(/the manifest is of model llama, the configuration names mistral/);
+    expect(deps.status.current()).toMatchObject({ failedPhase: 'fetching' });
+  });
+
+  test('a missing sealed model is named', async () => {
+    const model = await storeSealedModel(s3);
+    s3.put(model.config.bucket, model.config.objects.sealed, Buffer.alloc(0));
+    await expect(runBootPipeline(dependencies(model.config))).rejects.toThrow(/the sealed model is 0 bytes, its manifest says/);
+  });
+
+  test('the log carries phases and reasons, never key material', async () => {
+    const model = await storeSealedModel(s3);
+    await runBootPipeline(dependencies(model.config));
+    const all = logs.join('\n');
+    expect(all).toContain('phase ready');
+    expect(all).not.toContain(model.dataKey.toString('hex'));
+    expect(all).not.toContain(model.dataKey.toString('base64'));
+  });
+});
+
+async function readObject(s3: FakeS3, bucket: string, key: string): Promise<Uint8Array> {
+  const { GetObjectCommand } = await import('@aws-sdk/client-s3');
+  const answer = await s3.client().send(new GetObjectCommand({ Bucket: bucket, Key: key }));
+  return answer.Body!.transformToByteArray();
+}
