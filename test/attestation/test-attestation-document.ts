@@ -20,9 +20,16 @@ export interface TestChain {
   readonly leaf: TestCertificate;
 }
 
+/** What signing a document takes of a chain: the leaf's certificate and key, the bundle's certificates. */
+export interface TestSigningChain {
+  readonly root: Pick<TestCertificate, 'der'>;
+  readonly intermediate: Pick<TestCertificate, 'der'>;
+  readonly leaf: Pick<TestCertificate, 'der' | 'privateKey'>;
+}
+
 /** What a test document says; everything but the chain has a default. */
 export interface TestDocumentOptions {
-  readonly chain: TestChain;
+  readonly chain: TestSigningChain;
   /** PCR index → hex value. @default PCR0..PCR15 of 48 zero bytes, except PCR4 = 48 × 0x04 */
   readonly pcrs?: Map<number, string>;
   /** @default now */
