@@ -30,12 +30,18 @@ function checkDigest(digest: unknown): asserts digest is string {
 }
 
 function checkDescription(description: unknown): asserts description is string {
-  if (typeof description !== 'string' || description.trim().length === 0 || description.length > MAX_DESCRIPTION_LENGTH) {
-    throw new Error(`a PCR${MODEL_PCR} event description is a non-empty string of at most ${MAX_DESCRIPTION_LENGTH} characters`);
+  if (typeof description !== 'string' || description.trim().length === 0
+    || description.length > MAX_DESCRIPTION_LENGTH) {
+    throw new Error(`a PCR${MODEL_PCR} event description is a non-empty string of at most ${MAX_DESCRIPTION_LENGTH} `
+      + 'characters');
   }
 }
 
-function parseEventLog(text: string, path: string): PcrEvent[] {
+function modelPcrEvent(digest: string, description: string): PcrEvent {
+  return Object.freeze({ pcr: MODEL_PCR, algorithm: PCR_DIGEST_ALGORITHM, digest, description });
+}
+
+function parseEventLog(text: string, path: string): readonly PcrEvent[] {
   let parsed: unknown;
   try {
     parsed = JSON.parse(text);
@@ -45,17 +51,19 @@ function parseEventLog(text: string, path: string): PcrEvent[] {
   if (!Array.isArray(parsed)) {
     throw new Error(`the PCR event log ${path} must be a JSON array of events`);
   }
-  return parsed.map((event: Partial<PcrEvent>, i) => {
-    if (typeof event !== 'object' || event === null || event.pcr !== MODEL_PCR || event.algorithm !== PCR_DIGEST_ALGORITHM) {
-      throw new Error(`event ${i} of the PCR event log ${path} is not a ${PCR_DIGEST_ALGORITHM} event of PCR${MODEL_PCR}`);
+  return Object.freeze(parsed.map((event: Partial<PcrEvent>, i) => {
+    if (typeof event !== 'object' || event === null || event.pcr !== MODEL_PCR
+      || event.algorithm !== PCR_DIGEST_ALGORITHM) {
+      throw new Error(`event ${i} of the PCR event log ${path} is not a ${PCR_DIGEST_ALGORITHM} event of `
+        + `PCR${MODEL_PCR}`);
     }
     checkDigest(event.digest);
     checkDescription(event.description);
-    return Object.freeze({ pcr: MODEL_PCR, algorithm: PCR_DIGEST_ALGORITHM, digest: event.digest, description: event.description });
-  });
+    return modelPcrEvent(event.digest, event.description);
+  }));
 }
 
-async function loadEventLog(path: string): Promise<PcrEvent[]> {
+async function loadEventLog(path: string): Promise<readonly PcrEvent[]> {
   let text: string;
   try {
     text = await readFile(path, 'utf8');
@@ -140,7 +148,7 @@ export class ModelPcr {
 
   private async extendNow(digest: string, description: string): Promise<PcrEvent> {
     await this.checkTpmMatchesLog();
-    const event: PcrEvent = Object.freeze({ pcr: MODEL_PCR, algorithm: PCR_DIGEST_ALGORITHM, digest, description });
+    const event = modelPcrEvent(digest, description);
     await extendSha384Pcr(MODEL_PCR, digest, { env: this.env });
     const log = Object.freeze([...this.log, event]);
     await writeFileAtomically(this.eventLogPath, `${JSON.stringify(log, null, 2)}\n`);

@@ -93,7 +93,8 @@ export class NitroTpmAttest implements Attester {
     try {
       directory = await mkdtemp(path.join(this.workDirectory, 'attest-'));
     } catch (e) {
-      throw new Error(`cannot create a directory for nitro-tpm-attest's inputs in ${this.workDirectory} (${(e as Error).message})`,
+      const reason = (e as Error).message;
+      throw new Error(`cannot create a directory for nitro-tpm-attest's inputs in ${this.workDirectory} (${reason})`,
         { cause: e });
     }
     try {

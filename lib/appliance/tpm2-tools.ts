@@ -38,7 +38,9 @@ function tpm2(tool: string, args: string[], options: Tpm2ToolsOptions): Promise<
  * @returns PCR index → lowercase hex value, for every index asked for
  * @throws Error if the TPM does not report one of them (e.g. it has no SHA-384 bank)
  */
-export async function readSha384Pcrs(indexes: readonly number[], options: Tpm2ToolsOptions = {}): Promise<Map<number, string>> {
+export async function readSha384Pcrs(
+  indexes: readonly number[], options: Tpm2ToolsOptions = {},
+): Promise<Map<number, string>> {
   if (indexes.length === 0) {
     throw new Error('name at least one PCR to read');
   }
@@ -60,7 +62,7 @@ export async function readSha384Pcrs(indexes: readonly number[], options: Tpm2To
   return pcrs;
 }
 
-/** Extends a PCR of the SHA-384 bank with `digestHex` (lowercase hex SHA-384) by `tpm2_pcrextend <index>:sha384=<hex>`. */
+/** Extends a PCR of the SHA-384 bank with `digestHex` (lowercase hex SHA-384) by `tpm2_pcrextend`. */
 export async function extendSha384Pcr(index: number, digestHex: string, options: Tpm2ToolsOptions = {}): Promise<void> {
   checkPcrIndex(index);
   if (!SHA384_HEX.test(digestHex)) {
