@@ -6,6 +6,6 @@ module.exports = {
   transform: {
     '^.+\\.ts$': 'ts-jest',
     // The chat page's files load as text, as the appliance bundle embeds them.
-    '/lib/appliance/ui/[^/]+\\.(html|css|js)$': '<rootDir>/test/text-transform.js',
+    '/lib/appliance/ui/[^/]+\\.(html|css|js|svg)$': '<rootDir>/test/text-transform.js',
   },
 };

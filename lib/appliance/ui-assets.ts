@@ -1,5 +1,6 @@
 import appStyle from './ui/app.css';
 import appScript from './ui/app.js';
+import favicon from './ui/favicon.svg';
 import indexHtml from './ui/index.html';
 
 /** A file of the chat page, served as is. */
@@ -18,4 +19,5 @@ export const UI_ASSETS: ReadonlyMap<string, UiAsset> = new Map([
   ['/', { contentType: 'text/html; charset=utf-8', body: indexHtml }],
   ['/app.js', { contentType: 'text/javascript; charset=utf-8', body: appScript }],
   ['/app.css', { contentType: 'text/css; charset=utf-8', body: appStyle }],
+  ['/favicon.svg', { contentType: 'image/svg+xml', body: favicon }],
 ]);

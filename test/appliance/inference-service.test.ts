@@ -114,6 +114,7 @@ describe('status and page', () => {
     ['/', 'text/html; charset=utf-8', '<!doctype html>'],
     ['/app.js', 'text/javascript; charset=utf-8', "'use strict';"],
     ['/app.css', 'text/css; charset=utf-8', ':root {'],
+    ['/favicon.svg', 'image/svg+xml', '<svg xmlns="http://www.w3.org/2000/svg"'],
   ])('GET %s serves the embedded file as %s with strict headers', async (route, contentType, start) => {
     const response = await fetch(`${service.url}${route}`);
 

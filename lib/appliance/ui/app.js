@@ -68,7 +68,8 @@
     view.failure.hidden = status.phase !== 'failed';
     if (status.phase === 'failed') {
       const where = PHASES[status.failedPhase] || status.failedPhase || 'an unknown phase';
-      view.failure.textContent = `Failed while ${where.toLowerCase()} (${status.failedPhase}): ${status.reason || 'no reason given'}`;
+      const during = where.charAt(0).toLowerCase() + where.slice(1);
+      view.failure.textContent = `Failed while ${during} (${status.failedPhase}): ${status.reason || 'no reason given'}`;
     }
 
     if (status.model) {
