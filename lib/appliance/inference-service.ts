@@ -57,7 +57,8 @@ export const MAX_NONCE_BYTES = 64;
  * stylesheet, and no inline script.
  */
 const SECURITY_HEADERS: Readonly<Record<string, string>> = {
-  'content-security-policy': "default-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'; object-src 'none'",
+  'content-security-policy':
+    "default-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'; object-src 'none'",
   'x-content-type-options': 'nosniff',
   'referrer-policy': 'no-referrer',
   'x-frame-options': 'DENY',
@@ -137,9 +138,8 @@ function requestHandler(dependencies: InferenceServiceDependencies): http.Reques
     response.on('close', () => {
       const ms = Number((process.hrtime.bigint() - started) / 1_000_000n);
       const ended = response.writableFinished ? '' : ' (closed before the end)';
-      dependencies.log(
-        `${method} ${path.slice(0, 200)} ${response.statusCode} in=${exchange.bytesIn}B out=${exchange.bytesOut}B ${ms}ms${ended}`,
-      );
+      const sizes = `in=${exchange.bytesIn}B out=${exchange.bytesOut}B`;
+      dependencies.log(`${method} ${path.slice(0, 200)} ${response.statusCode} ${sizes} ${ms}ms${ended}`);
     });
     for (const [name, value] of Object.entries(SECURITY_HEADERS)) response.setHeader(name, value);
 
@@ -297,7 +297,9 @@ async function attest(
 function parseNonce(query: URLSearchParams): Buffer {
   const usage = `give one nonce of ${MIN_NONCE_BYTES} to ${MAX_NONCE_BYTES} bytes in hex: /api/attestation?nonce=<hex>`;
   const unknown = [...query.keys()].find((key) => key !== 'nonce');
-  if (unknown !== undefined) throw new Refusal(400, `Unknown parameter ${JSON.stringify(unknown.slice(0, 50))}; ${usage}`);
+  if (unknown !== undefined) {
+    throw new Refusal(400, `Unknown parameter ${JSON.stringify(unknown.slice(0, 50))}; ${usage}`);
+  }
   const nonces = query.getAll('nonce');
   if (nonces.length !== 1) throw new Refusal(400, `Expected one nonce, got ${nonces.length}; ${usage}`);
   const hex = nonces[0];
@@ -332,6 +334,9 @@ function readBody(request: http.IncomingMessage, exchange: Exchange, limit: numb
     };
     const finish = () => resolve(Buffer.concat(chunks).toString('utf8'));
     request.once('error', reject);
+    request.once('close', () => {
+      if (!request.complete) reject(new Refusal(400, 'The request ended before its body'));
+    });
     if (Number(request.headers['content-length'] ?? 0) > limit) return refuse();
     request.on('data', collect);
     request.once('end', finish);

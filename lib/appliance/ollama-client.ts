@@ -70,7 +70,8 @@ export class OllamaClient implements OllamaChat, OllamaModels {
     response.resume();
     if (response.statusCode === 200) return true;
     if (response.statusCode === 404) return false;
-    throw new OllamaError(response.statusCode ?? 0, `Ollama answered HEAD ${blobPath(sha256)} with ${response.statusCode}`);
+    const status = response.statusCode ?? 0;
+    throw new OllamaError(status, `Ollama answered HEAD ${blobPath(sha256)} with ${status}`);
   }
 
   public async pushBlob(sha256: string, filePath: string): Promise<void> {
@@ -125,12 +126,14 @@ export class OllamaClient implements OllamaChat, OllamaModels {
     options: { body?: string | Readable; headers?: http.OutgoingHttpHeaders; signal?: AbortSignal } = {},
   ): Promise<http.IncomingMessage> {
     return new Promise((resolve, reject) => {
-      const request = http.request(new URL(path, this.base), { method, headers: options.headers, signal: options.signal });
+      const { headers, signal } = options;
+      const request = http.request(new URL(path, this.base), { method, headers, signal });
       request.once('response', resolve);
       // `on`, not `once`: an abort after the response also errors the request.
-      request.on('error', (error) =>
-        reject(options.signal?.aborted ? error : new OllamaError(0, `Ollama unreachable at ${this.base.origin}: ${error.message}`)),
-      );
+      request.on('error', (error) => {
+        const what = `${method} ${path} to Ollama at ${this.base.origin}`;
+        reject(signal?.aborted ? error : new OllamaError(0, `${what} failed: ${error.message}`));
+      });
       if (typeof options.body === 'string' || options.body === undefined) {
         request.end(options.body);
       } else {

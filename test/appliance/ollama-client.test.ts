@@ -154,7 +154,9 @@ test('an unreachable Ollama is reported with its address', async () => {
   const url = stub.url;
   await stub.stop();
 
-  await expect(client.hasBlob('d'.repeat(64))).rejects.toThrow(`Ollama unreachable at ${url}`);
+  await expect(client.hasBlob('d'.repeat(64))).rejects.toThrow(
+    `HEAD /api/blobs/sha256:${'d'.repeat(64)} to Ollama at ${url} failed: connect ECONNREFUSED`,
+  );
   stub = await StubOllama.start();
 });
 

@@ -69,7 +69,8 @@
     if (status.phase === 'failed') {
       const where = PHASES[status.failedPhase] || status.failedPhase || 'an unknown phase';
       const during = where.charAt(0).toLowerCase() + where.slice(1);
-      view.failure.textContent = `Failed while ${during} (${status.failedPhase}): ${status.reason || 'no reason given'}`;
+      const reason = status.reason || 'no reason given';
+      view.failure.textContent = `Failed while ${during} (${status.failedPhase}): ${reason}`;
     }
 
     if (status.model) {
