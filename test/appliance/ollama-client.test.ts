@@ -93,7 +93,10 @@ test('creates a model from an uploaded blob, asking for one answer rather than a
   await client.createModel('llama-sealed', sha256, 'model.gguf');
 
   expect(stub.models.get('llama-sealed')).toEqual({ 'model.gguf': `sha256:${sha256}` });
-  expect(stub.calls.at(-1)).toEqual({
+  expect(await (await fetch(`${stub.url}/api/tags`)).json()).toEqual({
+    models: [{ name: 'llama-sealed', model: 'llama-sealed' }],
+  });
+  expect(stub.calls.find((call) => call.path === '/api/create')).toEqual({
     method: 'POST',
     path: '/api/create',
     body: { model: 'llama-sealed', files: { 'model.gguf': `sha256:${sha256}` }, stream: false },
