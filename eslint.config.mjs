@@ -17,4 +17,22 @@ export default tseslint.config(
     files: ['**/*.js', '**/*.mjs'],
     languageOptions: { globals: { module: 'writable', require: 'readonly', process: 'readonly', console: 'readonly' } },
   },
+  {
+    // The chat page's script runs in the browser, as a classic script.
+    files: ['lib/appliance/ui/**/*.js'],
+    languageOptions: {
+      sourceType: 'script',
+      globals: {
+        window: 'readonly',
+        document: 'readonly',
+        fetch: 'readonly',
+        setTimeout: 'readonly',
+        TextDecoder: 'readonly',
+        Uint8Array: 'readonly',
+        module: 'off',
+        require: 'off',
+        process: 'off',
+      },
+    },
+  },
 );

@@ -1,0 +1,208 @@
+import { createReadStream } from 'fs';
+import { stat } from 'fs/promises';
+import * as http from 'http';
+import { isIP } from 'net';
+import type { Readable } from 'stream';
+
+/** A chat message as Ollama's `/api/chat` takes it. */
+export interface OllamaChatMessage {
+  readonly role: 'system' | 'user' | 'assistant';
+  readonly content: string;
+}
+
+/** What the appliance asks `/api/chat` for: always a streamed answer from one named model. */
+export interface OllamaChatRequest {
+  readonly model: string;
+  readonly messages: readonly OllamaChatMessage[];
+}
+
+/** Chats with the local Ollama: what the port-3000 service needs of it. */
+export interface OllamaChat {
+  /**
+   * Starts a streamed chat. Resolves once Ollama has accepted the request, with its ndjson answer (one JSON object
+   * per line); aborting `signal` ends the upstream request and the stream.
+   */
+  chat(request: OllamaChatRequest, signal: AbortSignal): Promise<Readable>;
+}
+
+/** Loads a model into the local Ollama: what the boot pipeline needs of it. */
+export interface OllamaModels {
+  /** Whether Ollama holds the blob with this SHA-256. */
+  hasBlob(sha256: string): Promise<boolean>;
+  /** Uploads a file as the blob with this SHA-256; Ollama recomputes the digest and refuses a mismatch. */
+  pushBlob(sha256: string, filePath: string): Promise<void>;
+  /** Creates (or replaces) model `name` from the blob with this SHA-256, known to Ollama as `fileName`. */
+  createModel(name: string, sha256: string, fileName: string): Promise<void>;
+}
+
+/** Ollama refused a request or answered something unexpected; `status` is its HTTP status (0 when none). */
+export class OllamaError extends Error {
+  constructor(
+    public readonly status: number,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'OllamaError';
+  }
+}
+
+const SHA256_LOWER_HEX = /^[0-9a-f]{64}$/;
+/** How much of an error or create answer is read: Ollama's are a line of JSON. */
+const MAX_ANSWER_BYTES = 64 * 1024;
+
+/**
+ * A client of the Ollama on this machine, over plain HTTP on the loopback interface only: the model and the
+ * conversations never leave the instance on their way to it.
+ *
+ * It uses `node:http` rather than `fetch`, whose default timeouts would cut off a long blob upload or a model that
+ * takes minutes to produce its first token.
+ */
+export class OllamaClient implements OllamaChat, OllamaModels {
+  private readonly base: URL;
+
+  /** @param baseUrl e.g. `http://127.0.0.1:11434`; refused unless plain HTTP on a loopback address. */
+  constructor(baseUrl: string) {
+    this.base = loopbackUrl(baseUrl);
+  }
+
+  public async hasBlob(sha256: string): Promise<boolean> {
+    const response = await this.request('HEAD', blobPath(sha256));
+    response.resume();
+    if (response.statusCode === 200) return true;
+    if (response.statusCode === 404) return false;
+    const status = response.statusCode ?? 0;
+    throw new OllamaError(status, `Ollama answered HEAD ${blobPath(sha256)} with ${status}`);
+  }
+
+  public async pushBlob(sha256: string, filePath: string): Promise<void> {
+    const path = blobPath(sha256);
+    const { size } = await stat(filePath);
+    const response = await this.request('POST', path, {
+      body: createReadStream(filePath),
+      headers: { 'content-type': 'application/octet-stream', 'content-length': String(size) },
+    });
+    // 201: stored; 200: Ollama already had it.
+    if (response.statusCode !== 201 && response.statusCode !== 200) throw await refusal(`POST ${path}`, response);
+    response.resume();
+  }
+
+  public async createModel(name: string, sha256: string, fileName: string): Promise<void> {
+    if (name.length === 0) throw new Error('Ollama model name must not be empty');
+    if (!/^[^/\\]+$/.test(fileName)) {
+      throw new Error(`Ollama file name must be a plain file name (no path); got ${JSON.stringify(fileName)}`);
+    }
+    const body = JSON.stringify({ model: name, files: { [fileName]: `sha256:${checkSha256(sha256)}` }, stream: false });
+    const response = await this.request('POST', '/api/create', {
+      body,
+      headers: { 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(body)) },
+    });
+    if (response.statusCode !== 200) throw await refusal('POST /api/create', response);
+    const answer = await readAnswer(response);
+    let status: unknown;
+    try {
+      status = (JSON.parse(answer) as { status?: unknown }).status;
+    } catch {
+      status = undefined;
+    }
+    if (status !== 'success') {
+      throw new OllamaError(200, `Ollama did not confirm creating model ${name}: ${oneLine(answer)}`);
+    }
+  }
+
+  public async chat(request: OllamaChatRequest, signal: AbortSignal): Promise<Readable> {
+    const body = JSON.stringify({ model: request.model, messages: request.messages, stream: true });
+    const response = await this.request('POST', '/api/chat', {
+      body,
+      headers: { 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(body)) },
+      signal,
+    });
+    if (response.statusCode !== 200) throw await refusal('POST /api/chat', response);
+    return response;
+  }
+
+  private request(
+    method: string,
+    path: string,
+    options: { body?: string | Readable; headers?: http.OutgoingHttpHeaders; signal?: AbortSignal } = {},
+  ): Promise<http.IncomingMessage> {
+    return new Promise((resolve, reject) => {
+      const { headers, signal } = options;
+      const request = http.request(new URL(path, this.base), { method, headers, signal });
+      request.once('response', resolve);
+      // `on`, not `once`: an abort after the response also errors the request.
+      request.on('error', (error) => {
+        const what = `${method} ${path} to Ollama at ${this.base.origin}`;
+        reject(signal?.aborted ? error : new OllamaError(0, `${what} failed: ${error.message}`));
+      });
+      if (typeof options.body === 'string' || options.body === undefined) {
+        request.end(options.body);
+      } else {
+        options.body.once('error', (error) => request.destroy(error));
+        options.body.pipe(request);
+      }
+    });
+  }
+}
+
+/** Parses and checks Ollama's base URL: plain HTTP on 127.0.0.0/8, ::1 or localhost, nothing but an origin. */
+function loopbackUrl(baseUrl: string): URL {
+  let url: URL;
+  try {
+    url = new URL(baseUrl);
+  } catch {
+    throw new Error(`Ollama base URL is not a URL: ${JSON.stringify(baseUrl)}`);
+  }
+  const host = url.hostname.replace(/^\[(.*)\]$/, '$1');
+  const loopback =
+    host === 'localhost' || host === '::1' || (isIP(host) === 4 && host.startsWith('127.'));
+  if (url.protocol !== 'http:' || !loopback || url.pathname !== '/' || url.search || url.username || url.password) {
+    throw new Error(
+      `Ollama base URL must be plain http on a loopback address (127.0.0.1, ::1 or localhost), without path or ` +
+        `credentials; got ${JSON.stringify(baseUrl)}`,
+    );
+  }
+  return url;
+}
+
+function checkSha256(sha256: string): string {
+  if (!SHA256_LOWER_HEX.test(sha256)) {
+    throw new Error(`Blob digest must be a lowercase hex SHA-256 (64 digits); got ${JSON.stringify(sha256)}`);
+  }
+  return sha256;
+}
+
+function blobPath(sha256: string): string {
+  return `/api/blobs/sha256:${checkSha256(sha256)}`;
+}
+
+/** An error for a refused request, carrying Ollama's own `{"error": …}` reason when it gave one. */
+async function refusal(what: string, response: http.IncomingMessage): Promise<OllamaError> {
+  const answer = await readAnswer(response).catch(() => '');
+  let reason: string = oneLine(answer);
+  try {
+    const error = (JSON.parse(answer) as { error?: unknown }).error;
+    if (typeof error === 'string') reason = error;
+  } catch {
+    // not JSON: keep the raw text
+  }
+  const status = response.statusCode ?? 0;
+  return new OllamaError(status, `Ollama refused ${what} (${status})${reason ? `: ${reason}` : ''}`);
+}
+
+async function readAnswer(response: http.IncomingMessage): Promise<string> {
+  const chunks: Buffer[] = [];
+  let length = 0;
+  for await (const chunk of response as AsyncIterable<Buffer>) {
+    length += chunk.length;
+    if (length > MAX_ANSWER_BYTES) {
+      response.destroy();
+      throw new OllamaError(response.statusCode ?? 0, `Ollama's answer exceeds ${MAX_ANSWER_BYTES} bytes`);
+    }
+    chunks.push(chunk);
+  }
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+function oneLine(text: string): string {
+  return text.replace(/\s+/g, ' ').trim().slice(0, 500);
+}

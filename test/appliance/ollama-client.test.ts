@@ -1,0 +1,172 @@
+import { createHash, randomBytes } from 'crypto';
+import * as fs from 'fs';
+import { tmpdir } from 'os';
+import * as path from 'path';
+import type { Readable } from 'stream';
+import { OllamaClient, OllamaError } from '../../lib/appliance/ollama-client';
+import { StubOllama } from './doubles/stub-ollama';
+
+let stub: StubOllama;
+let client: OllamaClient;
+let dir: string;
+
+beforeEach(async () => {
+  stub = await StubOllama.start();
+  client = new OllamaClient(stub.url);
+  dir = fs.mkdtempSync(path.join(tmpdir(), 'ollama-client-'));
+});
+
+afterEach(async () => {
+  await stub.stop();
+  fs.rmSync(dir, { recursive: true, force: true });
+});
+
+/** Writes a random model file and returns its path and SHA-256. */
+function modelFile(size = 200_000): { file: string; sha256: string } {
+  const bytes = randomBytes(size);
+  const file = path.join(dir, 'model.gguf');
+  fs.writeFileSync(file, bytes);
+  return { file, sha256: createHash('sha256').update(bytes).digest('hex') };
+}
+
+async function lines(stream: Readable): Promise<unknown[]> {
+  let text = '';
+  for await (const chunk of stream) text += chunk;
+  return text.split('\n').filter(Boolean).map((line) => JSON.parse(line));
+}
+
+test.each(['http://127.0.0.1:11434', 'http://127.0.0.2:11434', 'http://localhost:11434', 'http://[::1]:11434/'])(
+  'accepts the loopback base URL %s',
+  (url) => {
+    expect(() => new OllamaClient(url)).not.toThrow();
+  },
+);
+
+test.each([
+  'http://10.0.0.5:11434',
+  'http://ollama.example.com:11434',
+  'https://127.0.0.1:11434',
+  'http://127.0.0.1:11434/prefix',
+  'http://user:pass@127.0.0.1:11434',
+  'http://[::2]:11434',
+  'not a url',
+])('refuses the base URL %s', (url) => {
+  expect(() => new OllamaClient(url)).toThrow(/Ollama base URL/);
+});
+
+test('pushes a blob that Ollama then has, streamed and verified by digest', async () => {
+  const { file, sha256 } = modelFile();
+  expect(await client.hasBlob(sha256)).toBe(false);
+
+  await client.pushBlob(sha256, file);
+
+  expect(await client.hasBlob(sha256)).toBe(true);
+  expect(stub.blobs.get(`sha256:${sha256}`)).toBe(200_000);
+  expect(stub.calls.map((call) => `${call.method} ${call.path}`)).toEqual([
+    `HEAD /api/blobs/sha256:${sha256}`,
+    `POST /api/blobs/sha256:${sha256}`,
+    `HEAD /api/blobs/sha256:${sha256}`,
+  ]);
+});
+
+test("a blob whose bytes do not match its digest is refused with Ollama's reason", async () => {
+  const { file } = modelFile();
+  const other = createHash('sha256').update('other bytes').digest('hex');
+
+  const push = client.pushBlob(other, file);
+
+  await expect(push).rejects.toThrow(OllamaError);
+  await expect(push).rejects.toThrow(`Ollama refused POST /api/blobs/sha256:${other} (400): digest mismatch`);
+  expect(stub.blobs.size).toBe(0);
+});
+
+test('refuses a digest that is not lowercase hex SHA-256 before sending anything', async () => {
+  await expect(client.hasBlob('ABC')).rejects.toThrow('Blob digest must be a lowercase hex SHA-256');
+  await expect(client.pushBlob('a'.repeat(64).toUpperCase(), 'x')).rejects.toThrow('lowercase hex SHA-256');
+  expect(stub.calls).toEqual([]);
+});
+
+test('creates a model from an uploaded blob, asking for one answer rather than a stream', async () => {
+  const { file, sha256 } = modelFile();
+  await client.pushBlob(sha256, file);
+
+  await client.createModel('llama-sealed', sha256, 'model.gguf');
+
+  expect(stub.models.get('llama-sealed')).toEqual({ 'model.gguf': `sha256:${sha256}` });
+  expect(await (await fetch(`${stub.url}/api/tags`)).json()).toEqual({
+    models: [{ name: 'llama-sealed', model: 'llama-sealed' }],
+  });
+  expect(stub.calls.find((call) => call.path === '/api/create')).toEqual({
+    method: 'POST',
+    path: '/api/create',
+    body: { model: 'llama-sealed', files: { 'model.gguf': `sha256:${sha256}` }, stream: false },
+  });
+});
+
+test("a refused create fails with Ollama's reason", async () => {
+  const sha256 = 'b'.repeat(64);
+
+  await expect(client.createModel('llama-sealed', sha256, 'model.gguf')).rejects.toThrow(
+    `Ollama refused POST /api/create (400): blob sha256:${sha256} not found`,
+  );
+  expect(stub.models.size).toBe(0);
+});
+
+test('refuses a file name with a path before sending anything', async () => {
+  await expect(client.createModel('m', 'c'.repeat(64), '../model.gguf')).rejects.toThrow('plain file name');
+  expect(stub.calls).toEqual([]);
+});
+
+test('streams a chat answer as ndjson from the named model', async () => {
+  const { file, sha256 } = modelFile();
+  await client.pushBlob(sha256, file);
+  await client.createModel('llama-sealed', sha256, 'model.gguf');
+  const messages = [{ role: 'user' as const, content: 'why is the sky blue?' }];
+
+  const answer = await lines(await client.chat({ model: 'llama-sealed', messages }, new AbortController().signal));
+
+  const text = answer.map((line) => (line as { message: { content: string } }).message.content).join('');
+  expect(text).toBe(StubOllama.answerTo('why is the sky blue?'));
+  expect(answer.length).toBeGreaterThan(2);
+  expect(answer.at(-1)).toMatchObject({ done: true });
+  expect(stub.calls.at(-1)?.body).toEqual({ model: 'llama-sealed', messages, stream: true });
+});
+
+test('a chat with a model Ollama does not have fails with its status and reason', async () => {
+  const chat = client.chat({ model: 'missing', messages: [] }, new AbortController().signal);
+
+  await expect(chat).rejects.toThrow('Ollama refused POST /api/chat (404): model "missing" not found');
+  await expect(chat).rejects.toMatchObject({ status: 404 });
+});
+
+test('aborting a chat ends the upstream request', async () => {
+  const { file, sha256 } = modelFile(1000);
+  await client.pushBlob(sha256, file);
+  await client.createModel('m', sha256, 'model.gguf');
+  stub.chunkDelayMs = 50;
+  const controller = new AbortController();
+
+  const stream = await client.chat({ model: 'm', messages: [{ role: 'user', content: 'a b c d e f' }] }, controller.signal);
+  controller.abort();
+
+  await expect(lines(stream)).rejects.toThrow();
+  await waitFor(() => stub.abortedChats === 1);
+});
+
+test('an unreachable Ollama is reported with its address', async () => {
+  const url = stub.url;
+  await stub.stop();
+
+  await expect(client.hasBlob('d'.repeat(64))).rejects.toThrow(
+    `HEAD /api/blobs/sha256:${'d'.repeat(64)} to Ollama at ${url} failed: connect ECONNREFUSED`,
+  );
+  stub = await StubOllama.start();
+});
+
+async function waitFor(condition: () => boolean, timeoutMs = 2000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error('condition not met in time');
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}
