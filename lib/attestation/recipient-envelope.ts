@@ -61,7 +61,8 @@ function checkKeyEncryption(algorithm: AlgorithmIdentifier): void {
     throw new RecipientEnvelopeError(
       `the OAEP mask generation is ${oaep.maskGenAlgorithm.algorithm} over ${mgfHash?.algorithm ?? 'nothing'}, expected MGF1 with SHA-256`);
   }
-  // The parser substitutes its own default for an absent label field; an explicit one must be empty.
+  // The parser fills an absent label field with its own default object, which stands for the empty label; an explicit
+  // label must be pSpecified with no bytes (OAEP decoding with the empty label would refuse any other anyway).
   const label = oaep.pSourceAlgorithm.isEqual(pSpecifiedEmpty) ? new OctetString()
     : oaep.pSourceAlgorithm.algorithm === id_pSpecified && oaep.pSourceAlgorithm.parameters
       ? parse(oaep.pSourceAlgorithm.parameters, OctetString, 'the OAEP label')

@@ -1,4 +1,3 @@
-import { execFileSync } from 'node:child_process';
 import { createPrivateKey, createPublicKey, generateKeyPairSync, KeyObject, randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -7,22 +6,9 @@ import { ContentInfo, EnvelopedData, id_signedData } from '@peculiar/asn1-cms';
 import { AsnConvert, OctetString } from '@peculiar/asn1-schema';
 import { AlgorithmIdentifier } from '@peculiar/asn1-x509';
 import { openRecipientEnvelope, RecipientEnvelopeError } from '../../lib/attestation/recipient-envelope';
-import { createRecipientKeyPair, RECIPIENT_KEY_BITS } from '../../lib/attestation/recipient-key';
+import { RECIPIENT_KEY_BITS } from '../../lib/attestation/recipient-key';
+import { openssl } from './openssl';
 import { buildRecipientEnvelope } from './recipient-envelope-builder';
-
-/** OpenSSL is the independent CMS implementation both directions are checked against. */
-function openssl(args: string[], input?: Buffer): Buffer {
-  try {
-    return execFileSync('openssl', args, { input, stdio: ['pipe', 'pipe', 'pipe'] });
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') {
-      throw new Error('openssl is missing; install it: apt-get update && apt-get install -y --no-install-recommends openssl',
-        { cause: error });
-    }
-    throw new Error(`openssl ${args.join(' ')} failed: ${(error as { stderr?: Buffer }).stderr?.toString() ?? error}`,
-      { cause: error });
-  }
-}
 
 let dir: string;
 let keyPem: string;
@@ -73,24 +59,6 @@ function refusal(envelope: Buffer, key: KeyObject = privateKey): string {
   }
   throw new Error('expected the envelope to be refused');
 }
-
-describe('the recipient key pair', () => {
-  test('is RSA-2048 with exponent 65537, its public key DER SubjectPublicKeyInfo', async () => {
-    const pair = await createRecipientKeyPair();
-    const publicKey = createPublicKey({ key: pair.publicKeyDer, format: 'der', type: 'spki' });
-    expect(publicKey.asymmetricKeyType).toBe('rsa');
-    expect(publicKey.asymmetricKeyDetails).toEqual({ modulusLength: 2048, publicExponent: 65537n });
-    expect(createPublicKey(pair.privateKey).export({ type: 'spki', format: 'der' })).toEqual(pair.publicKeyDer);
-    // openssl reads the same bytes as an RSA public key.
-    expect(openssl(['pkey', '-pubin', '-inform', 'DER', '-noout', '-text'], pair.publicKeyDer).toString())
-      .toMatch(/Public-Key: \(2048 bit\)/);
-  });
-
-  test('is fresh each time', async () => {
-    const [a, b] = await Promise.all([createRecipientKeyPair(), createRecipientKeyPair()]);
-    expect(a.publicKeyDer.equals(b.publicKeyDer)).toBe(false);
-  });
-});
 
 describe('interoperability with openssl cms', () => {
   test('an envelope openssl makes with RSA-OAEP SHA-256 and AES-256-CBC opens', () => {
