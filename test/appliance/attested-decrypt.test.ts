@@ -1,6 +1,6 @@
 import { createPublicKey, randomBytes } from 'node:crypto';
 import * as net from 'node:net';
-import { KMSClient } from '@aws-sdk/client-kms';
+import { DecryptCommand, KMSClient } from '@aws-sdk/client-kms';
 import { DataKeyFailure, DataKeyUnwrapError, decryptDataKey } from '../../lib/appliance/attested-decrypt';
 import { Attester } from '../../lib/appliance/attester';
 import { PcrMeasurements } from '../../lib/measurements';
@@ -115,6 +115,14 @@ describe('refusals by KMS', () => {
     pcrs.set(12, OTHER_IMAGE.pcr12!);
     expectFailure(await failure({ attester: new TestAttester({ chain, pcrs }) }), 'attestation-rejected', false,
       /PCRs are not in the key policy/);
+  });
+
+  test('a Decrypt without attestation, as from an operator with the instance role', async () => {
+    await startKms();
+    const command = new DecryptCommand({ KeyId: kms.keyArn, CiphertextBlob: kms.wrap(randomBytes(32), MODEL_CONTEXT),
+      EncryptionContext: MODEL_CONTEXT });
+    await expect(kms.client().send(command)).rejects.toMatchObject({ name: 'AccessDeniedException' });
+    expect(kms.requests).toEqual([expect.objectContaining({ operation: 'Decrypt', withRecipient: false })]);
   });
 
   test('a data key wrapped for another model', async () => {

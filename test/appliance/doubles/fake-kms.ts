@@ -138,7 +138,7 @@ export class FakeKms {
   private answer(req: http.IncomingMessage, body: string, res: http.ServerResponse): void {
     const target = String(req.headers['x-amz-target'] ?? '');
     const operation = target.replace(/^TrentService\./, '');
-    let request: DecryptRequest = {};
+    let request: DecryptRequest | undefined;
     try {
       request = JSON.parse(body) as DecryptRequest;
     } catch {
@@ -146,9 +146,9 @@ export class FakeKms {
     }
     this.requests.push({
       operation,
-      withRecipient: request.Recipient !== undefined,
-      keyId: request.KeyId,
-      encryptionContext: request.EncryptionContext,
+      withRecipient: request?.Recipient !== undefined,
+      keyId: request?.KeyId,
+      encryptionContext: request?.EncryptionContext,
     });
     res.setHeader('content-type', 'application/x-amz-json-1.1');
     try {
@@ -159,6 +159,9 @@ export class FakeKms {
       if (req.method !== 'POST' || !target.startsWith('TrentService.') ||
         req.headers['content-type'] !== 'application/x-amz-json-1.1') {
         throw new KmsFault('UnknownOperationException', `expected a KMS JSON 1.1 POST, got ${req.method} ${target}`);
+      }
+      if (request === undefined) {
+        throw new KmsFault('SerializationException', 'the request body is not JSON');
       }
       if (operation !== 'Decrypt') {
         throw new KmsFault('UnsupportedOperationException', `the fake KMS answers Decrypt only, not ${operation}`);
