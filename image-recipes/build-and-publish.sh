@@ -7,7 +7,7 @@
 # else goes to stderr. Re-running with the same recipe version and the same measurements reuses the AMI.
 #
 # Run on an Amazon Linux 2023 build host, as root (kiwi needs loop devices), from a checkout where
-# `npm run build` and `npm run build:appliance` have run. See docs/image-build.md.
+# `npm run build` has run (it bundles the appliance). See docs/image-build.md.
 set -euo pipefail
 
 script_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -111,7 +111,7 @@ case "$profile" in
     *) fail "unknown profile '$profile': the only profile is gpu" ;;
 esac
 [[ -f "$description/appliance.kiwi" ]] || fail "no kiwi description at $description (appliance.kiwi missing)"
-[[ -f "$appliance" ]] || fail "the appliance bundle $appliance is missing: run npm run build:appliance"
+[[ -f "$appliance" ]] || fail "the appliance bundle $appliance is missing: run npm run build"
 measurements_module="$repo_dir/dist/lib/measurements.js"
 [[ -f "$measurements_module" ]] || fail "$measurements_module is missing: run npm run build"
 [[ -z "$uefi_data" || -f "$uefi_data" ]] || fail "--uefi-data $uefi_data is not a file"

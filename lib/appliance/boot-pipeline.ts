@@ -8,8 +8,10 @@ import { modelEncryptionContext, parseManifest, SealedModelManifest } from '../s
 import { unseal } from '../sealing/unseal';
 import { AppliancePhase, ServedModel } from './appliance-status';
 import { Attester } from './attester';
+import { DecryptDataKeyRequest } from './attested-decrypt';
+import { OllamaModels } from './ollama-client';
 import { BOOT_RETRY_POLICY, RetryPolicy, withRetries } from './retry';
-import { readS3Object } from './s3-object-reader';
+import { explainS3Failure, readS3Object } from './s3-object-reader';
 import { StatusBoard } from './status-board';
 
 /**
@@ -25,26 +27,14 @@ import { StatusBoard } from './status-board';
  * A failure stops the pipeline in phase `failed`, naming the phase and the reason; no plaintext is left behind.
  */
 
-/** Unwraps the model's data key with the instance's attestation (see attested-decrypt.ts). */
-export type DataKeyUnwrapper = (request: {
-  readonly kms: KMSClient;
-  readonly attester: Attester;
-  readonly keyId: string;
-  readonly ciphertextBlob: Uint8Array;
-  readonly encryptionContext: Record<string, string>;
-}) => Promise<Buffer>;
+/** Unwraps the model's data key with the instance's attestation: `decryptDataKey` on an instance. */
+export type DataKeyUnwrapper = (request: DecryptDataKeyRequest) => Promise<Buffer>;
 
 /** Extends PCR15 with a model's digest and records the event. */
 export interface ModelMeasurement {
   extend(sha384: string, description: string): Promise<void>;
 }
 
-/** The local Ollama, as far as loading a model goes. */
-export interface ModelLoader {
-  hasBlob(sha256: string): Promise<boolean>;
-  pushBlob(sha256: string, filePath: string): Promise<void>;
-  createModel(name: string, sha256: string, fileName: string): Promise<void>;
-}
 
 /** What the pipeline works with; all of it injected, so that it runs against test doubles as on an instance. */
 export interface BootPipelineDependencies {
@@ -53,7 +43,7 @@ export interface BootPipelineDependencies {
   readonly attester: Attester;
   readonly unwrapDataKey: DataKeyUnwrapper;
   readonly measurement: ModelMeasurement;
-  readonly ollama: ModelLoader;
+  readonly ollama: OllamaModels;
   /** Memory-backed directory, private to the appliance, where the plaintext model is written. */
   readonly modelsDirectory: string;
   readonly status: StatusBoard;
@@ -97,14 +87,17 @@ export async function runBootPipeline(deps: BootPipelineDependencies): Promise<S
     const { s3, kms } = deps.clients(config.region);
 
     enter('fetching');
-    const readSmall = async (key: string, limit: number) => {
-      const object = await withRetries(
-        () => s3.send(new GetObjectCommand({ Bucket: config.bucket, Key: key })), retry, onRetry);
-      if ((object.ContentLength ?? 0) > limit) {
-        throw new Error(`s3://${config.bucket}/${key} is larger than ${limit} bytes: it is not what the appliance expects`);
-      }
-      return Buffer.from(await object.Body!.transformToByteArray());
-    };
+    const readSmall = (key: string, limit: number) =>
+      withRetries(async () => {
+        const object = await s3.send(new GetObjectCommand({ Bucket: config.bucket, Key: key }));
+        if ((object.ContentLength ?? 0) > limit) {
+          throw new Error(`s3://${config.bucket}/${key} is larger than ${limit} bytes: it is not what the appliance expects`);
+        }
+        // Read inside the retry: a connection dropped midway through the body is as transient as a refused one.
+        return Buffer.from(await object.Body!.transformToByteArray());
+      }, retry, onRetry).catch((error: unknown) => {
+        throw explainS3Failure(error, config.bucket, key);
+      });
     const manifest = parseManifest((await readSmall(config.objects.manifest, MAX_MANIFEST_BYTES)).toString('utf8'));
     checkManifestAgainstConfig(manifest, config);
     const wrappedKey = await readSmall(config.objects.dataKey, MAX_WRAPPED_KEY_BYTES);

@@ -53,7 +53,7 @@ export async function readS3Object(options: S3ObjectReadOptions): Promise<S3Obje
     options.onRetry,
     options.signal,
   ).catch((error: unknown) => {
-    throw describeFailure(error, bucket, key);
+    throw explainS3Failure(error, bucket, key);
   });
   const size = head.ContentLength;
   const etag = head.ETag;
@@ -85,7 +85,7 @@ export async function readS3Object(options: S3ObjectReadOptions): Promise<S3Obje
       options.onRetry,
       options.signal,
     ).catch((error: unknown) => {
-      throw describeFailure(error, bucket, key);
+      throw explainS3Failure(error, bucket, key);
     });
   };
 
@@ -109,7 +109,8 @@ export async function readS3Object(options: S3ObjectReadOptions): Promise<S3Obje
   return { size, parts: parts() };
 }
 
-function describeFailure(error: unknown, bucket: string, key: string): Error {
+/** An S3 failure in words a platform team can act on; other errors as they are. */
+export function explainS3Failure(error: unknown, bucket: string, key: string): Error {
   const status = (error as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;
   if (status === 412) {
     return new S3ObjectReadError(`s3://${bucket}/${key} was replaced while it was being read`, false);

@@ -5,13 +5,14 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { ApplianceConfig } from '../../lib/appliance-config';
 import { AppliancePhase } from '../../lib/appliance/appliance-status';
-import { BootPipelineDependencies, ModelLoader, runBootPipeline } from '../../lib/appliance/boot-pipeline';
+import { BootPipelineDependencies, runBootPipeline } from '../../lib/appliance/boot-pipeline';
+import { OllamaModels } from '../../lib/appliance/ollama-client';
 import { StatusBoard } from '../../lib/appliance/status-board';
 import { FakeS3, startFakeS3 } from './doubles/fake-s3';
 import { storeSealedModel } from './doubles/sealed-model-fixture';
 
 /** An Ollama stand-in that keeps what it is given and checks the digest as Ollama does. */
-class RecordingLoader implements ModelLoader {
+class RecordingLoader implements OllamaModels {
   readonly blobs = new Map<string, Buffer>();
   readonly models = new Map<string, string>();
   async hasBlob(sha256: string) {
@@ -129,7 +130,14 @@ describe('runBootPipeline', () => {
     expect(deps.status.current()).toMatchObject({ failedPhase: 'fetching' });
   });
 
-  test('a missing sealed model is named', async () => {
+  test('a missing manifest is named', async () => {
+    const model = await storeSealedModel(s3);
+    const config = { ...model.config, objects: { ...model.config.objects, manifest: 'models/absent.manifest.json' } };
+    await expect(runBootPipeline(dependencies(config))).rejects.toThrow(
+      's3://sealed-models/models/absent.manifest.json does not exist: was the model sealed under this name and prefix?');
+  });
+
+  test('a sealed model of the wrong size is named', async () => {
     const model = await storeSealedModel(s3);
     s3.put(model.config.bucket, model.config.objects.sealed, Buffer.alloc(0));
     await expect(runBootPipeline(dependencies(model.config))).rejects.toThrow(/the sealed model is 0 bytes, its manifest says/);

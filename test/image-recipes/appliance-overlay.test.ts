@@ -44,7 +44,7 @@ describe('sealed-inference-appliance.service', () => {
 
   test('keeps the model in memory only', () => {
     expect(service).toEqual(
-      expect.arrayContaining(['RequiresMountsFor=/var/lib/sealed-inference', 'StateDirectory=sealed-inference/models']),
+      expect.arrayContaining(['RequiresMountsFor=/var/lib/sealed-inference', 'StateDirectory=sealed-inference', 'RuntimeDirectory=sealed-inference']),
     );
     const mount = directives(unit('var-lib-sealed\\x2dinference.mount'));
     expect(mount).toEqual(expect.arrayContaining(['What=tmpfs', 'Type=tmpfs', 'Where=/var/lib/sealed-inference']));

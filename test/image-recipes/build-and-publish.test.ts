@@ -337,7 +337,7 @@ describe('refuses to start, saying what to do', () => {
   test('without the appliance bundle', () => {
     const run = publish([...INPUTS, '--appliance', path.join(work, 'absent.js')]);
     expect(run.status).toBe(1);
-    expect(run.stderr).toMatch(/appliance bundle .*absent\.js is missing: run npm run build:appliance/);
+    expect(run.stderr).toMatch(/appliance bundle .*absent\.js is missing: run npm run build/);
   });
 
   test('without a prerequisite, naming the missing tool and how to install it', () => {

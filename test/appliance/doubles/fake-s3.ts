@@ -12,6 +12,8 @@ export interface FakeS3 {
   /** A real S3 client pointed at this endpoint. */
   client(): S3Client;
   put(bucket: string, key: string, body: Buffer): void;
+  /** A copy of a stored object's bytes. */
+  get(bucket: string, key: string): Buffer;
   /** The next `count` GETs answer `status` with an S3 error document. */
   failGets(count: number, status: number, code: string): void;
   /** The next `count` GETs send half their body, then drop the connection. */
@@ -96,6 +98,7 @@ export async function startFakeS3(): Promise<FakeS3> {
       }),
     put: (bucket, key, body) =>
       objects.set(`${bucket}/${key}`, { body, etag: `"${createHash('md5').update(body).digest('hex')}"` }),
+    get: (bucket, key) => Buffer.from(objects.get(`${bucket}/${key}`)!.body),
     failGets: (count, status, code) => (failures = { count, status, code }),
     cutGets: (count) => (cuts = count),
     delayGets: (ms) => (delayMs = ms),

@@ -1,0 +1,142 @@
+import { KMSClient } from '@aws-sdk/client-kms';
+import { S3Client } from '@aws-sdk/client-s3';
+import { mkdir } from 'node:fs/promises';
+import * as path from 'node:path';
+import { ApplianceConfig } from '../appliance-config';
+import { decryptDataKey } from './attested-decrypt';
+import { Attester } from './attester';
+import { runBootPipeline } from './boot-pipeline';
+import { InferenceService, startInferenceService } from './inference-service';
+import { ModelPcr } from './model-pcr';
+import { NitroTpmAttest } from './nitro-tpm-attest';
+import { OllamaClient } from './ollama-client';
+import { StatusBoard } from './status-board';
+import { newMetadataService, readApplianceConfig } from './user-data';
+
+/**
+ * The appliance's entry point (bundled into `assets/appliance/appliance.js`, run by sealed-inference-appliance.service):
+ * starts the port-3000 service at once, so that the status of the boot pipeline can be watched, then runs the pipeline.
+ */
+
+/** Where the appliance keeps its files and finds its neighbours; on the instance, from systemd's environment. */
+export interface ApplianceEnvironment {
+  /** Memory-backed, private, kept across service restarts: the plaintext model in transit and PCR15's event log. */
+  readonly stateDirectory: string;
+  /** Memory-backed, private, cleared when the service stops: the inputs of `nitro-tpm-attest`. */
+  readonly runtimeDirectory: string;
+  /** The local Ollama, loopback only. */
+  readonly ollamaUrl: string;
+  /** The address the service binds. */
+  readonly host: string;
+  /** The port when the configuration cannot be read (and so cannot name one). */
+  readonly defaultPort: number;
+  /** The `nitro-tpm-attest` program. */
+  readonly attestCommand: string;
+  /** Environment of the TPM tools (`TPM_DEVICE`, `TPM2TOOLS_TCTI`). */
+  readonly toolEnv: NodeJS.ProcessEnv;
+  /** Reads the configuration; by default from user data over IMDSv2. */
+  readonly readConfig: () => Promise<ApplianceConfig>;
+  /** AWS clients for the configured Region; by default with the instance role's credentials. */
+  readonly clients: (region: string) => { readonly s3: S3Client; readonly kms: KMSClient };
+  readonly log: (line: string) => void;
+}
+
+/** A running appliance. */
+export interface RunningAppliance {
+  readonly service: InferenceService;
+  /** Settles when the boot pipeline ends (ready or failed; the failure is in the status). */
+  readonly booted: Promise<void>;
+  close(): Promise<void>;
+}
+
+/** The environment on an instance, from the service unit's variables. */
+export function environmentFromProcess(env: NodeJS.ProcessEnv = process.env): ApplianceEnvironment {
+  const required = (name: string) => {
+    const value = env[name];
+    if (!value) throw new Error(`${name} is not set: run the appliance from sealed-inference-appliance.service`);
+    return value;
+  };
+  const metadata = newMetadataService();
+  return {
+    stateDirectory: required('STATE_DIRECTORY'),
+    runtimeDirectory: required('RUNTIME_DIRECTORY'),
+    ollamaUrl: env.OLLAMA_HOST ?? 'http://127.0.0.1:11434',
+    host: '0.0.0.0',
+    defaultPort: 3000,
+    attestCommand: 'nitro-tpm-attest',
+    toolEnv: env,
+    readConfig: () => readApplianceConfig(metadata),
+    clients: (region) => ({ s3: new S3Client({ region }), kms: new KMSClient({ region }) }),
+    log: (line) => console.log(line),
+  };
+}
+
+/** Starts the service and the boot pipeline. */
+export async function startAppliance(environment: ApplianceEnvironment): Promise<RunningAppliance> {
+  const { log } = environment;
+  const status = new StatusBoard();
+  const modelsDirectory = path.join(environment.stateDirectory, 'models');
+  await mkdir(modelsDirectory, { recursive: true, mode: 0o700 });
+  const attester: Attester = new NitroTpmAttest({
+    command: environment.attestCommand,
+    workDirectory: environment.runtimeDirectory,
+    env: environment.toolEnv,
+  });
+  const ollama = new OllamaClient(environment.ollamaUrl);
+
+  let config: ApplianceConfig | undefined;
+  try {
+    config = await environment.readConfig();
+  } catch (error) {
+    status.fail('starting', (error as Error).message);
+    log(`phase starting failed: ${(error as Error).message}`);
+  }
+  let modelPcr: ModelPcr | undefined;
+  let served: string | undefined;
+  const service = await startInferenceService(
+    {
+      status: () => status.current(),
+      ollama,
+      servedModelName: () => served,
+      attest: async (nonce) => ({ document: await attester.attest({ nonce }), eventLog: modelPcr?.events() ?? [] }),
+      log,
+    },
+    { host: environment.host, port: config?.servicePort ?? environment.defaultPort },
+  );
+  log(`listening on ${service.url}`);
+
+  const booted = (async () => {
+    if (!config) return;
+    const bootConfig = config;
+    try {
+      modelPcr = await ModelPcr.open({
+        eventLogPath: path.join(environment.stateDirectory, 'pcr15-event-log.json'),
+        env: environment.toolEnv,
+      });
+    } catch (error) {
+      status.fail('starting', (error as Error).message);
+      return;
+    }
+    const pcr = modelPcr;
+    const model = await runBootPipeline({
+      readConfig: async () => bootConfig,
+      clients: environment.clients,
+      attester,
+      unwrapDataKey: decryptDataKey,
+      measurement: { extend: async (sha384, description) => void (await pcr.extend(sha384, description)) },
+      ollama,
+      modelsDirectory,
+      status,
+      log,
+    }).catch(() => undefined); // the failure is in the status, shown on port 3000
+    served = model?.name;
+  })();
+  return { service, booted, close: () => service.close() };
+}
+
+if (require.main === module) {
+  Promise.resolve().then(() => startAppliance(environmentFromProcess())).catch((error) => {
+    console.error(`sealed-inference appliance: ${(error as Error).message}`);
+    process.exit(1);
+  });
+}

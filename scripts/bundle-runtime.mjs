@@ -1,0 +1,45 @@
+// Bundles the runtime code with esbuild when the library builds (npm prepare, pretest):
+// - the custom-resource handler, so that consumers synthesize with a ready asset and need neither esbuild nor Docker;
+// - the appliance, one file that the image recipe installs, with its chat page embedded as strings.
+//
+// The AWS SDK is bundled rather than taken from the runtime: each bundle then runs the exact, tested SDK version
+// pinned in package-lock.json, whatever the Lambda runtime or the image ships.
+import { build } from 'esbuild';
+import { readFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+
+// The page's files, script included, are served as they are: loaded as text, not bundled as code.
+const uiAsText = {
+  name: 'ui-as-text',
+  setup(build) {
+    build.onLoad({ filter: /[\\/]lib[\\/]appliance[\\/]ui[\\/][^\\/]+\.(html|css|js|svg)$/ }, async (args) => ({
+      contents: await readFile(args.path, 'utf8'),
+      loader: 'text',
+    }));
+  },
+};
+
+const bundles = [
+  { entry: 'lib/attestable-image/handler/index.ts', outfile: 'assets/published-measurements-handler/index.js' },
+  { entry: 'lib/appliance/main.ts', outfile: 'assets/appliance/appliance.js', plugins: [uiAsText] },
+];
+
+for (const { entry, outfile, plugins = [] } of bundles) {
+  await build({
+    entryPoints: [join(root, entry)],
+    outfile: join(root, outfile),
+    bundle: true,
+    platform: 'node',
+    target: 'node22',
+    format: 'cjs',
+    minify: false,
+    sourcemap: false,
+    legalComments: 'none',
+    logLevel: 'warning',
+    plugins,
+  });
+  console.log(`bundled ${entry} -> ${outfile}`);
+}

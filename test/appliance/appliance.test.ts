@@ -1,0 +1,182 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
+import { extendSha384Pcr, readSha384Pcrs } from '../../lib/appliance/tpm2-tools';
+import { verifyAttestationDocument } from '../../lib/attestation';
+import { PcrEvent, replayPcrEvents } from '../../lib/attestation/pcr-event-log';
+import { modelEncryptionContext } from '../../lib/sealing/manifest';
+import { createTestChain, TestChain } from '../attestation/test-attestation';
+import { freePort, startApplianceProcess } from './doubles/appliance-process';
+import { FakeImds, startFakeImds } from './doubles/fake-imds';
+import { FakeKms } from './doubles/fake-kms';
+import { FakeS3, startFakeS3 } from './doubles/fake-s3';
+import { installNitroTpmAttestDouble } from './doubles/nitro-tpm-attest';
+import { SealedModelFixture, storeSealedModel, testApplianceConfig } from './doubles/sealed-model-fixture';
+import { StubOllama } from './doubles/stub-ollama';
+import { startSwtpm, Swtpm } from './doubles/swtpm';
+
+/**
+ * The appliance bundle end to end, as the image runs it, against real and stand-in neighbours: a real TPM 2.0
+ * (swtpm) measured like a booted image, a `nitro-tpm-attest` that signs its real PCRs, a KMS that checks the
+ * document against a key policy and answers with a real CMS envelope, S3, IMDSv2 and Ollama.
+ */
+
+const sha384 = (text: string) => createHash('sha384').update(text).digest('hex');
+
+describe('the appliance bundle', () => {
+  let chain: TestChain;
+  let swtpm: Swtpm;
+  let tools: string;
+  let image: { pcr4: string; pcr12: string };
+  let s3: FakeS3;
+  let ollama: StubOllama;
+  const tpm = () => ({ env: { ...process.env, TPM2TOOLS_TCTI: swtpm.tcti } });
+  const running: Array<{ stop(): Promise<void> }> = [];
+
+  beforeAll(async () => {
+    chain = await createTestChain();
+    tools = await mkdtemp(path.join(tmpdir(), 'nitro-tools-'));
+    await installNitroTpmAttestDouble(chain, tools);
+  });
+  afterAll(() => rm(tools, { recursive: true, force: true }));
+  beforeEach(async () => {
+    // A fresh TPM each time: a booted instance.
+    swtpm = await startSwtpm();
+    // What a booted attestable image leaves in its PCRs: its UKI in PCR4, its command line in PCR12.
+    await extendSha384Pcr(4, sha384('unified kernel image'), tpm());
+    await extendSha384Pcr(12, sha384('kernel command line'), tpm());
+    const pcrs = await readSha384Pcrs([4, 12], tpm());
+    image = { pcr4: pcrs.get(4)!, pcr12: pcrs.get(12)! };
+    s3 = await startFakeS3();
+    ollama = await StubOllama.start();
+  });
+  afterEach(async () => {
+    for (const service of running.splice(0)) await service.stop();
+    await s3.close();
+    await ollama.stop();
+    await swtpm.stop();
+  });
+
+  /** A sealed model in S3, a KMS holding its key under `allowedImages`, and the appliance booting with both. */
+  async function boot(
+    allowedImages: Array<{ pcr4: string; pcr12: string }>,
+    beforeStart: (model: SealedModelFixture) => void = () => undefined,
+  ) {
+    const kms = await FakeKms.start({ trustedRoots: [chain.root.certificate], allowedImages });
+    const port = await freePort();
+    const config = { ...testApplianceConfig(), keyArn: kms.keyArn, servicePort: port };
+    const model = await storeSealedModel(s3, {
+      config,
+      wrap: (dataKey) => kms.wrap(dataKey, modelEncryptionContext(config.modelName)),
+    });
+    beforeStart(model);
+    const imds: FakeImds = await startFakeImds(JSON.stringify(config));
+    const appliance = await startApplianceProcess(port, {
+      PATH: `${tools}:${process.env.PATH}`,
+      TPM2TOOLS_TCTI: swtpm.tcti,
+      OLLAMA_HOST: ollama.url,
+      AWS_EC2_METADATA_SERVICE_ENDPOINT: imds.endpoint,
+      AWS_ENDPOINT_URL_S3: s3.endpoint,
+      AWS_ENDPOINT_URL_KMS: kms.endpoint,
+      AWS_ACCESS_KEY_ID: 'AKIDINSTANCEROLE',
+      AWS_SECRET_ACCESS_KEY: 'instance-role-secret',
+    });
+    running.push(appliance, { stop: () => imds.close() }, { stop: () => kms.stop() });
+    return { kms, model, appliance };
+  }
+
+  test('attests, unseals, measures the model into PCR15, serves chat, and proves all of it to a verifier', async () => {
+    const { kms, model, appliance } = await boot([image]);
+    const ready = await appliance.waitFor((status) => status.phase === 'ready' || status.phase === 'failed');
+    expect(ready).toMatchObject({ phase: 'ready', model: { name: 'llama', sha256: model.sha256, sha384: model.sha384 } });
+
+    // KMS was asked once, with an attestation document; Ollama holds the verified plaintext.
+    expect(kms.requests.map((request) => [request.operation, request.withRecipient])).toEqual([['Decrypt', true]]);
+    expect(ollama.blobs.get(`sha256:${model.sha256}`)).toBe(model.plaintext.length);
+    expect(ollama.models.get('llama')).toEqual({ 'llama.gguf': `sha256:${model.sha256}` });
+
+    // PCR15 on the TPM is the extend of the model's SHA-384.
+    const pcr15 = (await readSha384Pcrs([15], tpm())).get(15);
+    expect(pcr15).toBe(createHash('sha384').update(Buffer.alloc(48)).update(Buffer.from(model.sha384, 'hex')).digest('hex'));
+
+    // A chat round trip; the prompt goes to Ollama and never into the appliance's log.
+    const prompt = `What is sealed inference? ${randomBytes(8).toString('hex')}`;
+    const chat = await fetch(`${appliance.url}/api/chat`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({ messages: [{ role: 'user', content: prompt }] }),
+    });
+    expect(chat.status).toBe(200);
+    const answer = (await chat.text()).trim().split('\n').map((line) => JSON.parse(line));
+    expect(answer.map((part) => part.message?.content ?? '').join('')).toBe(StubOllama.answerTo(prompt));
+    expect(appliance.output()).not.toContain(prompt);
+    expect(appliance.output()).not.toContain(StubOllama.answerTo(prompt));
+
+    // The attestation endpoint: a fresh document over the verifier's nonce, with the image's PCRs and the model's.
+    const nonce = randomBytes(32);
+    const evidence = (await (await fetch(`${appliance.url}/api/attestation?nonce=${nonce.toString('hex')}`)).json()) as {
+      document: string;
+      eventLog: PcrEvent[];
+    };
+    const document = verifyAttestationDocument(Buffer.from(evidence.document, 'base64'), {
+      trustedRoots: [chain.root.certificate],
+      expectedNonce: nonce,
+    });
+    expect(document.pcrs.get(4)).toBe(image.pcr4);
+    expect(document.pcrs.get(12)).toBe(image.pcr12);
+    expect(document.pcrs.get(15)).toBe(pcr15);
+    expect(replayPcrEvents(evidence.eventLog, 15)).toBe(pcr15);
+    expect(evidence.eventLog).toEqual([expect.objectContaining({ pcr: 15, digest: model.sha384 })]);
+
+    // No plaintext left with the appliance, no key material left in its runtime directory.
+    expect(await readdir(path.join(appliance.stateDirectory, 'models'))).toEqual([]);
+    expect(await readdir(appliance.runtimeDirectory)).toEqual([]);
+  }, 60_000);
+
+  test('an image whose PCRs are not in the key policy is refused by KMS, and the status says so', async () => {
+    const otherImage = { pcr4: sha384('another kernel'), pcr12: image.pcr12 };
+    const { appliance } = await boot([otherImage]);
+    const failed = await appliance.waitFor((status) => status.phase === 'failed' || status.phase === 'ready');
+    expect(failed).toMatchObject({
+      phase: 'failed',
+      failedPhase: 'attesting',
+      reason: expect.stringMatching(/attestation rejected by KMS: this image's PCRs are not in the key policy/),
+    });
+    expect(ollama.blobs.size).toBe(0);
+    expect(s3.gets.filter((get) => get.includes('.sealed'))).toEqual([]);
+    const chat = await fetch(`${appliance.url}/api/chat`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({ messages: [{ role: 'user', content: 'hello' }] }),
+    });
+    expect(chat.status).toBe(503);
+  }, 60_000);
+
+  test('rides out S3 dropping connections midway and answering slowly', async () => {
+    s3.cutGets(2);
+    s3.delayGets(50);
+    const { model, appliance } = await boot([image]);
+    const ready = await appliance.waitFor((status) => status.phase === 'ready' || status.phase === 'failed');
+    expect(ready).toMatchObject({ phase: 'ready', model: { sha384: model.sha384 } });
+    expect(appliance.output()).toMatch(/retrying after attempt 1/);
+  }, 60_000);
+
+  test('a sealed model tampered with in S3 fails in unsealing, is not measured, and leaves no plaintext', async () => {
+    const { appliance } = await boot([image], ({ config: { bucket, objects } }) => {
+      // One flipped bit in the last chunk.
+      const sealed = s3.get(bucket, objects.sealed);
+      sealed[sealed.length - 200] ^= 0x01;
+      s3.put(bucket, objects.sealed, sealed);
+    });
+    const failed = await appliance.waitFor((status) => status.phase === 'failed' || status.phase === 'ready');
+    expect(failed).toMatchObject({
+      phase: 'failed',
+      failedPhase: 'unsealing',
+      reason: expect.stringMatching(/chunk 3 of 4 fails authentication/),
+    });
+    expect(await readSha384Pcrs([15], tpm())).toEqual(new Map([[15, '0'.repeat(96)]]));
+    expect(ollama.blobs.size).toBe(0);
+    expect(await readdir(path.join(appliance.stateDirectory, 'models'))).toEqual([]);
+  }, 60_000);
+});

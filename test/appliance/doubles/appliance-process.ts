@@ -1,0 +1,79 @@
+import { ChildProcess, spawn } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
+import { ApplianceStatus } from '../../../lib/appliance/appliance-status';
+
+/** The appliance bundle the image installs, as built by `npm run build`. */
+export const APPLIANCE_BUNDLE = path.join(__dirname, '..', '..', '..', 'assets', 'appliance', 'appliance.js');
+
+/** A free TCP port on the loopback. */
+export async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const port = (server.address() as { port: number }).port;
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
+/** The appliance bundle running as a process, with the directories systemd would give it. */
+export interface ApplianceProcess {
+  readonly url: string;
+  readonly stateDirectory: string;
+  readonly runtimeDirectory: string;
+  /** Everything it wrote to stdout and stderr so far (its journal). */
+  output(): string;
+  status(): Promise<ApplianceStatus>;
+  /** Polls the status until `done` holds, or fails after `timeoutMs` with the last status and the output. */
+  waitFor(done: (status: ApplianceStatus) => boolean, timeoutMs?: number): Promise<ApplianceStatus>;
+  stop(): Promise<void>;
+}
+
+/** Starts the bundle with `env` added to a minimal environment (no AWS settings of the machine running the tests). */
+export async function startApplianceProcess(port: number, env: NodeJS.ProcessEnv): Promise<ApplianceProcess> {
+  const stateDirectory = await mkdtemp(path.join(tmpdir(), 'appliance-state-'));
+  const runtimeDirectory = await mkdtemp(path.join(tmpdir(), 'appliance-runtime-'));
+  const child: ChildProcess = spawn(process.execPath, [APPLIANCE_BUNDLE], {
+    env: {
+      PATH: process.env.PATH,
+      HOME: stateDirectory,
+      STATE_DIRECTORY: stateDirectory,
+      RUNTIME_DIRECTORY: runtimeDirectory,
+      ...env,
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let output = '';
+  child.stdout!.on('data', (chunk) => (output += chunk));
+  child.stderr!.on('data', (chunk) => (output += chunk));
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  const url = `http://127.0.0.1:${port}`;
+  const status = async () => (await (await fetch(`${url}/api/status`)).json()) as ApplianceStatus;
+  return {
+    url,
+    stateDirectory,
+    runtimeDirectory,
+    output: () => output,
+    status,
+    async waitFor(done, timeoutMs = 30_000) {
+      const deadline = Date.now() + timeoutMs;
+      let last: ApplianceStatus | undefined;
+      while (Date.now() < deadline) {
+        if (child.exitCode !== null) throw new Error(`the appliance exited (${child.exitCode}):\n${output}`);
+        last = await status().catch(() => undefined);
+        if (last && done(last)) return last;
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+      throw new Error(`the appliance did not get there in ${timeoutMs} ms; last status ${JSON.stringify(last)}:\n${output}`);
+    },
+    async stop() {
+      if (child.exitCode === null) {
+        child.kill('SIGTERM');
+        await exited;
+      }
+      await rm(stateDirectory, { recursive: true, force: true });
+      await rm(runtimeDirectory, { recursive: true, force: true });
+    },
+  };
+}
