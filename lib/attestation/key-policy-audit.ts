@@ -82,7 +82,7 @@ export function auditKeyPolicy(policy: string | object, expectedImages: readonly
   const findings: KeyPolicyFinding[] = [];
   const admitted: AdmittedImages[] = [];
   const grantsDenied = statements.some(
-    (s) => s.Effect === 'Deny' && s.Condition === undefined && isEveryone(s) && allowsAction(s, CREATE_GRANT),
+    (s) => s.Effect === 'Deny' && s.Condition === undefined && isAnyPrincipal(s) && allowsAction(s, CREATE_GRANT),
   );
 
   statements.forEach((s, i) => {
@@ -99,7 +99,7 @@ export function auditKeyPolicy(policy: string | object, expectedImages: readonly
     }
     if (!decrypts && !reencrypts) return;
     const action = decrypts ? DECRYPT : REENCRYPT_FROM;
-    if (isEveryone(s)) {
+    if (isAnyPrincipal(s) || s.NotPrincipal !== undefined) {
       findings.push({
         kind: KeyPolicyFindingKind.ANY_PRINCIPAL,
         statement,
@@ -186,9 +186,8 @@ function allowsAction(s: Statement, action: string): boolean {
   return asList(s.Action).some((p) => actionMatches(p, action));
 }
 
-/** Principal `*`, `{ "AWS": "*" }`, or a NotPrincipal: everyone, or everyone but a few. */
-function isEveryone(s: Statement): boolean {
-  if (s.NotPrincipal !== undefined) return true;
+/** Principal `*` or `{ "AWS": "*" }`: everyone. */
+function isAnyPrincipal(s: Statement): boolean {
   if (s.Principal === '*') return true;
   const aws = (s.Principal as Record<string, unknown> | undefined)?.AWS;
   return asList(aws).includes('*');

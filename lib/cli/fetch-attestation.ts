@@ -35,8 +35,9 @@ export async function fetchAttestation(serviceUrl: URL, nonce: Buffer, timeoutMs
   let text: string;
   try {
     response = await fetch(url, { signal: AbortSignal.timeout(timeoutMs), headers: { accept: 'application/json' }, redirect: 'error' });
-    text = await response.text();
+    text = await readAtMost(response, MAX_RESPONSE_BYTES);
   } catch (error) {
+    if (error instanceof AttestationUnavailableError) throw error;
     const cause = (error as { cause?: { code?: string; message?: string } }).cause;
     const reason = (error as Error).name === 'TimeoutError'
       ? `no answer within ${timeoutMs / 1000} s`
@@ -45,9 +46,6 @@ export async function fetchAttestation(serviceUrl: URL, nonce: Buffer, timeoutMs
   }
   if (!response.ok) {
     throw new AttestationUnavailableError(`${url.origin}${url.pathname} answered HTTP ${response.status}: ${text.slice(0, 200).trim()}`);
-  }
-  if (text.length > MAX_RESPONSE_BYTES) {
-    throw new AttestationUnavailableError(`${url.origin}${url.pathname} answered more than ${MAX_RESPONSE_BYTES} bytes`);
   }
   let body: unknown;
   try {
@@ -60,4 +58,20 @@ export async function fetchAttestation(serviceUrl: URL, nonce: Buffer, timeoutMs
   } catch (error) {
     throw new AttestationUnavailableError((error as Error).message);
   }
+}
+
+/** The response body as text, refusing more than `limit` bytes without reading the rest. */
+async function readAtMost(response: Response, limit: number): Promise<string> {
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  const reader = response.body?.getReader();
+  for (let chunk = await reader?.read(); chunk !== undefined && !chunk.done; chunk = await reader?.read()) {
+    size += chunk.value.length;
+    if (size > limit) {
+      await reader?.cancel();
+      throw new AttestationUnavailableError(`${response.url} answered more than ${limit} bytes: is this a sealed-inference service?`);
+    }
+    chunks.push(chunk.value);
+  }
+  return Buffer.concat(chunks).toString('utf8');
 }

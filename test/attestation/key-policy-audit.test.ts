@@ -135,8 +135,12 @@ describe('what gated statements admit', () => {
     expect(kinds(policy)).toEqual([[KeyPolicyFindingKind.MISSING_IMAGE, undefined]]);
   });
 
-  test('a gated statement for any principal is reported: the image run in any account decrypts', () => {
-    const policy = edited((s) => s.map((st) => st.Sid === 'UnsealOnlyOnAttestedImage1' ? { ...st, Principal: '*' } : st));
+  test.each([
+    ['Principal *', { Principal: '*' }],
+    ['Principal AWS *', { Principal: { AWS: ['*'] } }],
+    ['NotPrincipal', { Principal: undefined, NotPrincipal: { AWS: WORKLOAD } }],
+  ])('a gated statement for any principal (%s) is reported: the image run in any account decrypts', (_name, principal) => {
+    const policy = edited((s) => s.map((st) => st.Sid === 'UnsealOnlyOnAttestedImage1' ? { ...st, ...principal } : st));
     expect(kinds(policy)).toEqual([[KeyPolicyFindingKind.ANY_PRINCIPAL, 'UnsealOnlyOnAttestedImage1']]);
   });
 });
@@ -151,6 +155,9 @@ describe('grants', () => {
   test('without DenyGrants, or with a conditional one, it is a grant path', () => {
     expect(kinds(edited((s) => [...s.filter((st) => st.Sid !== 'DenyGrants'), createGrant])))
       .toEqual([[KeyPolicyFindingKind.GRANT_PATH, 'Grants']]);
+    const allButOne = edited((s) => [...s.map((st) => st.Sid === 'DenyGrants'
+      ? { Sid: st.Sid, Effect: 'Deny', NotPrincipal: { AWS: WORKLOAD }, Action: st.Action, Resource: '*' } : st), createGrant]);
+    expect(kinds(allButOne)).toEqual([[KeyPolicyFindingKind.GRANT_PATH, 'Grants']]);
     const conditional = edited((s) => [...s.map((st) => st.Sid === 'DenyGrants'
       ? { ...st, Condition: { Bool: { 'kms:GrantIsForAWSResource': 'false' } } } : st), createGrant]);
     expect(kinds(conditional)).toEqual([[KeyPolicyFindingKind.GRANT_PATH, 'Grants']]);

@@ -196,6 +196,10 @@ describe('could not check: exit code 1, nothing on stdout', () => {
       appliance.answer = () => ({ body: '<html>' });
       return run(['--measurements', file('m.json', IMAGE)]);
     }, /http:\/\/127.0.0.1:\d+\/api\/attestation did not answer JSON: is this a sealed-inference service\?/],
+    ['an answer too large for an attestation', async () => {
+      appliance.answer = () => ({ body: 'x'.repeat(1024 * 1024 + 1) });
+      return run(['--measurements', file('m.json', IMAGE)]);
+    }, /http:\/\/127.0.0.1:\d+\/api\/attestation\?nonce=[0-9a-f]{64} answered more than 1048576 bytes/],
     ['an answer without event log', async () => {
       appliance.answer = () => ({ body: { document: 'AAAA' } });
       return run(['--measurements', file('m.json', IMAGE)]);
