@@ -4,7 +4,7 @@ import { Command, InvalidArgumentError, Option } from 'commander';
 import type { AttestationDocument } from '../attestation/attestation-document';
 import { AttestationError } from '../attestation/attestation-error';
 import { compareAttestation, ExpectedImage, expectedImageName } from '../attestation/attestation-expectations';
-import { auditKeyPolicy, KeyPolicyAudit, KeyPolicyFinding } from '../attestation/key-policy-audit';
+import { auditKeyPolicy, KeyPolicyFinding } from '../attestation/key-policy-audit';
 import { AWS_NITRO_ROOT_SHA256_FINGERPRINT } from '../attestation/nitro-root';
 import { DEFAULT_ATTESTATION_MAX_AGE_MS, verifyAttestationDocument } from '../attestation/verify-attestation';
 import { parseManifest } from '../sealing/manifest';
@@ -139,6 +139,15 @@ export async function verify(
   const response = await fetchAttestation(serviceUrl, nonce, options.timeout * 1000);
   const policy = options.key === undefined ? undefined : await getKeyPolicy(options.key, dependencies);
 
+  // The key is audited whatever the document shows: a key that unseals for more than expected is a finding of its own.
+  const audit = policy === undefined ? undefined : auditKeyPolicy(policy, images);
+  const keyPolicyCheck: VerifyCheck[] = options.key === undefined || audit === undefined ? [] : [{
+    name: 'key-policy',
+    passed: audit.sealed,
+    expected: `${options.key.arn} decrypts only for ${images.map(expectedImageName).join(', ')}, each gated by its PCRs, without grants`,
+    found: audit.sealed ? 'as expected' : audit.findings.map((finding) => finding.message).join('; '),
+  }];
+
   const checks: VerifyCheck[] = [];
   const roots = dependencies.trustedRoots;
   const rootNames = roots === undefined
@@ -153,8 +162,11 @@ export async function verify(
     });
   } catch (error) {
     if (!(error instanceof AttestationError)) throw error;
-    checks.push({ name: 'document', passed: false, expected: expectedDocument, found: error.message });
-    return { verified: false, service: serviceUrl.href, nonce: nonce.toString('hex'), servedModels: [], checks };
+    checks.push({ name: 'document', passed: false, expected: expectedDocument, found: error.message }, ...keyPolicyCheck);
+    return {
+      verified: false, service: serviceUrl.href, nonce: nonce.toString('hex'), servedModels: [], checks,
+      keyPolicyFindings: audit?.findings,
+    };
   }
   const age = Math.max(0, Math.round((now.getTime() - document.timestamp.getTime()) / 1000));
   checks.push({
@@ -166,16 +178,7 @@ export async function verify(
 
   const verdict = compareAttestation(document, response.eventLog, { images, modelSha384 });
   checks.push(...verdict.checks);
-  let audit: KeyPolicyAudit | undefined;
-  if (options.key !== undefined && policy !== undefined) {
-    audit = auditKeyPolicy(policy, images);
-    checks.push({
-      name: 'key-policy',
-      passed: audit.sealed,
-      expected: `${options.key.arn} decrypts only for ${images.map(expectedImageName).join(', ')}, each gated by its PCRs, without grants`,
-      found: audit.sealed ? 'as expected' : audit.findings.map((finding) => finding.message).join('; '),
-    });
-  }
+  checks.push(...keyPolicyCheck);
   return {
     verified: checks.every((check) => check.passed),
     service: serviceUrl.href,

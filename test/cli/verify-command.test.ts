@@ -312,6 +312,16 @@ describe('--key: the live key policy', () => {
     expect(stdout).toContain(`found UnsealOnlyOnAttestedImage2 admits PCR4=${hex('b4')} PCR12=${hex('00')}, which is no expected image`);
   });
 
+  test('the key is audited even when the document fails', async () => {
+    kms.on(GetKeyPolicyCommand).resolves({ Policy: sealedToTwo });
+    appliance.answer = () => attestation(Buffer.alloc(32, 7));
+    const { code, stdout } = await run([...args(), '--json']);
+    expect(code).toBe(3);
+    const report = JSON.parse(stdout);
+    expect(report.checks.map((c: { name: string; passed: boolean }) => [c.name, c.passed])).toEqual([['document', false], ['key-policy', false]]);
+    expect(report.keyPolicyFindings.map((f: { kind: string }) => f.kind)).toEqual(['extra-image']);
+  });
+
   test('a policy KMS will not show could not be checked', async () => {
     kms.on(GetKeyPolicyCommand).rejects(Object.assign(new Error('User is not authorized to perform kms:GetKeyPolicy'), { name: 'AccessDeniedException' }));
     const { code, stdout, stderr } = await run(args());
