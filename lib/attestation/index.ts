@@ -4,3 +4,7 @@ export * from './cose-sign1';
 export * from './certificate-chain';
 export * from './nitro-root';
 export * from './verify-attestation';
+export * from './pcr-event-log';
+export * from './attestation-expectations';
+export * from './attestation-response';
+export * from './key-policy-audit';

@@ -2,7 +2,7 @@ import { Command, InvalidArgumentError } from 'commander';
 import { AMI_ID_PATTERN, PcrMeasurements, SHA256_HEX } from '../measurements';
 import { readPublishedMeasurements } from '../published-measurements';
 import { requireRegion } from './aws-region';
-import type { CliOutput } from './program';
+import type { CliDependencies, CliOutput } from './program';
 
 /**
  * `sealed-inference measurements <ami-id>`: reads the measurements an attestable image publishes in its tags, checks
@@ -25,7 +25,7 @@ export interface MeasurementsOptions {
   readonly owner?: string[];
 }
 
-export function addMeasurementsCommand(program: Command, output: CliOutput): Command {
+export function addMeasurementsCommand(program: Command, output: CliOutput, dependencies: CliDependencies = {}): Command {
   return program
     .command('measurements')
     .summary("print an image's published measurements as JSON for cdk.json")
@@ -47,7 +47,7 @@ export function addMeasurementsCommand(program: Command, output: CliOutput): Com
       collectAccount,
     )
     .action(async (imageId: string, options: MeasurementsOptions) => {
-      output.stdout(`${JSON.stringify(await measurements(imageId, options, output), null, 2)}\n`);
+      output.stdout(`${JSON.stringify(await measurements(imageId, options, output, dependencies), null, 2)}\n`);
     });
 }
 
@@ -59,11 +59,12 @@ export async function measurements(
   imageId: string,
   options: MeasurementsOptions,
   output: Pick<CliOutput, 'stderr'>,
+  dependencies: Pick<CliDependencies, 'ec2Client'> = {},
 ): Promise<ImageMeasurements> {
   const secureBoot = options.secureBoot ?? false;
   // Loaded here, not at start-up: the EC2 client takes about half a second to load, which no other command needs.
   const { describeImage, newEc2Client } = await import('../describe-image');
-  const ec2 = newEc2Client(options.region);
+  const ec2 = (dependencies.ec2Client ?? newEc2Client)(options.region);
   let image;
   try {
     await requireRegion(ec2, 'to read the image in');
@@ -97,7 +98,8 @@ export async function measurements(
     : { imageId, pcr4: published.pcr4, pcr12: published.pcr12 };
 }
 
-function parseImageId(value: string): string {
+/** Parses an AMI id argument. */
+export function parseImageId(value: string): string {
   if (!AMI_ID_PATTERN.test(value)) throw new InvalidArgumentError('Expected an AMI id like ami-0123456789abcdef0.');
   return value;
 }
@@ -107,7 +109,8 @@ function parseSha256(value: string): string {
   return value.toLowerCase();
 }
 
-function collectAccount(value: string, previous: string[] | undefined): string[] {
+/** Collects a repeated account id option. */
+export function collectAccount(value: string, previous: string[] | undefined): string[] {
   if (!/^\d{12}$/.test(value)) throw new InvalidArgumentError('Expected an AWS account id: 12 digits.');
   return [...(previous ?? []), value];
 }

@@ -1,4 +1,4 @@
-import { runCli } from '../../lib/cli/program';
+import { CliDependencies, runCli } from '../../lib/cli/program';
 
 /** What a run of the CLI in this process wrote, and its exit code. */
 export interface CliRun {
@@ -8,11 +8,11 @@ export interface CliRun {
 }
 
 /** Runs the CLI in this process on `args`, capturing its output (no progress bars). */
-export async function runCaptured(args: string[]): Promise<CliRun> {
+export async function runCaptured(args: string[], dependencies?: CliDependencies): Promise<CliRun> {
   let stdout = '';
   let stderr = '';
   const output = { stdout: (text: string) => (stdout += text), stderr: (text: string) => (stderr += text) };
-  const code = await runCli(args, output);
+  const code = await runCli(args, output, dependencies);
   return { code, stdout, stderr };
 }
 

@@ -1,0 +1,164 @@
+import { PcrMeasurements, pinnedPcrs } from '../measurements';
+import type { AttestationDocument } from './attestation-document';
+import { MODEL_PCR, PcrEvent, replayPcrEvents } from './pcr-event-log';
+
+/**
+ * Comparing a verified attestation document with what its verifier expects: which images may run, and which model
+ * they may serve. Runtime code: no AWS SDK or CDK dependency.
+ */
+
+/** An image the verifier accepts, by the PCRs a key policy pins: PCR4 and PCR12, or PCR7 (lower-case hex). */
+export interface ExpectedImage extends PcrMeasurements {
+  /**
+   * The image's AMI id, to name it in the verdict.
+   *
+   * @default - the image is named by its position, "image 1", "image 2", ...
+   */
+  readonly imageId?: string;
+}
+
+/** What a verified document and its event log must show. */
+export interface AttestationExpectations {
+  /** The images the instance may run; its document must match one of them exactly. */
+  readonly images: readonly ExpectedImage[];
+  /**
+   * The SHA-384 (lower-case hex) of the one model the instance may serve: every model event of the log must be it.
+   *
+   * @default - the model is not checked; the verdict only reports what the log says
+   */
+  readonly modelSha384?: string;
+}
+
+/** Names of the checks a verdict reports, in order. */
+export enum VerdictCheckName {
+  /** The document's PCRs are those of one expected image. */
+  IMAGE = 'image',
+  /** Every PCR the event log extends (always PCR15) has the value the log replays to. */
+  EVENT_LOG = 'event-log',
+  /** Every model event of the log is the expected model, and there is one. */
+  MODEL = 'model',
+}
+
+/** One check of a verdict: what was expected and what was found. */
+export interface VerdictCheck {
+  readonly name: VerdictCheckName;
+  readonly passed: boolean;
+  readonly expected: string;
+  readonly found: string;
+}
+
+/** The outcome of {@link compareAttestation}. */
+export interface AttestationVerdict {
+  /** True when every check passed. */
+  readonly trustworthy: boolean;
+  /** The expected image the document matched. */
+  readonly matchedImage?: ExpectedImage;
+  /** Distinct model digests the log extended PCR15 with, in order of first appearance. */
+  readonly servedModels: string[];
+  readonly checks: VerdictCheck[];
+}
+
+/** The name of expected image `index` (0-based) in a verdict. */
+export function expectedImageName(image: ExpectedImage, index: number): string {
+  return image.imageId ?? `image ${index + 1}`;
+}
+
+/** `PCR4=… PCR12=…`: the given PCR values, in index order. */
+export function describePcrs(values: ReadonlyArray<{ index: number; value: string | undefined }>): string {
+  return values.map(({ index, value }) => `PCR${index}=${value ?? '(absent)'}`).join(' ');
+}
+
+/**
+ * Compares a document that `verifyAttestationDocument` accepted, and the PCR event log served with it, with the
+ * verifier's expectations. Nothing here checks signatures: verify the document first.
+ *
+ * - image: the document's PCRs must equal every PCR one expected image pins;
+ * - event log: each PCR the log extends, and always PCR15, must equal the log's replay from 48 zero bytes, so that
+ *   the log is the true history of the PCR;
+ * - model (with `modelSha384`): every PCR15 event must be that digest, and the log must contain it (a restarted
+ *   service extends PCR15 with the same model again).
+ */
+export function compareAttestation(
+  document: AttestationDocument,
+  eventLog: readonly PcrEvent[],
+  expectations: AttestationExpectations,
+): AttestationVerdict {
+  if (expectations.images.length === 0) {
+    throw new Error('At least one expected image is needed to compare an attestation document with');
+  }
+  const image = compareImage(document, expectations.images);
+  const checks = [image.check, ...compareEventLog(document, eventLog)];
+  const modelEvents = eventLog.filter((event) => event.pcr === MODEL_PCR);
+  const servedModels = [...new Set(modelEvents.map((event) => event.digest))];
+  if (expectations.modelSha384 !== undefined) {
+    checks.push(compareModel(modelEvents, expectations.modelSha384.toLowerCase()));
+  }
+  return {
+    trustworthy: checks.every((check) => check.passed),
+    matchedImage: image.matched,
+    servedModels,
+    checks,
+  };
+}
+
+function compareImage(
+  document: AttestationDocument,
+  images: readonly ExpectedImage[],
+): { check: VerdictCheck; matched?: ExpectedImage } {
+  const matched = images.find((image) =>
+    pinnedPcrs(image).every(({ index, value }) => document.pcrs.get(index) === value.toLowerCase()),
+  );
+  // Report the document's values of every PCR some expected image pins, so that a mismatch shows what differs.
+  const indices = [...new Set(images.flatMap((image) => pinnedPcrs(image).map(({ index }) => index)))].sort((a, b) => a - b);
+  const found = describePcrs(indices.map((index) => ({ index, value: document.pcrs.get(index) })));
+  const expected = images
+    .map((image, i) => `${expectedImageName(image, i)} (${describePcrs(pinnedPcrs(image))})`)
+    .join(images.length > 1 ? ', or ' : '');
+  return {
+    check: {
+      name: VerdictCheckName.IMAGE,
+      passed: matched !== undefined,
+      expected,
+      found: matched === undefined ? found : `${expectedImageName(matched, images.indexOf(matched))} (${found})`,
+    },
+    matched,
+  };
+}
+
+function compareEventLog(document: AttestationDocument, eventLog: readonly PcrEvent[]): VerdictCheck[] {
+  const indices = [...new Set([MODEL_PCR, ...eventLog.map((event) => event.pcr)])].sort((a, b) => a - b);
+  return indices.map((index) => {
+    const events = eventLog.filter((event) => event.pcr === index).length;
+    let replayed: string;
+    try {
+      replayed = replayPcrEvents(eventLog, index);
+    } catch (error) {
+      return {
+        name: VerdictCheckName.EVENT_LOG,
+        passed: false,
+        expected: `PCR${index} replayable from the event log`,
+        found: (error as Error).message,
+      };
+    }
+    const actual = document.pcrs.get(index);
+    return {
+      name: VerdictCheckName.EVENT_LOG,
+      passed: actual === replayed,
+      expected: `PCR${index}=${replayed} (replay of ${events} event${events === 1 ? '' : 's'})`,
+      found: `PCR${index}=${actual ?? '(absent)'}`,
+    };
+  });
+}
+
+function compareModel(modelEvents: readonly PcrEvent[], modelSha384: string): VerdictCheck {
+  const others = modelEvents.filter((event) => event.digest !== modelSha384);
+  const found = modelEvents.length === 0
+    ? `no model event on PCR${MODEL_PCR}`
+    : modelEvents.map((event) => `${event.digest} (${event.description})`).join(', ');
+  return {
+    name: VerdictCheckName.MODEL,
+    passed: modelEvents.length > 0 && others.length === 0,
+    expected: `only model ${modelSha384} on PCR${MODEL_PCR}`,
+    found,
+  };
+}

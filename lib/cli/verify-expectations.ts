@@ -1,0 +1,129 @@
+import type { ExpectedImage } from '../attestation/attestation-expectations';
+import { AMI_ID_PATTERN, checkPinsImage, normalizePcrValue } from '../measurements';
+
+/**
+ * Reading the images `sealed-inference verify` expects from the files people already have: the JSON
+ * `sealed-inference measurements` prints, and the outputs file `cdk deploy --outputs-file` writes.
+ */
+
+/** An expectation file that cannot be used; the message says what to fix. */
+export class InvalidExpectationError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'InvalidExpectationError';
+  }
+}
+
+function parseJson(text: string, what: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch (error) {
+    throw new InvalidExpectationError(`${what} is not JSON (${(error as Error).message})`);
+  }
+}
+
+function checkedImage(subject: string, values: { imageId?: string; pcr4?: string; pcr7?: string; pcr12?: string }): ExpectedImage {
+  if (values.imageId !== undefined && !AMI_ID_PATTERN.test(values.imageId)) {
+    throw new InvalidExpectationError(`${subject}: imageId ${JSON.stringify(values.imageId)} is not an AMI id`);
+  }
+  const pcr = (name: string, value: string | undefined) => {
+    if (value === undefined) return undefined;
+    try {
+      return normalizePcrValue(`${name} of ${subject}`, value);
+    } catch (error) {
+      throw new InvalidExpectationError((error as Error).message);
+    }
+  };
+  const image = { imageId: values.imageId, pcr4: pcr('PCR4', values.pcr4), pcr7: pcr('PCR7', values.pcr7), pcr12: pcr('PCR12', values.pcr12) };
+  try {
+    checkPinsImage(subject, image);
+  } catch (error) {
+    throw new InvalidExpectationError((error as Error).message);
+  }
+  return image;
+}
+
+const MEASUREMENT_KEYS = ['imageId', 'pcr4', 'pcr7', 'pcr12'];
+
+/**
+ * The images of a measurements file: one object as `sealed-inference measurements` prints it
+ * (`{ "imageId", "pcr4", "pcr12" }` or `{ "imageId", "pcr7" }`), or an array of them for several images.
+ *
+ * @param name the file's name, for errors
+ */
+export function readMeasurementsFile(text: string, name: string): ExpectedImage[] {
+  const value = parseJson(text, `Measurements file ${name}`);
+  const entries = Array.isArray(value) ? value : [value];
+  if (entries.length === 0) throw new InvalidExpectationError(`Measurements file ${name} lists no image`);
+  return entries.map((entry, i) => {
+    const subject = `image ${i + 1} of ${name}`;
+    if (typeof entry !== 'object' || entry === null || Array.isArray(entry)) {
+      throw new InvalidExpectationError(`${subject} must be an object like sealed-inference measurements prints`);
+    }
+    const unknown = Object.keys(entry).filter((key) => !MEASUREMENT_KEYS.includes(key));
+    if (unknown.length > 0) {
+      throw new InvalidExpectationError(`${subject} has unknown field ${unknown.join(', ')}; expected ${MEASUREMENT_KEYS.join(', ')}`);
+    }
+    const strings = Object.entries(entry).filter(([, v]) => typeof v !== 'string');
+    if (strings.length > 0) throw new InvalidExpectationError(`${subject}: ${strings[0][0]} must be a string`);
+    return checkedImage(subject, entry as Record<string, string>);
+  });
+}
+
+/** `…AllowedImage<N>Id` or `…AllowedImage<N>Pcr<M>`, as `SealedInference` names its outputs, with CDK's optional hash. */
+const ALLOWED_IMAGE_OUTPUT = /^(.*)AllowedImage(\d+)(Id|Pcr4|Pcr7|Pcr12)(?:[0-9A-F]{8})?$/;
+
+/**
+ * The allowed images of one stack in a `cdk deploy --outputs-file` file (`{ "<stack>": { "<output>": "<value>" } }`),
+ * from the `AllowedImage<N>Id` and `AllowedImage<N>Pcr<M>` outputs of `SealedInference`.
+ *
+ * @param stack the stack to read; may be omitted when the file holds one stack with allowed images
+ */
+export function readStackOutputs(text: string, name: string, stack?: string): ExpectedImage[] {
+  const value = parseJson(text, `Stack outputs file ${name}`);
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    throw new InvalidExpectationError(`Stack outputs file ${name} must map stack names to their outputs, as cdk deploy --outputs-file writes`);
+  }
+  const stacks = Object.entries(value as Record<string, unknown>).filter(
+    ([, outputs]) => typeof outputs === 'object' && outputs !== null && Object.keys(outputs).some((k) => ALLOWED_IMAGE_OUTPUT.test(k)),
+  );
+  let chosen: [string, unknown];
+  if (stack !== undefined) {
+    const found = stacks.find(([stackName]) => stackName === stack);
+    if (found === undefined) {
+      throw new InvalidExpectationError(
+        `Stack outputs file ${name} has no stack ${stack} with AllowedImage outputs; it has ${stacks.map(([s]) => s).join(', ') || 'none'}`,
+      );
+    }
+    chosen = found;
+  } else if (stacks.length === 1) {
+    chosen = stacks[0];
+  } else {
+    throw new InvalidExpectationError(
+      stacks.length === 0
+        ? `Stack outputs file ${name} has no AllowedImage<N>Pcr<M> outputs: write it with cdk deploy --outputs-file from a stack with SealedInference`
+        : `Stack outputs file ${name} has several stacks with allowed images (${stacks.map(([s]) => s).join(', ')}): pick one with --stack`,
+    );
+  }
+
+  const [stackName, outputs] = chosen;
+  const images = new Map<string, Record<string, string>>();
+  for (const [key, output] of Object.entries(outputs as Record<string, unknown>)) {
+    const match = ALLOWED_IMAGE_OUTPUT.exec(key);
+    if (match === null) continue;
+    const [, prefix, n, field] = match;
+    if (typeof output !== 'string') throw new InvalidExpectationError(`Output ${key} of stack ${stackName} must be a string`);
+    const image = images.get(`${prefix}\0${n}`) ?? {};
+    image[field === 'Id' ? 'imageId' : field.toLowerCase()] = output;
+    images.set(`${prefix}\0${n}`, image);
+  }
+  const prefixes = new Set([...images.keys()].map((key) => key.split('\0')[0]));
+  if (prefixes.size > 1) {
+    throw new InvalidExpectationError(
+      `Stack ${stackName} in ${name} has allowed images of several constructs (${[...prefixes].join(', ')}): keep one construct's outputs in the file`,
+    );
+  }
+  return [...images.entries()]
+    .sort(([a], [b]) => Number(a.split('\0')[1]) - Number(b.split('\0')[1]))
+    .map(([key, image]) => checkedImage(`allowed image ${key.split('\0')[1]} of stack ${stackName}`, image));
+}

@@ -1,0 +1,181 @@
+import { auditKeyPolicy, ExpectedImage, KeyPolicyFindingKind, MalformedKeyPolicyError } from '../../lib/attestation';
+import { POLICY_ACCOUNT, synthesizedKeyPolicy } from './synthesized-key-policy';
+
+const hex = (byte: string) => byte.repeat(48);
+const IMAGE_A = { imageId: 'ami-0aaaaaaaaaaaaaaaa', pcr4: hex('a4'), pcr12: hex('00') };
+const IMAGE_B = { imageId: 'ami-0bbbbbbbbbbbbbbbb', pcr4: hex('b4'), pcr12: hex('00') };
+const IMAGE_C: ExpectedImage = { imageId: 'ami-0cccccccccccccccc', pcr7: hex('57') };
+const WORKLOAD = `arn:aws:iam::${POLICY_ACCOUNT}:role/inference`;
+
+type Statement = Record<string, unknown>;
+interface Policy { Version: string; Statement: Statement[] }
+
+let sealedToAB: string;
+beforeAll(() => {
+  sealedToAB = synthesizedKeyPolicy([IMAGE_A, IMAGE_B]);
+});
+
+/** The synthesized policy with `change` applied to its statements. */
+function edited(change: (statements: Statement[]) => Statement[]): Policy {
+  const policy = JSON.parse(sealedToAB) as Policy;
+  return { ...policy, Statement: change(policy.Statement) };
+}
+
+const gate = (pcrs: Record<string, string | string[]>, operator = 'StringEqualsIgnoreCase') => ({
+  [operator]: Object.fromEntries(Object.entries(pcrs).map(([pcr, v]) => [`kms:RecipientAttestation:NitroTPM${pcr}`, v])),
+});
+const allow = (extra: Statement): Statement => ({ Effect: 'Allow', Principal: { AWS: WORKLOAD }, Resource: '*', ...extra });
+const kinds = (policy: string | object, images: ExpectedImage[] = [IMAGE_A, IMAGE_B]) =>
+  auditKeyPolicy(policy, images).findings.map((f) => [f.kind, f.statement]);
+
+describe("this project's own key policy", () => {
+  test('is sealed to exactly its images, one statement each', () => {
+    const audit = auditKeyPolicy(sealedToAB, [IMAGE_A, IMAGE_B]);
+    expect(audit).toEqual({
+      sealed: true,
+      findings: [],
+      admitted: [
+        { statement: 'UnsealOnlyOnAttestedImage1', principals: WORKLOAD, images: [[{ index: 4, value: hex('a4') }, { index: 12, value: hex('00') }]] },
+        { statement: 'UnsealOnlyOnAttestedImage2', principals: WORKLOAD, images: [[{ index: 4, value: hex('b4') }, { index: 12, value: hex('00') }]] },
+      ],
+    });
+  });
+
+  test('against fewer expected images, the other image is an extra image', () => {
+    const audit = auditKeyPolicy(sealedToAB, [IMAGE_A]);
+    expect(audit.sealed).toBe(false);
+    expect(audit.findings).toEqual([{
+      kind: KeyPolicyFindingKind.EXTRA_IMAGE,
+      statement: 'UnsealOnlyOnAttestedImage2',
+      message: `UnsealOnlyOnAttestedImage2 admits PCR4=${hex('b4')} PCR12=${hex('00')}, which is no expected image`,
+    }]);
+  });
+
+  test('against more expected images, the one it lacks is missing', () => {
+    expect(auditKeyPolicy(sealedToAB, [IMAGE_A, IMAGE_B, IMAGE_C]).findings).toEqual([{
+      kind: KeyPolicyFindingKind.MISSING_IMAGE,
+      message: `no statement admits ami-0cccccccccccccccc (PCR7=${hex('57')})`,
+    }]);
+  });
+});
+
+describe('ungated decryption', () => {
+  test.each([
+    ['the account-root kms:* statement', allow({ Principal: { AWS: `arn:aws:iam::${POLICY_ACCOUNT}:root` }, Action: 'kms:*' })],
+    ['kms:Decrypt*', allow({ Action: ['kms:Encrypt', 'kms:Decrypt*'] })],
+    ['*', allow({ Action: '*' })],
+    ['a ? wildcard, in another case', allow({ Action: 'KMS:de?rypt' })],
+    ['NotAction that leaves Decrypt', allow({ NotAction: ['kms:Encrypt', 'kms:PutKeyPolicy'] })],
+    ['kms:ReEncryptFrom', allow({ Action: 'kms:ReEncrypt*' })],
+    ['a StringEqualsIfExists condition, which an absent key passes', allow({ Action: 'kms:Decrypt', Condition: gate({ PCR4: hex('a4'), PCR12: hex('00') }, 'StringEqualsIfExists') })],
+    ['a ForAllValues condition, which an absent key passes', allow({ Action: 'kms:Decrypt', Condition: gate({ PCR4: hex('a4') }, 'ForAllValues:StringEquals') })],
+    ['Nitro Enclaves PCR keys, not NitroTPM', allow({ Action: 'kms:Decrypt', Condition: { StringEqualsIgnoreCase: { 'kms:RecipientAttestation:PCR4': hex('a4') } } })],
+    ['only a presence check', allow({ Action: 'kms:Decrypt', Condition: { Null: { 'kms:RecipientAttestation:NitroTPMPCR4': 'false' } } })],
+  ])('%s is an ungated decrypt', (_name, statement) => {
+    const policy = edited((s) => [...s, { Sid: 'Widened', ...statement }]);
+    expect(kinds(policy)).toEqual([[KeyPolicyFindingKind.UNGATED_DECRYPT, 'Widened']]);
+  });
+
+  test('the finding names the statement, its principal and action; a statement without Sid is named by position', () => {
+    const policy = edited((s) => [...s, allow({ Action: 'kms:Decrypt' })]);
+    const [finding] = auditKeyPolicy(policy, [IMAGE_A, IMAGE_B]).findings;
+    expect(finding.message).toBe(
+      `#9 allows kms:Decrypt to ${WORKLOAD} without a StringEquals(IgnoreCase) condition on kms:RecipientAttestation:NitroTPMPCR<N>`,
+    );
+  });
+
+  test('a NotAction that excludes Decrypt and ReEncryptFrom, and other actions, are no decrypt', () => {
+    const policy = edited((s) => [...s,
+      allow({ NotAction: ['kms:Decrypt', 'kms:ReEncrypt*', 'kms:CreateGrant'] }), allow({ Action: ['kms:Encrypt', 'kms:DescribeKey'] })]);
+    expect(kinds(policy)).toEqual([]);
+  });
+});
+
+describe('what gated statements admit', () => {
+  test('two values per PCR in one statement admit the cross-combinations', () => {
+    const policy = edited((s) => [
+      ...s.filter((st) => !String(st.Sid).startsWith('UnsealOnly')),
+      allow({ Sid: 'BothImages', Action: 'kms:Decrypt', Condition: gate({ PCR4: [hex('a4'), hex('b4')], PCR12: [hex('00'), hex('0c')] }) }),
+    ]);
+    const audit = auditKeyPolicy(policy, [IMAGE_A, IMAGE_B]);
+    expect(audit.findings.map((f) => f.kind)).toEqual([
+      KeyPolicyFindingKind.CROSS_COMBINATION, KeyPolicyFindingKind.EXTRA_IMAGE, KeyPolicyFindingKind.EXTRA_IMAGE,
+    ]);
+    expect(audit.findings[0].message).toBe(
+      'BothImages lists 2 values for PCR4 and 2 values for PCR12, which are OR-ed: it admits every combination; write one statement per image',
+    );
+    expect(audit.findings.slice(1).map((f) => f.message)).toEqual([
+      `BothImages admits PCR4=${hex('a4')} PCR12=${hex('0c')}, which is no expected image`,
+      `BothImages admits PCR4=${hex('b4')} PCR12=${hex('0c')}, which is no expected image`,
+    ]);
+    expect(audit.admitted[0].images).toHaveLength(4);
+  });
+
+  test('a statement pinning PCR4 alone admits any command line: an extra image, and the expected one is missing', () => {
+    const policy = edited((s) => [
+      ...s.filter((st) => st.Sid !== 'UnsealOnlyOnAttestedImage1'),
+      allow({ Sid: 'Pcr4Only', Action: 'kms:Decrypt', Condition: gate({ PCR4: hex('A4') }) }),
+    ]);
+    expect(kinds(policy)).toEqual([
+      [KeyPolicyFindingKind.EXTRA_IMAGE, 'Pcr4Only'], [KeyPolicyFindingKind.MISSING_IMAGE, undefined],
+    ]);
+  });
+
+  test('a statement pinning more PCRs than the image still admits only that image', () => {
+    const policy = edited((s) => s.map((st) => st.Sid === 'UnsealOnlyOnAttestedImage1'
+      ? { ...st, Condition: { ...(st.Condition as object), ...gate({ PCR0: hex('0f'), PCR4: hex('a4'), PCR12: hex('00') }) } }
+      : st));
+    expect(kinds(policy)).toEqual([]);
+  });
+
+  test('StringEquals admits only lower-case values, which is how KMS reports PCRs', () => {
+    const policy = edited((s) => s.map((st) => st.Sid === 'UnsealOnlyOnAttestedImage2'
+      ? { ...st, Condition: gate({ PCR4: hex('B4'), PCR12: hex('00') }, 'StringEquals') }
+      : st));
+    expect(kinds(policy)).toEqual([[KeyPolicyFindingKind.MISSING_IMAGE, undefined]]);
+  });
+
+  test.each([
+    ['Principal *', { Principal: '*' }],
+    ['Principal AWS *', { Principal: { AWS: ['*'] } }],
+    ['NotPrincipal', { Principal: undefined, NotPrincipal: { AWS: WORKLOAD } }],
+  ])('a gated statement for any principal (%s) is reported: the image run in any account decrypts', (_name, principal) => {
+    const policy = edited((s) => s.map((st) => st.Sid === 'UnsealOnlyOnAttestedImage1' ? { ...st, ...principal } : st));
+    expect(kinds(policy)).toEqual([[KeyPolicyFindingKind.ANY_PRINCIPAL, 'UnsealOnlyOnAttestedImage1']]);
+  });
+});
+
+describe('grants', () => {
+  const createGrant = allow({ Sid: 'Grants', Principal: { AWS: `arn:aws:iam::${POLICY_ACCOUNT}:root` }, Action: 'kms:CreateGrant' });
+
+  test('an Allow of CreateGrant is closed by the unconditional DenyGrants', () => {
+    expect(kinds(edited((s) => [...s, createGrant]))).toEqual([]);
+  });
+
+  test('without DenyGrants, or with a conditional one, it is a grant path', () => {
+    expect(kinds(edited((s) => [...s.filter((st) => st.Sid !== 'DenyGrants'), createGrant])))
+      .toEqual([[KeyPolicyFindingKind.GRANT_PATH, 'Grants']]);
+    const allButOne = edited((s) => [...s.map((st) => st.Sid === 'DenyGrants'
+      ? { Sid: st.Sid, Effect: 'Deny', NotPrincipal: { AWS: WORKLOAD }, Action: st.Action, Resource: '*' } : st), createGrant]);
+    expect(kinds(allButOne)).toEqual([[KeyPolicyFindingKind.GRANT_PATH, 'Grants']]);
+    const conditional = edited((s) => [...s.map((st) => st.Sid === 'DenyGrants'
+      ? { ...st, Condition: { Bool: { 'kms:GrantIsForAWSResource': 'false' } } } : st), createGrant]);
+    expect(kinds(conditional)).toEqual([[KeyPolicyFindingKind.GRANT_PATH, 'Grants']]);
+  });
+});
+
+describe('malformed policies', () => {
+  test.each([
+    ['not JSON', '{', /The key policy is malformed: not JSON/],
+    ['no statements', '{"Version":"2012-10-17"}', /The key policy is malformed: it has no Statement/],
+    ['a statement without effect', '{"Statement":[{"Action":"kms:Decrypt"}]}', /statement #1 has no Effect Allow or Deny/],
+  ])('%s', (_name, policy, message) => {
+    expect(() => auditKeyPolicy(policy, [IMAGE_A])).toThrow(MalformedKeyPolicyError);
+    expect(() => auditKeyPolicy(policy, [IMAGE_A])).toThrow(message);
+  });
+
+  test('a single statement object is a statement list of one', () => {
+    const statement = allow({ Sid: 'Only', Action: 'kms:Decrypt', Condition: gate({ PCR7: hex('57') }) });
+    expect(auditKeyPolicy({ Statement: statement }, [IMAGE_C]).sealed).toBe(true);
+  });
+});

@@ -1,0 +1,367 @@
+import { createHash } from 'node:crypto';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { DescribeImagesCommand, EC2Client } from '@aws-sdk/client-ec2';
+import { GetKeyPolicyCommand, KMSClient } from '@aws-sdk/client-kms';
+import { mockClient } from 'aws-sdk-client-mock';
+import { extendPcr, MODEL_PCR, PcrEvent } from '../../lib/attestation';
+import type { CliDependencies } from '../../lib/cli/program';
+import { FORMAT_VERSION } from '../../lib/sealing/format';
+import { buildTestAttestationDocument, createTestChain, TestChain, testPcrs } from '../attestation/test-attestation';
+import { synthesizedKeyPolicy } from '../attestation/synthesized-key-policy';
+import { publishedImage } from '../fixtures';
+import { endsWithFailure, runCaptured } from './capture';
+import { FakeAnswer, FakeAppliance } from './doubles/fake-appliance';
+
+const hex = (byte: string) => byte.repeat(48);
+const sha384 = (text: string) => createHash('sha384').update(text).digest('hex');
+const MODEL = sha384('llama3 weights');
+const OTHER_MODEL = sha384('other weights');
+const IMAGE = { imageId: 'ami-0123456789abcdef0', pcr4: hex('a4'), pcr12: hex('00') };
+const OTHER_IMAGE = { imageId: 'ami-0fedcba9876543210', pcr4: hex('b4'), pcr12: hex('00') };
+const KEY_ARN = 'arn:aws:kms:eu-west-1:111111111111:key/1234abcd-12ab-34cd-56ef-1234567890ab';
+
+const modelEvent = (digest: string): PcrEvent =>
+  ({ pcr: MODEL_PCR, algorithm: 'sha384', digest, description: `model llama3 (SHA-384 of the plaintext GGUF)` });
+const extended = (...digests: string[]) =>
+  digests.reduce((v, d) => extendPcr(Buffer.from(v, 'hex'), Buffer.from(d, 'hex')).toString('hex'), hex('00'));
+
+let chain: TestChain;
+let otherChain: TestChain;
+let dir: string;
+let appliance: FakeAppliance;
+let deps: CliDependencies;
+const kms = mockClient(KMSClient);
+const ec2 = mockClient(EC2Client);
+const kmsRegions: string[] = [];
+
+/** A document as the appliance serves it: signed by `chain`, the given PCRs over image IMAGE serving MODEL. */
+function attestation(nonce: Buffer | undefined, options: {
+  pcrs?: Record<number, string>; eventLog?: PcrEvent[]; timestamp?: Date; signer?: TestChain;
+} = {}): FakeAnswer {
+  const pcrs = testPcrs();
+  for (const [index, value] of Object.entries({ 4: IMAGE.pcr4, 12: IMAGE.pcr12, 15: extended(MODEL), ...options.pcrs })) {
+    pcrs.set(Number(index), value);
+  }
+  const document = buildTestAttestationDocument({ chain: options.signer ?? chain, pcrs, nonce, timestamp: options.timestamp });
+  return { body: { document: document.toString('base64'), eventLog: options.eventLog ?? [modelEvent(MODEL)] } };
+}
+
+function file(name: string, content: unknown): string {
+  const filePath = path.join(dir, name);
+  fs.writeFileSync(filePath, typeof content === 'string' ? content : JSON.stringify(content));
+  return filePath;
+}
+
+function manifest(sha: string): string {
+  return file(`manifest-${sha.slice(0, 8)}.json`, {
+    formatVersion: FORMAT_VERSION, modelName: 'llama3', plaintextSize: 14, chunkSize: 4194304, sha256: 'cd'.repeat(32),
+    sha384: sha, sealedSize: 200, headerSha256: 'ef'.repeat(32),
+    encryptionContext: { 'sealed-inference:model': 'llama3', 'sealed-inference:format': '1' }, createdAt: '2026-11-01T00:00:00.000Z',
+  });
+}
+
+const run = (args: string[]) => runCaptured(['verify', appliance.url, ...args], deps);
+
+beforeAll(async () => {
+  [chain, otherChain] = await Promise.all([createTestChain(), createTestChain()]);
+  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'verify-'));
+  appliance = await FakeAppliance.start((nonce) => attestation(nonce));
+  deps = {
+    trustedRoots: [chain.root.certificate],
+    kmsClient: (region) => {
+      kmsRegions.push(region);
+      return new KMSClient({ region, credentials: { accessKeyId: 'AKIAFAKE', secretAccessKey: 'fake' } });
+    },
+    ec2Client: (region) => new EC2Client({ region: region ?? 'eu-west-1', credentials: { accessKeyId: 'AKIAFAKE', secretAccessKey: 'fake' } }),
+  };
+});
+
+afterAll(async () => {
+  await appliance.stop();
+  fs.rmSync(dir, { recursive: true, force: true });
+});
+
+beforeEach(() => {
+  appliance.answer = (nonce) => attestation(nonce);
+  appliance.requests.length = 0;
+  kms.reset();
+  ec2.reset();
+  kmsRegions.length = 0;
+});
+
+describe('verified: exit code 0', () => {
+  test('the expected image serving the expected model, checked with a fresh nonce each time', async () => {
+    const measurements = file('measurements.json', IMAGE);
+    const { code, stdout, stderr } = await run(['--measurements', measurements, '--model', manifest(MODEL)]);
+    expect({ code, stderr }).toEqual({ code: 0, stderr: '' });
+    const lines = stdout.split('\n');
+    expect(lines[0]).toMatch(new RegExp(`^Service ${appliance.url}/ \\(nonce [0-9a-f]{64}\\)$`));
+    expect(lines.slice(1, 5).map((l) => /^ {2}ok {4}[a-z-]+: \S+/.exec(l)?.[0])).toEqual([
+      '  ok    document: module', '  ok    image: ami-0123456789abcdef0', `  ok    event-log: PCR15=${extended(MODEL)}`,
+      `  ok    model: ${MODEL}`,
+    ]);
+    expect(lines[5]).toBe(`Verified: ${appliance.url}/ runs ami-0123456789abcdef0 and serves model ${MODEL}.`);
+
+    await run(['--measurements', measurements]);
+    const nonces = appliance.requests.map((url) => url.searchParams.get('nonce'));
+    expect(nonces).toHaveLength(2);
+    expect(nonces[0]).toMatch(/^[0-9a-f]{64}$/);
+    expect(nonces[1]).not.toBe(nonces[0]);
+  });
+
+  test('--json prints the report', async () => {
+    const { code, stdout } = await run(['--measurements', file('m.json', [OTHER_IMAGE, IMAGE]), '--json']);
+    expect(code).toBe(0);
+    const report = JSON.parse(stdout);
+    expect(report).toMatchObject({
+      verified: true, service: `${appliance.url}/`, image: IMAGE.imageId, servedModels: [MODEL],
+      document: { moduleId: 'i-0123456789abcdef0-tpm0123456789abcdef', pcrs: { 4: IMAGE.pcr4, 15: extended(MODEL) } },
+    });
+    expect(report.nonce).toBe(appliance.requests[0].searchParams.get('nonce'));
+    expect(report.checks.map((c: { name: string; passed: boolean }) => [c.name, c.passed]))
+      .toEqual([['document', true], ['image', true], ['event-log', true]]);
+  });
+
+  test('a service URL with a path prefix keeps it', async () => {
+    const { code, stderr } = await runCaptured(['verify', `${appliance.url}/inference/`, '--measurements', file('m.json', IMAGE)], deps);
+    expect(code).toBe(1); // the fake serves only /api/attestation
+    expect(appliance.requests[0].pathname).toBe('/inference/api/attestation');
+    expect(stderr).toMatch(/answered HTTP 404/);
+  });
+});
+
+describe('not trustworthy: exit code 3, the report on stdout, the reason on stderr', () => {
+  const measurements = () => file('measurements.json', IMAGE);
+
+  test.each([
+    ['another image (PCR4)', (n: Buffer) => attestation(n, { pcrs: { 4: hex('c4') } }), [], 'image',
+      /not trustworthy: image: expected ami-0123456789abcdef0 \(PCR4=a4a4.*; found PCR4=c4c4/],
+    ['a command line injected (PCR12)', (n: Buffer) => attestation(n, { pcrs: { 12: hex('0c') } }), [], 'image',
+      /not trustworthy: image: expected .*found PCR4=a4a4[0-9a-f]* PCR12=0c0c/],
+    ['PCR15 of another model', (n: Buffer) => attestation(n, { pcrs: { 15: extended(OTHER_MODEL) }, eventLog: [modelEvent(OTHER_MODEL)] }),
+      ['--model'], 'model', new RegExp(`not trustworthy: model: expected only model ${MODEL} on PCR15; found ${OTHER_MODEL}`)],
+    ['an event log that does not replay to PCR15', (n: Buffer) => attestation(n, { pcrs: { 15: extended(OTHER_MODEL) } }),
+      ['--model'], 'event-log', new RegExp(`not trustworthy: event-log: expected PCR15=${extended(MODEL)} \\(replay of 1 event\\); found PCR15=${extended(OTHER_MODEL)}`)],
+    ['a stale document', (n: Buffer) => attestation(n, { timestamp: new Date(Date.now() - 10 * 60 * 1000) }), [], 'document',
+      /not trustworthy: document: expected .* at most 300 s old.*; found stale-document: the document is from/],
+    ['an old document replayed, with the nonce of another request', () => attestation(Buffer.alloc(32, 7)), [], 'document',
+      /not trustworthy: document: .*found nonce-mismatch: the document's nonce 0707[0-9a-f]* is not the expected [0-9a-f]{64}/],
+    ['a document without nonce', () => attestation(undefined), [], 'document', /not trustworthy: document: .*found nonce-mismatch: the document carries no nonce/],
+    ['a document from another chain', (n: Buffer) => attestation(n, { signer: otherChain }), [], 'document',
+      /not trustworthy: document: .*found unknown-root: the root certificate \(CN=test.nitro-root\)/],
+  ] as Array<[string, (n: Buffer) => FakeAnswer, string[], string, RegExp]>)('%s', async (_name, answer, extra, failed, reason) => {
+    appliance.answer = answer;
+    const args = ['--measurements', measurements(), ...(extra.includes('--model') ? ['--model', manifest(MODEL)] : [])];
+    const { code, stdout, stderr } = await run(args);
+    expect(code).toBe(3);
+    expect(stdout).toContain(`  FAIL  ${failed}: expected `);
+    expect(stdout).toMatch(new RegExp(`\\nNOT TRUSTWORTHY: ${failed} failed.\\n$`));
+    expect(stderr).toMatch(endsWithFailure(reason));
+  });
+
+  test('--max-age accepts an older document', async () => {
+    appliance.answer = (n) => attestation(n, { timestamp: new Date(Date.now() - 10 * 60 * 1000) });
+    expect((await run(['--measurements', measurements(), '--max-age', '900'])).code).toBe(0);
+  });
+
+  test('without injected roots, only the AWS Nitro root is trusted', async () => {
+    const { code, stdout } = await runCaptured(['verify', appliance.url, '--measurements', measurements(), '--json']);
+    expect(code).toBe(3);
+    expect(JSON.parse(stdout).checks[0]).toMatchObject({
+      name: 'document', passed: false, expected: expect.stringMatching(/^signed through the AWS Nitro root \(SHA-256 64:1A:03:21:/),
+      found: expect.stringMatching(/^unknown-root: /),
+    });
+  });
+});
+
+describe('could not check: exit code 1, nothing on stdout', () => {
+  test.each([
+    ['an unreachable service', async () => {
+      const closed = await FakeAppliance.start(() => 'hang');
+      const url = closed.url;
+      await closed.stop();
+      return runCaptured(['verify', url, '--measurements', file('m.json', IMAGE)], deps);
+    }, /Could not reach http:\/\/127.0.0.1:\d+: ECONNREFUSED/],
+    ['a service that does not answer in time', async () => {
+      appliance.answer = () => 'hang';
+      return run(['--measurements', file('m.json', IMAGE), '--timeout', '0.3']);
+    }, /Could not reach http:\/\/127.0.0.1:\d+: no answer within 0.3 s/],
+    ['an HTTP error', async () => {
+      appliance.answer = () => ({ status: 503, body: 'model loading' });
+      return run(['--measurements', file('m.json', IMAGE)]);
+    }, /http:\/\/127.0.0.1:\d+\/api\/attestation answered HTTP 503: model loading/],
+    ['an answer that is not JSON', async () => {
+      appliance.answer = () => ({ body: '<html>' });
+      return run(['--measurements', file('m.json', IMAGE)]);
+    }, /http:\/\/127.0.0.1:\d+\/api\/attestation did not answer JSON: is this a sealed-inference service\?/],
+    ['an answer too large for an attestation', async () => {
+      appliance.answer = () => ({ body: 'x'.repeat(1024 * 1024 + 1) });
+      return run(['--measurements', file('m.json', IMAGE)]);
+    }, /http:\/\/127.0.0.1:\d+\/api\/attestation\?nonce=[0-9a-f]{64} answered more than 1048576 bytes/],
+    ['an answer without event log', async () => {
+      appliance.answer = () => ({ body: { document: 'AAAA' } });
+      return run(['--measurements', file('m.json', IMAGE)]);
+    }, /The attestation response is malformed: "eventLog" must be an array of PCR events/],
+    ['a malformed measurements file', () => run(['--measurements', file('bad.json', { ...IMAGE, pcr12: undefined })]),
+      /image 1 of .*bad.json is not pinned: missing pcr12/],
+    ['a measurements file with a typo', () => run(['--measurements', file('typo.json', { ...IMAGE, pcr21: hex('00') })]),
+      /image 1 of .*typo.json has unknown field pcr21; expected imageId, pcr4, pcr7, pcr12/],
+    ['a missing file', () => run(['--measurements', path.join(dir, 'none.json')]), /Could not read the measurements file .*none.json: ENOENT/],
+    ['a malformed manifest', () => run(['--measurements', file('m.json', IMAGE), '--model', file('manifest.json', '{}')]),
+      /manifest format version undefined is not supported/],
+  ] as Array<[string, () => ReturnType<typeof run>, RegExp]>)('%s', async (_name, runIt, message) => {
+    const { code, stdout, stderr } = await runIt();
+    expect({ code, stdout }).toEqual({ code: 1, stdout: '' });
+    expect(stderr).toMatch(endsWithFailure(message));
+  });
+});
+
+describe('expectation sources', () => {
+  const outputs = {
+    Network: { VpcId: 'vpc-1' },
+    Inference: {
+      InferenceAllowedImage1Id: OTHER_IMAGE.imageId, InferenceAllowedImage1Pcr4: OTHER_IMAGE.pcr4, InferenceAllowedImage1Pcr12: OTHER_IMAGE.pcr12,
+      InferenceAllowedImage2IdABCD1234: IMAGE.imageId, InferenceAllowedImage2Pcr4ABCD1234: IMAGE.pcr4.toUpperCase(),
+      InferenceAllowedImage2Pcr12ABCD1234: IMAGE.pcr12, InferenceAllowedImage2Warnings: '', InferenceKeyArn: KEY_ARN,
+    },
+  };
+
+  test('--stack-outputs: the allowed images of the one stack that has them', async () => {
+    const { code, stdout } = await run(['--stack-outputs', file('outputs.json', outputs), '--json']);
+    expect(code).toBe(0);
+    expect(JSON.parse(stdout).image).toBe(IMAGE.imageId);
+  });
+
+  test('--stack-outputs with several stacks needs --stack', async () => {
+    const two = file('two.json', { ...outputs, Old: { InferenceAllowedImage1Pcr7: hex('57') } });
+    const ambiguous = await run(['--stack-outputs', two]);
+    expect(ambiguous.code).toBe(1);
+    expect(ambiguous.stderr).toMatch(endsWithFailure(/Stack outputs file .*two.json has several stacks with allowed images \(Inference, Old\): pick one with --stack/));
+    expect((await run(['--stack-outputs', two, '--stack', 'Inference'])).code).toBe(0);
+    const old = await run(['--stack-outputs', two, '--stack', 'Old']);
+    expect(old.code).toBe(3);
+    expect(old.stdout).toContain('FAIL  image: expected image 1 (PCR7=5757');
+  });
+
+  test('--image: the published measurements, read with the EC2 client', async () => {
+    ec2.on(DescribeImagesCommand, { ImageIds: [IMAGE.imageId] }).resolves({ Images: [publishedImage()] });
+    const { code, stdout, stderr } = await run(['--image', IMAGE.imageId, '--owner', '111111111111', '--json']);
+    expect({ code, stderr }).toEqual({
+      code: 0, stderr: `Image ${IMAGE.imageId}, owned by account 111111111111\nRecipe version: 1.2.0\n` +
+        `pcr_measurements.json SHA-256: ${'ab'.repeat(32)} (not checked)\n`,
+    });
+    expect(JSON.parse(stdout).image).toBe(IMAGE.imageId);
+    expect(ec2.commandCalls(DescribeImagesCommand)).toHaveLength(1);
+  });
+
+  test('--image --secure-boot expects PCR7, which this document does not have', async () => {
+    ec2.on(DescribeImagesCommand).resolves({ Images: [publishedImage()] });
+    const { code, stdout } = await run(['--image', IMAGE.imageId, '--secure-boot', '--owner', '111111111111']);
+    expect(code).toBe(3);
+    expect(stdout).toContain(`FAIL  image: expected ${IMAGE.imageId} (PCR7=${hex('57')})`);
+  });
+
+  test('--image with an image EC2 refuses could not be checked', async () => {
+    ec2.on(DescribeImagesCommand).resolves({ Images: [publishedImage({ BootMode: 'legacy-bios' })] });
+    const { code, stderr } = await run(['--image', IMAGE.imageId]);
+    expect(code).toBe(1);
+    expect(stderr).toMatch(endsWithFailure(/Image ami-0123456789abcdef0 has boot mode legacy-bios, not uefi/));
+  });
+});
+
+describe('--key: the live key policy', () => {
+  let sealedToImage: string;
+  let sealedToTwo: string;
+  beforeAll(() => {
+    sealedToImage = synthesizedKeyPolicy([IMAGE]);
+    sealedToTwo = synthesizedKeyPolicy([IMAGE, OTHER_IMAGE]);
+  });
+  const args = () => ['--measurements', file('m.json', IMAGE), '--key', KEY_ARN];
+
+  test('a policy that still matches: verified, read in the key\'s Region', async () => {
+    kms.on(GetKeyPolicyCommand, { KeyId: KEY_ARN, PolicyName: 'default' }).resolves({ Policy: sealedToImage });
+    const { code, stdout, stderr } = await run(args());
+    expect({ code, stderr }).toEqual({ code: 0, stderr: '' });
+    expect(stdout).toContain('  ok    key-policy: as expected\n');
+    expect(kmsRegions).toEqual(['eu-west-1']);
+    expect(kms.commandCalls(GetKeyPolicyCommand)).toHaveLength(1);
+  });
+
+  test('widened with an unconditioned decrypt statement: not trustworthy', async () => {
+    const policy = JSON.parse(sealedToImage);
+    policy.Statement.push({
+      Sid: 'EnableIamUserPermissions', Effect: 'Allow', Principal: { AWS: 'arn:aws:iam::111111111111:root' }, Action: 'kms:*', Resource: '*',
+    });
+    kms.on(GetKeyPolicyCommand).resolves({ Policy: JSON.stringify(policy) });
+    const { code, stdout, stderr } = await run([...args(), '--json']);
+    expect(code).toBe(3);
+    expect(JSON.parse(stdout).keyPolicyFindings).toEqual([{
+      kind: 'ungated-decrypt', statement: 'EnableIamUserPermissions',
+      message: 'EnableIamUserPermissions allows kms:Decrypt to arn:aws:iam::111111111111:root without a StringEquals(IgnoreCase) condition on kms:RecipientAttestation:NitroTPMPCR<N>',
+    }]);
+    expect(stderr).toMatch(endsWithFailure(/not trustworthy: key-policy: expected .* decrypts only for ami-0123456789abcdef0, .*found EnableIamUserPermissions allows kms:Decrypt/));
+  });
+
+  test('allowing an extra image: not trustworthy', async () => {
+    kms.on(GetKeyPolicyCommand).resolves({ Policy: sealedToTwo });
+    const { code, stdout } = await run(args());
+    expect(code).toBe(3);
+    expect(stdout).toContain(`FAIL  key-policy: expected ${KEY_ARN} decrypts only for ami-0123456789abcdef0`);
+    expect(stdout).toContain(`found UnsealOnlyOnAttestedImage2 admits PCR4=${hex('b4')} PCR12=${hex('00')}, which is no expected image`);
+  });
+
+  test('the key is audited even when the document fails', async () => {
+    kms.on(GetKeyPolicyCommand).resolves({ Policy: sealedToTwo });
+    appliance.answer = () => attestation(Buffer.alloc(32, 7));
+    const { code, stdout } = await run([...args(), '--json']);
+    expect(code).toBe(3);
+    const report = JSON.parse(stdout);
+    expect(report.checks.map((c: { name: string; passed: boolean }) => [c.name, c.passed])).toEqual([['document', false], ['key-policy', false]]);
+    expect(report.keyPolicyFindings.map((f: { kind: string }) => f.kind)).toEqual(['extra-image']);
+  });
+
+  test('a policy KMS will not show could not be checked', async () => {
+    kms.on(GetKeyPolicyCommand).rejects(Object.assign(new Error('User is not authorized to perform kms:GetKeyPolicy'), { name: 'AccessDeniedException' }));
+    const { code, stdout, stderr } = await run(args());
+    expect({ code, stdout }).toEqual({ code: 1, stdout: '' });
+    expect(stderr).toMatch(endsWithFailure(/Could not read the policy of key arn:aws:kms:eu-west-1:111111111111:key\/1234abcd-[0-9a-f-]+: User is not authorized to perform kms:GetKeyPolicy \(AccessDeniedException\)/));
+  });
+});
+
+describe('usage errors: exit code 2, without asking the service', () => {
+  test.each([
+    ['no expectation', [], /say what to expect with --measurements <file>, --image <ami-id> or --stack-outputs <file>/],
+    ['two expectations', ['--measurements', 'm.json', '--stack-outputs', 'o.json'], /option '--measurements <file>' cannot be used with option '--stack-outputs <file>'/],
+    ['--stack without --stack-outputs', ['--measurements', 'm.json', '--stack', 'S'], /--stack needs --stack-outputs/],
+    ['--secure-boot without --image', ['--measurements', 'm.json', '--secure-boot'], /--secure-boot only apply with --image/],
+    ['a key alias', ['--measurements', 'm.json', '--key', 'alias/sealed'], /Expected a key ARN like arn:aws:kms:eu-west-1:111111111111:key\/<key-id> \(not an alias\)/],
+    ['a bad max age', ['--measurements', 'm.json', '--max-age', '-1'], /Expected a positive number of seconds/],
+    ['a bad image id', ['--image', 'ami-XYZ'], /Expected an AMI id/],
+  ])('%s', async (_name, args, message) => {
+    const { code, stdout, stderr } = await run(args);
+    expect({ code, stdout }).toEqual({ code: 2, stdout: '' });
+    expect(stderr).toMatch(message);
+    expect(appliance.requests).toHaveLength(0);
+  });
+
+  test.each([
+    ['ftp://host/', /Expected an http or https URL/],
+    ['not a url', /Expected a URL like http:\/\/10.0.1.23:3000/],
+    ['http://host/?nonce=1', /Expected the service URL without query or fragment/],
+  ])('service URL %s', async (url, message) => {
+    const { code, stderr } = await runCaptured(['verify', url, '--measurements', 'm.json'], deps);
+    expect(code).toBe(2);
+    expect(stderr).toMatch(message);
+  });
+
+  test('--help documents the exit codes', async () => {
+    const { code, stdout } = await runCaptured(['verify', '--help']);
+    expect(code).toBe(0);
+    expect(stdout).toMatch(/^Usage: sealed-inference verify \[options\] <service-url>\n/);
+    expect(stdout).toContain('Exit codes:\n  0  verified: every check passed\n  3  not trustworthy');
+    expect(stdout).toContain('  1  could not check');
+    expect(stdout).toContain('  2  usage');
+  });
+});
