@@ -1,12 +1,14 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { extendSha384Pcr, readSha384Pcrs } from '../../lib/appliance/tpm2-tools';
 import { verifyAttestationDocument } from '../../lib/attestation';
 import { PcrEvent, replayPcrEvents } from '../../lib/attestation/pcr-event-log';
+import { EXIT_CODE } from '../../lib/cli/program';
 import { modelEncryptionContext } from '../../lib/sealing/manifest';
 import { createTestChain, TestChain } from '../attestation/test-attestation';
+import { runCaptured } from '../cli/capture';
 import { freePort, startApplianceProcess } from './doubles/appliance-process';
 import { FakeImds, startFakeImds } from './doubles/fake-imds';
 import { FakeKms } from './doubles/fake-kms';
@@ -128,6 +130,28 @@ describe('the appliance bundle', () => {
     expect(document.pcrs.get(15)).toBe(pcr15);
     expect(replayPcrEvents(evidence.eventLog, 15)).toBe(pcr15);
     expect(evidence.eventLog).toEqual([expect.objectContaining({ pcr: 15, digest: model.sha384 })]);
+
+    // The verifier's view: the command model consumers run, against this appliance.
+    const work = await mkdtemp(path.join(tmpdir(), 'verify-'));
+    try {
+      const measurements = path.join(work, 'measurements.json');
+      await writeFile(measurements, JSON.stringify({ imageId: 'ami-0123456789abcdef0', ...image }));
+      const manifest = path.join(work, 'llama.manifest.json');
+      await writeFile(manifest, s3.get(model.config.bucket, model.config.objects.manifest));
+      const verify = (manifestPath: string) => runCaptured(
+        ['verify', appliance.url, '--measurements', measurements, '--model', manifestPath],
+        { trustedRoots: [chain.root.certificate] },
+      );
+      expect(await verify(manifest)).toMatchObject({ code: EXIT_CODE.success });
+      // A consumer expecting another model is told the appliance is not trustworthy for it.
+      const other = path.join(work, 'other.manifest.json');
+      await writeFile(other, JSON.stringify({ ...JSON.parse(await readFile(manifest, 'utf8')), sha384: sha384('other') }));
+      const mismatch = await verify(other);
+      expect(mismatch.code).toBe(EXIT_CODE.notTrustworthy);
+      expect(mismatch.stderr).toMatch(/not trustworthy: .*model/);
+    } finally {
+      await rm(work, { recursive: true, force: true });
+    }
 
     // No plaintext left with the appliance, no key material left in its runtime directory.
     expect(await readdir(path.join(appliance.stateDirectory, 'models'))).toEqual([]);
