@@ -12,8 +12,8 @@ export interface RetryPolicy {
   readonly maxDelayMs: number;
 }
 
-/** The policy of the boot pipeline's network calls: about a minute of patience in all. */
-export const BOOT_RETRY_POLICY: RetryPolicy = { attempts: 6, baseDelayMs: 500, maxDelayMs: 20_000 };
+/** The policy of the boot pipeline's network calls: up to about a minute of patience in all. */
+export const BOOT_RETRY_POLICY: RetryPolicy = { attempts: 8, baseDelayMs: 1000, maxDelayMs: 20_000 };
 
 /** Told before each retry: which attempt failed, why, and how long until the next. */
 export type RetryListener = (attempt: number, error: unknown, delayMs: number) => void;
