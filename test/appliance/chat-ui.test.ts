@@ -1,12 +1,10 @@
-import { createHash, randomBytes } from 'crypto';
 import * as fs from 'fs';
-import { tmpdir } from 'os';
 import * as path from 'path';
 import { Browser, BrowserContext, chromium, Page } from 'playwright-core';
 import type { ApplianceStatus } from '../../lib/appliance/appliance-status';
 import { InferenceService, startInferenceService } from '../../lib/appliance/inference-service';
 import { OllamaClient } from '../../lib/appliance/ollama-client';
-import { StubOllama } from './doubles/stub-ollama';
+import { loadTestModel, StubOllama } from './doubles/stub-ollama';
 
 /** Screenshots of each state, for a person to look at; not compared. */
 const ARTIFACTS = path.join(__dirname, '../../test-artifacts');
@@ -35,7 +33,7 @@ beforeAll(async () => {
     args: ['--no-sandbox', '--disable-background-networking'],
   });
   stub = await StubOllama.start();
-  await loadModelInto(stub);
+  await loadTestModel(stub, SERVED);
   service = await startInferenceService(
     {
       status: () => status,
@@ -71,17 +69,6 @@ afterEach(async () => {
   await context.close();
 });
 
-async function loadModelInto(ollama: StubOllama): Promise<void> {
-  const dir = fs.mkdtempSync(path.join(tmpdir(), 'chat-ui-'));
-  const file = path.join(dir, 'model.gguf');
-  const bytes = randomBytes(1000);
-  fs.writeFileSync(file, bytes);
-  const sha256 = createHash('sha256').update(bytes).digest('hex');
-  const client = new OllamaClient(ollama.url);
-  await client.pushBlob(sha256, file);
-  await client.createModel(SERVED, sha256, 'model.gguf');
-  fs.rmSync(dir, { recursive: true });
-}
 
 test('while loading, the page shows the phase and its progress, and follows the pipeline', async () => {
   status = {

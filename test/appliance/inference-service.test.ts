@@ -1,8 +1,5 @@
-import { createHash, randomBytes } from 'crypto';
-import * as fs from 'fs';
+import { randomBytes } from 'crypto';
 import * as http from 'http';
-import { tmpdir } from 'os';
-import * as path from 'path';
 import type { ApplianceStatus } from '../../lib/appliance/appliance-status';
 import {
   AttestationEvidence,
@@ -14,7 +11,7 @@ import { OllamaClient } from '../../lib/appliance/ollama-client';
 import { verifyAttestationDocument } from '../../lib/attestation';
 import { MODEL_PCR, PcrEvent, extendPcr, replayPcrEvents } from '../../lib/attestation/pcr-event-log';
 import { TestChain, buildTestAttestationDocument, createTestChain, testPcrs } from '../attestation/test-attestation';
-import { StubOllama } from './doubles/stub-ollama';
+import { loadTestModel, StubOllama } from './doubles/stub-ollama';
 
 const SERVED = 'llama-sealed';
 const MODEL = { name: SERVED, sha256: 'a'.repeat(64), sha384: 'b'.repeat(96) };
@@ -43,7 +40,7 @@ beforeAll(async () => {
 
 beforeEach(async () => {
   stub = await StubOllama.start();
-  await loadModelInto(stub);
+  await loadTestModel(stub, SERVED);
   status = READY;
   logLines = [];
   attestedNonces = [];
@@ -70,18 +67,6 @@ afterEach(async () => {
   await stub.stop();
 });
 
-/** Uploads a small model and creates the served model in the stub, as the boot pipeline does in Ollama. */
-async function loadModelInto(ollama: StubOllama): Promise<void> {
-  const dir = fs.mkdtempSync(path.join(tmpdir(), 'inference-service-'));
-  const file = path.join(dir, 'model.gguf');
-  const bytes = randomBytes(1000);
-  fs.writeFileSync(file, bytes);
-  const sha256 = createHash('sha256').update(bytes).digest('hex');
-  const client = new OllamaClient(ollama.url);
-  await client.pushBlob(sha256, file);
-  await client.createModel(SERVED, sha256, 'model.gguf');
-  fs.rmSync(dir, { recursive: true });
-}
 
 function postChat(body: string, headers: Record<string, string> = { 'content-type': 'application/json' }) {
   return fetch(`${service.url}/api/chat`, { method: 'POST', headers, body });
