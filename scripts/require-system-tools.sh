@@ -7,6 +7,7 @@
 #   tpm2-tools    tpm2_pcrextend / tpm2_pcrread, as the appliance runs them on the instance
 #   chromium      the appliance's chat UI in a headless browser (driven by playwright-core)
 #   openssl       an independent CMS implementation the KMS recipient envelope is checked against
+#   python3-*     what kiwi-ng (provisioned by scripts/provision-kiwi.sh) needs of Debian's Python 3
 set -euo pipefail
 
 # command -> Debian package
@@ -18,9 +19,21 @@ declare -A packages=(
     [chromium]=chromium
     [openssl]=openssl
 )
+# Python module of Debian's /usr/bin/python3 -> Debian package
+declare -A python_packages=(
+    [lxml]=python3-lxml
+    [cerberus]=python3-cerberus
+    [progressbar2]=python3-progressbar2
+    [requests]=python3-requests
+    [simplejson]=python3-simplejson
+    [yaml]=python3-yaml
+)
 missing=()
 for command in "${!packages[@]}"; do
     command -v "$command" >/dev/null 2>&1 || missing+=("${packages[$command]}")
+done
+for module in "${!python_packages[@]}"; do
+    /usr/bin/python3 -c "import $module" >/dev/null 2>&1 || missing+=("${python_packages[$module]}")
 done
 
 [[ ${#missing[@]} -eq 0 ]] && exit 0
