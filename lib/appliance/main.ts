@@ -3,6 +3,7 @@ import { S3Client } from '@aws-sdk/client-s3';
 import { mkdir } from 'node:fs/promises';
 import * as path from 'node:path';
 import { ApplianceConfig } from '../appliance-config';
+import { PcrEvent } from '../attestation/pcr-event-log';
 import { decryptDataKey } from './attested-decrypt';
 import { Attester } from './attester';
 import { runBootPipeline } from './boot-pipeline';
@@ -98,7 +99,10 @@ export async function startAppliance(environment: ApplianceEnvironment): Promise
       status: () => status.current(),
       ollama,
       servedModelName: () => served,
-      attest: async (nonce) => ({ document: await attester.attest({ nonce }), eventLog: modelPcr?.events() ?? [] }),
+      attest: async (nonce) => {
+        const attest = async (eventLog: readonly PcrEvent[]) => ({ document: await attester.attest({ nonce }), eventLog });
+        return modelPcr ? modelPcr.whileStable(attest) : attest([]);
+      },
       log,
     },
     { host: environment.host, port: config?.servicePort ?? environment.defaultPort },

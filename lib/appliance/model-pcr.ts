@@ -140,7 +140,18 @@ export class ModelPcr {
   async extend(digestHex: string, description: string): Promise<PcrEvent> {
     checkDigest(digestHex);
     checkDescription(description);
-    const run = () => this.extendNow(digestHex, description);
+    return this.serialized(() => this.extendNow(digestHex, description));
+  }
+
+  /**
+   * Runs `read` (e.g. an attestation) with the event log, while no extend is under way: the PCR15 that `read` sees
+   * is the one the log replays to, never one extended a moment before its log was written.
+   */
+  async whileStable<T>(read: (events: readonly PcrEvent[]) => Promise<T>): Promise<T> {
+    return this.serialized(() => read(this.log));
+  }
+
+  private serialized<T>(run: () => Promise<T>): Promise<T> {
     const result = this.queue.then(run, run);
     this.queue = result.catch(() => undefined);
     return result;

@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
+import { replayPcrEvents } from '../../lib/attestation/pcr-event-log';
 import { ModelPcr } from '../../lib/appliance/model-pcr';
 import { extendSha384Pcr, readSha384Pcrs } from '../../lib/appliance/tpm2-tools';
 import { startSwtpm, Swtpm } from './doubles/swtpm';
@@ -67,6 +68,15 @@ test('concurrent extends are applied one at a time, in call order', async () => 
 
   expect(pcr.events().map((e) => e.digest)).toEqual(digests);
   expect(await pcr15()).toBe(digests.reduce(extended, ZEROS));
+});
+
+test('a read while an extend is under way sees a PCR15 that its log replays to', async () => {
+  const pcr = await ModelPcr.open({ eventLogPath, env });
+  const extending = pcr.extend(sha384('model'), 'model llama3');
+  const seen = await pcr.whileStable(async (events) => ({ events, value: await pcr15() }));
+  await extending;
+  expect(seen.events).toHaveLength(1);
+  expect(seen.value).toBe(replayPcrEvents(seen.events, 15));
 });
 
 test('PCR15 extended by something else, without a log, is refused', async () => {
