@@ -28,6 +28,7 @@ export default tseslint.config(
         fetch: 'readonly',
         setTimeout: 'readonly',
         TextDecoder: 'readonly',
+        TextEncoder: 'readonly',
         Uint8Array: 'readonly',
         module: 'off',
         require: 'off',

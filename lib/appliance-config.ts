@@ -34,6 +34,13 @@ export interface SealedModelObjects {
   readonly manifest: string;
 }
 
+/**
+ * A KMS key ARN (not an alias): a single-Region key's id is a UUID, a multi-Region key's `mrk-` and 32 hex digits.
+ * The first group is the key's Region.
+ */
+export const KMS_KEY_ARN_PATTERN =
+  /^arn:aws[a-z-]*:kms:([a-z]{2}(?:-[a-z]+)+-\d{1,2}):\d{12}:key\/(?:[0-9a-f]{8}(?:-[0-9a-f]{4}){3}-[0-9a-f]{12}|mrk-[0-9a-f]{32})$/;
+
 /** The current {@link ApplianceConfig.configVersion}. */
 export const APPLIANCE_CONFIG_VERSION = 1;
 

@@ -22,7 +22,7 @@ export function bundledHandlerDir(name: string, from: string = __dirname): strin
   const bundle = path.join(dir, 'assets', name);
   if (!fs.existsSync(path.join(bundle, 'index.js'))) {
     throw new Error(
-      `The bundled handler ${path.join(bundle, 'index.js')} is missing: run \`npm run build:handlers\` in ${dir}`,
+      `The bundled handler ${path.join(bundle, 'index.js')} is missing: run \`npm run build\` in ${dir}`,
     );
   }
   return bundle;

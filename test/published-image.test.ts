@@ -127,7 +127,7 @@ describe('the bundled handler', () => {
 
   test('says how to build it when it is missing', () => {
     expect(() => bundledHandlerDir('no-such-handler', path.join(root, 'lib'))).toThrow(
-      /The bundled handler .*no-such-handler.index\.js is missing: run `npm run build:handlers`/,
+      /The bundled handler .*no-such-handler.index\.js is missing: run `npm run build`/,
     );
   });
 

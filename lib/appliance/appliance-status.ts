@@ -1,9 +1,9 @@
 /**
- * Where the appliance's boot pipeline is: attesting (key pair, attestation document, KMS), fetching (manifest and
- * wrapped key), unsealing (streaming the sealed model from S3 through the unsealer), loading (into Ollama), then
- * ready; or failed, with the phase it failed in and why.
+ * Where the appliance's boot pipeline is: starting (configuration, PCR15's event log), fetching (manifest and
+ * wrapped key), attesting (key pair, attestation document, KMS), unsealing (streaming the sealed model from S3
+ * through the unsealer), loading (into Ollama), then ready; or failed, with the phase it failed in and why.
  */
-export type AppliancePhase = 'starting' | 'attesting' | 'fetching' | 'unsealing' | 'loading' | 'ready' | 'failed';
+export type AppliancePhase = 'starting' | 'fetching' | 'attesting' | 'unsealing' | 'loading' | 'ready' | 'failed';
 
 /** The model being served, as its manifest and the verified plaintext name it. */
 export interface ServedModel {

@@ -2,6 +2,7 @@ import { DecryptCommand, DecryptCommandOutput, KMSClient, KMSServiceException } 
 import { createRecipientKeyPair } from '../attestation/recipient-key';
 import { openRecipientEnvelope, RecipientEnvelopeError } from '../attestation/recipient-envelope';
 import { Attester } from './attester';
+import { isTransient } from './retry';
 
 /**
  * Unwraps a sealed model's data key through KMS with NitroTPM attestation: the key travels from KMS wrapped to a key
@@ -127,7 +128,7 @@ async function attest(attester: Attester, publicKey: Buffer): Promise<Buffer> {
   try {
     return await attester.attest({ publicKey });
   } catch (error) {
-    throw new DataKeyUnwrapError('attestation-unavailable', false,
+    throw new DataKeyUnwrapError('attestation-unavailable', isTransient(error),
       `could not get a NitroTPM attestation document: ${(error as Error)?.message ?? String(error)}`, { cause: error });
   }
 }

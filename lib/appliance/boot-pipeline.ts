@@ -32,13 +32,13 @@ export type DataKeyUnwrapper = (request: DecryptDataKeyRequest) => Promise<Buffe
 
 /** Extends PCR15 with a model's digest and records the event. */
 export interface ModelMeasurement {
-  extend(sha384: string, description: string): Promise<void>;
+  extend(sha384: string, description: string): Promise<unknown>;
 }
-
 
 /** What the pipeline works with; all of it injected, so that it runs against test doubles as on an instance. */
 export interface BootPipelineDependencies {
-  readonly readConfig: () => Promise<ApplianceConfig>;
+  /** Where to fetch from (user data). */
+  readonly config: ApplianceConfig;
   readonly clients: (region: string) => { readonly s3: S3Client; readonly kms: KMSClient };
   readonly attester: Attester;
   readonly unwrapDataKey: DataKeyUnwrapper;
@@ -82,19 +82,20 @@ export async function runBootPipeline(deps: BootPipelineDependencies): Promise<S
   let plaintextPath: string | undefined;
   let dataKey: Buffer | undefined;
   try {
+    const { config } = deps;
     enter('starting');
-    const config = await deps.readConfig();
     const { s3, kms } = deps.clients(config.region);
 
     enter('fetching');
     const readSmall = (key: string, limit: number) =>
       withRetries(async () => {
-        const object = await s3.send(new GetObjectCommand({ Bucket: config.bucket, Key: key }));
-        if ((object.ContentLength ?? 0) > limit) {
+        const object = await s3.send(new GetObjectCommand({ Bucket: config.bucket, Key: key, Range: `bytes=0-${limit}` }));
+        // Read inside the retry: a connection dropped midway through the body is as transient as a refused one.
+        const bytes = Buffer.from(await object.Body!.transformToByteArray());
+        if (bytes.length > limit) {
           throw new Error(`s3://${config.bucket}/${key} is larger than ${limit} bytes: it is not what the appliance expects`);
         }
-        // Read inside the retry: a connection dropped midway through the body is as transient as a refused one.
-        return Buffer.from(await object.Body!.transformToByteArray());
+        return bytes;
       }, retry, onRetry).catch((error: unknown) => {
         throw explainS3Failure(error, config.bucket, key);
       });
@@ -116,7 +117,6 @@ export async function runBootPipeline(deps: BootPipelineDependencies): Promise<S
     );
 
     enter('unsealing');
-    deps.status.model({ name: manifest.modelName, sha256: manifest.sha256, sha384: manifest.sha384 });
     const sealed = await readS3Object({ s3, bucket: config.bucket, key: config.objects.sealed, retry, onRetry });
     if (sealed.size !== manifest.sealedSize) {
       throw new Error(`the sealed model is ${sealed.size} bytes, its manifest says ${manifest.sealedSize}`);
@@ -133,6 +133,7 @@ export async function runBootPipeline(deps: BootPipelineDependencies): Promise<S
       sha256: unsealed.trailer.sha256,
       sha384: unsealed.trailer.sha384,
     };
+    deps.status.model(model);
     await deps.measurement.extend(model.sha384, `model ${model.name} (SHA-384 of the plaintext model)`);
 
     enter('loading');
@@ -140,7 +141,6 @@ export async function runBootPipeline(deps: BootPipelineDependencies): Promise<S
     await deps.ollama.createModel(model.name, model.sha256, path.basename(plaintextPath));
 
     enter('ready');
-    deps.status.model(model);
     return model;
   } catch (error) {
     const reason = error instanceof Error ? error.message : String(error);
@@ -150,7 +150,10 @@ export async function runBootPipeline(deps: BootPipelineDependencies): Promise<S
   } finally {
     wipe(dataKey);
     // Ollama keeps its own copy on its memory-backed storage; the appliance's is not needed once handed over.
-    if (plaintextPath) await rm(plaintextPath, { force: true });
+    if (plaintextPath) {
+      await rm(plaintextPath, { force: true }).catch((error: unknown) =>
+        deps.log(`could not remove ${plaintextPath}: ${(error as Error).message}`));
+    }
   }
 }
 

@@ -1,6 +1,6 @@
 import { KMSClient } from '@aws-sdk/client-kms';
 import { S3Client } from '@aws-sdk/client-s3';
-import { mkdir } from 'node:fs/promises';
+import { mkdir, rm } from 'node:fs/promises';
 import * as path from 'node:path';
 import { ApplianceConfig } from '../appliance-config';
 import { PcrEvent } from '../attestation/pcr-event-log';
@@ -77,7 +77,9 @@ export async function startAppliance(environment: ApplianceEnvironment): Promise
   const { log } = environment;
   const status = new StatusBoard();
   const modelsDirectory = path.join(environment.stateDirectory, 'models');
-  await mkdir(modelsDirectory, { recursive: true, mode: 0o700 });
+  // A run killed while unsealing or loading (out of memory, say) leaves plaintext behind: a restart starts clean.
+  await rm(modelsDirectory, { recursive: true, force: true });
+  await mkdir(modelsDirectory, { mode: 0o700 });
   const attester: Attester = new NitroTpmAttest({
     command: environment.attestCommand,
     workDirectory: environment.runtimeDirectory,
@@ -85,12 +87,15 @@ export async function startAppliance(environment: ApplianceEnvironment): Promise
   });
   const ollama = new OllamaClient(environment.ollamaUrl);
 
+  const failToStart = (error: unknown) => {
+    status.fail('starting', (error as Error).message);
+    log(`phase starting failed: ${(error as Error).message}`);
+  };
   let config: ApplianceConfig | undefined;
   try {
     config = await environment.readConfig();
   } catch (error) {
-    status.fail('starting', (error as Error).message);
-    log(`phase starting failed: ${(error as Error).message}`);
+    failToStart(error);
   }
   let modelPcr: ModelPcr | undefined;
   let served: string | undefined;
@@ -111,23 +116,21 @@ export async function startAppliance(environment: ApplianceEnvironment): Promise
 
   const booted = (async () => {
     if (!config) return;
-    const bootConfig = config;
     try {
       modelPcr = await ModelPcr.open({
         eventLogPath: path.join(environment.stateDirectory, 'pcr15-event-log.json'),
         env: environment.toolEnv,
       });
     } catch (error) {
-      status.fail('starting', (error as Error).message);
+      failToStart(error);
       return;
     }
-    const pcr = modelPcr;
     const model = await runBootPipeline({
-      readConfig: async () => bootConfig,
+      config,
       clients: environment.clients,
       attester,
       unwrapDataKey: decryptDataKey,
-      measurement: { extend: async (sha384, description) => void (await pcr.extend(sha384, description)) },
+      measurement: modelPcr,
       ollama,
       modelsDirectory,
       status,

@@ -46,6 +46,17 @@ export class OllamaError extends Error {
   }
 }
 
+/** How long loading a model may wait on Ollama saying nothing. */
+export interface OllamaTimeouts {
+  /** A blob check, or a pause in a blob upload. */
+  readonly requestMs: number;
+  /** Creating the model from its blob, which Ollama reads whole before it answers. */
+  readonly createMs: number;
+}
+
+/** Minutes, not seconds: Ollama may be busy, but a hung one must not keep the appliance loading forever. */
+export const DEFAULT_OLLAMA_TIMEOUTS: OllamaTimeouts = { requestMs: 2 * 60_000, createMs: 15 * 60_000 };
+
 const SHA256_LOWER_HEX = /^[0-9a-f]{64}$/;
 /** How much of an error or create answer is read: Ollama's are a line of JSON. */
 const MAX_ANSWER_BYTES = 64 * 1024;
@@ -59,14 +70,19 @@ const MAX_ANSWER_BYTES = 64 * 1024;
  */
 export class OllamaClient implements OllamaChat, OllamaModels {
   private readonly base: URL;
+  private readonly timeouts: OllamaTimeouts;
 
-  /** @param baseUrl e.g. `http://127.0.0.1:11434`; refused unless plain HTTP on a loopback address. */
-  constructor(baseUrl: string) {
+  /**
+   * @param baseUrl e.g. `http://127.0.0.1:11434`; refused unless plain HTTP on a loopback address.
+   * @param timeouts how long loading may wait on a silent Ollama; chats have none, as a first token may take minutes
+   */
+  constructor(baseUrl: string, timeouts: OllamaTimeouts = DEFAULT_OLLAMA_TIMEOUTS) {
     this.base = loopbackUrl(baseUrl);
+    this.timeouts = timeouts;
   }
 
   public async hasBlob(sha256: string): Promise<boolean> {
-    const response = await this.request('HEAD', blobPath(sha256));
+    const response = await this.request('HEAD', blobPath(sha256), { idleTimeoutMs: this.timeouts.requestMs });
     response.resume();
     if (response.statusCode === 200) return true;
     if (response.statusCode === 404) return false;
@@ -80,6 +96,7 @@ export class OllamaClient implements OllamaChat, OllamaModels {
     const response = await this.request('POST', path, {
       body: createReadStream(filePath),
       headers: { 'content-type': 'application/octet-stream', 'content-length': String(size) },
+      idleTimeoutMs: this.timeouts.requestMs,
     });
     // 201: stored; 200: Ollama already had it.
     if (response.statusCode !== 201 && response.statusCode !== 200) throw await refusal(`POST ${path}`, response);
@@ -95,6 +112,7 @@ export class OllamaClient implements OllamaChat, OllamaModels {
     const response = await this.request('POST', '/api/create', {
       body,
       headers: { 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(body)) },
+      idleTimeoutMs: this.timeouts.createMs,
     });
     if (response.statusCode !== 200) throw await refusal('POST /api/create', response);
     const answer = await readAnswer(response);
@@ -123,11 +141,21 @@ export class OllamaClient implements OllamaChat, OllamaModels {
   private request(
     method: string,
     path: string,
-    options: { body?: string | Readable; headers?: http.OutgoingHttpHeaders; signal?: AbortSignal } = {},
+    options: {
+      body?: string | Readable;
+      headers?: http.OutgoingHttpHeaders;
+      signal?: AbortSignal;
+      /** Ends the request when Ollama sends nothing for this long. */
+      idleTimeoutMs?: number;
+    } = {},
   ): Promise<http.IncomingMessage> {
     return new Promise((resolve, reject) => {
-      const { headers, signal } = options;
+      const { headers, signal, idleTimeoutMs } = options;
       const request = http.request(new URL(path, this.base), { method, headers, signal });
+      if (idleTimeoutMs !== undefined) {
+        request.setTimeout(idleTimeoutMs, () =>
+          request.destroy(new Error(`no answer for ${Math.round(idleTimeoutMs / 1000)} s`)));
+      }
       request.once('response', resolve);
       // `on`, not `once`: an abort after the response also errors the request.
       request.on('error', (error) => {
@@ -137,8 +165,12 @@ export class OllamaClient implements OllamaChat, OllamaModels {
       if (typeof options.body === 'string' || options.body === undefined) {
         request.end(options.body);
       } else {
-        options.body.once('error', (error) => request.destroy(error));
-        options.body.pipe(request);
+        const body = options.body;
+        body.once('error', (error) => request.destroy(error));
+        // A request that ends early (refused, reset, timed out) must not leave the file open: on a tmpfs, an open
+        // file keeps its memory, and its plaintext, after it is removed.
+        request.once('close', () => body.destroy());
+        body.pipe(request);
       }
     });
   }

@@ -32,7 +32,9 @@ function commandFailure(command: string, error: ExecFileException, stderr: Buffe
     return new Error(`${command} wrote more than ${options.maxOutputBytes} bytes; it was stopped`);
   }
   if (error.killed) {
-    return new Error(`${command} did not finish within ${options.timeoutMs} ms; it was stopped`);
+    // A device busy for a while is worth another try, unlike a refusal.
+    return Object.assign(new Error(`${command} did not finish within ${options.timeoutMs} ms; it was stopped`),
+      { transient: true });
   }
   const why = lastLine(stderr) || 'no message on stderr';
   const status = error.signal ? `was killed by ${error.signal}` : `exited with status ${error.code}`;

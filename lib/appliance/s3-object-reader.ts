@@ -62,6 +62,9 @@ export async function readS3Object(options: S3ObjectReadOptions): Promise<S3Obje
   }
 
   const count = Math.ceil(size / partSize);
+  // Aborted when the consumer stops early (a tampered chunk): parts in flight then stop instead of retrying on.
+  const stopped = new AbortController();
+  const signal = options.signal ? AbortSignal.any([options.signal, stopped.signal]) : stopped.signal;
   const fetchPart = (index: number): Promise<Buffer> => {
     const start = index * partSize;
     const end = Math.min(size, start + partSize) - 1;
@@ -69,7 +72,7 @@ export async function readS3Object(options: S3ObjectReadOptions): Promise<S3Obje
       async () => {
         const answer = await s3.send(
           new GetObjectCommand({ Bucket: bucket, Key: key, Range: `bytes=${start}-${end}`, IfMatch: etag }),
-          { abortSignal: options.signal },
+          { abortSignal: signal },
         );
         if (!answer.Body) throw new S3ObjectReadError(`s3://${bucket}/${key} answered without a body`, true);
         const bytes = Buffer.from(await answer.Body.transformToByteArray());
@@ -83,7 +86,7 @@ export async function readS3Object(options: S3ObjectReadOptions): Promise<S3Obje
       },
       retry,
       options.onRetry,
-      options.signal,
+      signal,
     ).catch((error: unknown) => {
       throw explainS3Failure(error, bucket, key);
     });
@@ -102,7 +105,7 @@ export async function readS3Object(options: S3ObjectReadOptions): Promise<S3Obje
         yield await inFlight.shift()!;
       }
     } finally {
-      // A consumer that stops early (a tampered chunk) leaves parts in flight: let them settle unobserved.
+      stopped.abort();
       await Promise.allSettled(inFlight);
     }
   }

@@ -1,5 +1,5 @@
 import { MetadataService } from '@aws-sdk/ec2-metadata-service';
-import { APPLIANCE_CONFIG_VERSION, ApplianceConfig, sealedModelObjects } from '../appliance-config';
+import { APPLIANCE_CONFIG_VERSION, ApplianceConfig, KMS_KEY_ARN_PATTERN, sealedModelObjects } from '../appliance-config';
 import { checkModelName } from '../model-identity';
 
 /**
@@ -12,7 +12,6 @@ import { checkModelName } from '../model-identity';
 
 const REGION = /^[a-z]{2}(-[a-z]+)+-\d{1,2}$/;
 const BUCKET = /^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/;
-const KEY_ARN = /^arn:aws[a-z-]*:kms:([a-z]{2}(?:-[a-z]+)+-\d{1,2}):\d{12}:key\/[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}$/;
 const PREFIX = /^([A-Za-z0-9!_.*'()-]+\/)*$/;
 
 const FIELDS = ['configVersion', 'region', 'bucket', 'objects', 'keyArn', 'modelName', 'servicePort'];
@@ -55,8 +54,8 @@ export function parseApplianceConfig(text: string): ApplianceConfig {
   }
   const region = field(config, 'region', matching(REGION), 'an AWS Region such as eu-west-1');
   const bucket = field(config, 'bucket', matching(BUCKET), 'an S3 bucket name');
-  const keyArn = field(config, 'keyArn', matching(KEY_ARN), 'the ARN of a KMS key (arn:aws:kms:<region>:<account>:key/<id>)');
-  if (KEY_ARN.exec(keyArn)![1] !== region) {
+  const keyArn = field(config, 'keyArn', matching(KMS_KEY_ARN_PATTERN), 'the ARN of a KMS key (arn:aws:kms:<region>:<account>:key/<id>)');
+  if (KMS_KEY_ARN_PATTERN.exec(keyArn)![1] !== region) {
     throw new ApplianceConfigError(`keyArn is in another Region than ${region}`);
   }
   const modelName = field(config, 'modelName', isString, 'a string');
@@ -79,8 +78,9 @@ export function parseApplianceConfig(text: string): ApplianceConfig {
   const prefix = sealed.slice(0, sealed.length - `${modelName}.sealed`.length);
   const expected = sealedModelObjects(prefix, modelName);
   const dotSegment = prefix.split('/').some((segment) => segment === '.' || segment === '..');
-  if (!sealed.endsWith(`${modelName}.sealed`) || !PREFIX.test(prefix) || dotSegment ||
-      JSON.stringify(objects) !== JSON.stringify(expected)) {
+  const sameObjects = Object.keys(objects).length === 3 &&
+    (Object.keys(expected) as Array<keyof typeof expected>).every((name) => objects[name] === expected[name]);
+  if (!sealed.endsWith(`${modelName}.sealed`) || !PREFIX.test(prefix) || dotSegment || !sameObjects) {
     throw new ApplianceConfigError(
       `objects must be the artifacts of model ${modelName} under one prefix, e.g. ${JSON.stringify(expected)}`,
     );

@@ -212,6 +212,16 @@ describe('before KMS is asked', () => {
     expect(kms.requests).toEqual([]);
   });
 
+  test('an attester that timed out may be retried', async () => {
+    await startKms();
+    const attester: Attester = {
+      attest: async () => {
+        throw Object.assign(new Error('nitro-tpm-attest did not finish within 30000 ms; it was stopped'), { transient: true });
+      },
+    };
+    expectFailure(await failure({ attester }), 'attestation-unavailable', true, /did not finish within 30000 ms/);
+  });
+
   test('bad input is refused with what to fix', async () => {
     await startKms();
     const request = {

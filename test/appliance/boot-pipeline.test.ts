@@ -57,7 +57,7 @@ describe('runBootPipeline', () => {
       enter(phase);
     };
     return {
-      readConfig: async () => config,
+      config,
       clients: () => ({ s3: s3.client(), kms: new KMSClient({ region: 'eu-west-1' }) }),
       attester: { attest: async () => Buffer.alloc(0) },
       // The wrapped key stored by the fixture is the raw key: this test is about the pipeline, not KMS.

@@ -130,6 +130,24 @@ test('once ready, a question gets an answer streamed into the conversation', asy
   expect(problems).toEqual([]);
 });
 
+test('a conversation longer than a request may be goes on, without its oldest turns', async () => {
+  status = { phase: 'ready', model: MODEL, since: new Date().toISOString() };
+  // Each question and its echoed answer take 2 × 20 KiB: the second question would make a request of 80 KiB.
+  const questions = ['first', 'second'].map((word) => `${word} ${'x'.repeat(20 * 1024)}`);
+  await page.goto(service.url);
+  await page.locator('#chat').waitFor({ state: 'visible' });
+  for (const [i, question] of questions.entries()) {
+    await page.fill('#prompt', question);
+    await page.press('#prompt', 'Enter');
+    await poll(async () => ((await page.locator('.message.assistant .content').count()) === i + 1 &&
+      (await page.locator('.message.assistant.streaming').count()) === 0) || undefined);
+  }
+  expect(await page.locator('#chat-error').isHidden()).toBe(true);
+  const sent = stub.calls.filter((call) => call.path === '/api/chat').at(-1)?.body as { messages: Array<{ content: string }> };
+  expect(sent.messages.map((message) => message.content.slice(0, 6))).toEqual(['second']);
+  expect(problems).toEqual([]);
+});
+
 test('a failed attestation shows the phase that failed and why, and no chat', async () => {
   const reason = 'KMS refused Decrypt: the attestation document does not satisfy the key policy (PCR4 differs)';
   status = { phase: 'failed', failedPhase: 'attesting', reason, since: new Date().toISOString() };

@@ -1,5 +1,7 @@
 import { createHash, randomBytes } from 'crypto';
 import * as fs from 'fs';
+import * as http from 'http';
+import type { AddressInfo } from 'net';
 import { tmpdir } from 'os';
 import * as path from 'path';
 import type { Readable } from 'stream';
@@ -170,3 +172,51 @@ async function waitFor(condition: () => boolean, timeoutMs = 2000): Promise<void
     await new Promise((resolve) => setTimeout(resolve, 10));
   }
 }
+
+/** An HTTP server on the loopback that handles every request with `handle`. */
+async function rawServer(handle: http.RequestListener): Promise<{ url: string; close(): Promise<void> }> {
+  const server = http.createServer(handle);
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    close: () => new Promise((resolve) => {
+      server.closeAllConnections();
+      server.close(() => resolve());
+    }),
+  };
+}
+
+/** Whether this process still has `file` open. */
+function isOpen(file: string): boolean {
+  return fs.readdirSync('/proc/self/fd').some((fd) => {
+    try {
+      return fs.readlinkSync(`/proc/self/fd/${fd}`) === file;
+    } catch {
+      return false;
+    }
+  });
+}
+
+test('an upload Ollama cuts off midway fails and leaves the file closed', async () => {
+  const server = await rawServer((request) => request.once('data', () => request.socket.destroy()));
+  try {
+    const { file, sha256 } = modelFile(16 * 1024 * 1024);
+    await expect(new OllamaClient(server.url).pushBlob(sha256, file)).rejects.toThrow(/POST \/api\/blobs\/sha256:.* failed/);
+    // Closing the file takes a turn of the event loop or two; without the fix it stays open for good.
+    for (let i = 0; i < 20 && isOpen(file); i++) await new Promise((resolve) => setTimeout(resolve, 25));
+    expect(isOpen(file)).toBe(false);
+  } finally {
+    await server.close();
+  }
+});
+
+test('an Ollama that says nothing is given up on after the timeout', async () => {
+  const server = await rawServer(() => undefined);
+  try {
+    const client = new OllamaClient(server.url, { requestMs: 200, createMs: 200 });
+    await expect(client.hasBlob('a'.repeat(64))).rejects.toThrow(/no answer for 0 s/);
+    await expect(client.createModel('llama', 'a'.repeat(64), 'llama.gguf')).rejects.toThrow(/no answer/);
+  } finally {
+    await server.close();
+  }
+});

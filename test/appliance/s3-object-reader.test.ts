@@ -71,6 +71,17 @@ describe('readS3Object', () => {
     await expect(iterator.next()).rejects.toThrow(/was replaced while it was being read/);
   });
 
+  test('a consumer that stops early stops the parts in flight', async () => {
+    s3.delayGets(2000, 1);
+    const object = await read({ concurrency: 3 });
+    const iterator = object.parts[Symbol.asyncIterator]();
+    await iterator.next();
+    const started = Date.now();
+    await iterator.return!(undefined);
+    // Parts 2 and 3 were in flight, each due in two seconds.
+    expect(Date.now() - started).toBeLessThan(500);
+  });
+
   test('says which object is missing', async () => {
     await expect(read({ key: 'm/absent.sealed' })).rejects.toThrow('s3://models/m/absent.sealed does not exist');
   });

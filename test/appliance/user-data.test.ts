@@ -4,7 +4,7 @@ import { FakeImds, startFakeImds } from './doubles/fake-imds';
 
 const KEY_ARN = 'arn:aws:kms:eu-west-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab';
 
-export const VALID_CONFIG = {
+const VALID_CONFIG = {
   configVersion: 1,
   region: 'eu-west-1',
   bucket: 'sealed-models-111122223333',
@@ -25,6 +25,12 @@ describe('parseApplianceConfig', () => {
     expect(parseApplianceConfig(JSON.stringify(VALID_CONFIG))).toEqual(VALID_CONFIG);
   });
 
+  test('accepts a multi-Region key and the objects in any order', () => {
+    const keyArn = 'arn:aws:kms:eu-west-1:111122223333:key/mrk-1234abcd12ab34cd56ef1234567890ab';
+    const objects = { manifest: 'models/llama.manifest.json', sealed: 'models/llama.sealed', dataKey: 'models/llama.datakey.enc' };
+    expect(parseApplianceConfig(withChange({ keyArn, objects }))).toMatchObject({ keyArn, objects: VALID_CONFIG.objects });
+  });
+
   test('accepts models at the top of the bucket', () => {
     const objects = { sealed: 'llama.sealed', dataKey: 'llama.datakey.enc', manifest: 'llama.manifest.json' };
     expect(parseApplianceConfig(withChange({ objects })).objects).toEqual(objects);
@@ -43,6 +49,8 @@ describe('parseApplianceConfig', () => {
     ['a bad port', withChange({ servicePort: 70000 }), /servicePort must be a TCP port/],
     ['objects of another model', withChange({ objects: { ...VALID_CONFIG.objects, dataKey: 'models/other.datakey.enc' } }),
       /objects must be the artifacts of model llama/],
+    ['an extra object', withChange({ objects: { ...VALID_CONFIG.objects, extra: 'models/llama.bin' } }),
+      /objects must be the artifacts/],
     ['a path escaping the prefix', withChange({
       objects: { sealed: '../llama.sealed', dataKey: '../llama.datakey.enc', manifest: '../llama.manifest.json' },
     }), /objects must be the artifacts/],

@@ -134,6 +134,18 @@
     }
   }
 
+  // The service takes at most 64 KiB a request: the oldest exchanges (a question and its answer) are left out, so
+  // a long conversation goes on, still starting with a question.
+  const MAX_REQUEST_BYTES = 60 * 1024;
+  const encoder = new TextEncoder();
+
+  function recentTurns() {
+    let start = 0;
+    const size = (from) => encoder.encode(JSON.stringify({ messages: history.slice(from) })).length;
+    while (start < history.length - 1 && size(start) > MAX_REQUEST_BYTES) start += 2;
+    return history.slice(start);
+  }
+
   async function ask(question) {
     streaming = true;
     view.send.disabled = true;
@@ -146,7 +158,7 @@
       const response = await fetch('/api/chat', {
         method: 'POST',
         headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({ messages: history }),
+        body: JSON.stringify({ messages: recentTurns() }),
       });
       if (!response.ok) {
         const refusal = await response.json().catch(() => ({}));

@@ -18,8 +18,8 @@ export interface FakeS3 {
   failGets(count: number, status: number, code: string): void;
   /** The next `count` GETs send half their body, then drop the connection. */
   cutGets(count: number): void;
-  /** Every GET waits this long before answering. */
-  delayGets(ms: number): void;
+  /** Every GET after the first `after` waits `ms` before answering. */
+  delayGets(ms: number, after?: number): void;
   /** GET requests seen, as `key range`. */
   readonly gets: string[];
   close(): Promise<void>;
@@ -35,7 +35,7 @@ export async function startFakeS3(): Promise<FakeS3> {
   const gets: string[] = [];
   let failures: { count: number; status: number; code: string } = { count: 0, status: 500, code: '' };
   let cuts = 0;
-  let delayMs = 0;
+  let delay = { ms: 0, after: 0 };
 
   const error = (response: ServerResponse, status: number, code: string) => {
     response.writeHead(status, { 'Content-Type': 'application/xml' });
@@ -58,7 +58,7 @@ export async function startFakeS3(): Promise<FakeS3> {
     }
     const range = request.headers.range ?? '';
     gets.push(`${key} ${range}`);
-    if (delayMs) await new Promise((resolve) => setTimeout(resolve, delayMs));
+    if (delay.ms && gets.length > delay.after) await new Promise((resolve) => setTimeout(resolve, delay.ms));
     if (failures.count > 0) {
       failures.count--;
       return error(response, failures.status, failures.code);
@@ -101,7 +101,7 @@ export async function startFakeS3(): Promise<FakeS3> {
     get: (bucket, key) => Buffer.from(objects.get(`${bucket}/${key}`)!.body),
     failGets: (count, status, code) => (failures = { count, status, code }),
     cutGets: (count) => (cuts = count),
-    delayGets: (ms) => (delayMs = ms),
+    delayGets: (ms, after = 0) => (delay = { ms, after }),
     gets,
     close: () =>
       new Promise((resolve) => {
