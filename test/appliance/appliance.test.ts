@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { extendSha384Pcr, readSha384Pcrs } from '../../lib/appliance/tpm2-tools';
@@ -64,6 +64,7 @@ describe('the appliance bundle', () => {
   async function boot(
     allowedImages: Array<{ pcr4: string; pcr12: string }>,
     beforeStart: (model: SealedModelFixture) => void = () => undefined,
+    prepareState?: (stateDirectory: string) => Promise<void>,
   ) {
     const kms = await FakeKms.start({ trustedRoots: [chain.root.certificate], allowedImages });
     const port = await freePort();
@@ -83,7 +84,7 @@ describe('the appliance bundle', () => {
       AWS_ENDPOINT_URL_KMS: kms.endpoint,
       AWS_ACCESS_KEY_ID: 'AKIDINSTANCEROLE',
       AWS_SECRET_ACCESS_KEY: 'instance-role-secret',
-    });
+    }, prepareState);
     running.push(appliance, { stop: () => imds.close() }, { stop: () => kms.stop() });
     return { kms, model, appliance };
   }
@@ -201,6 +202,16 @@ describe('the appliance bundle', () => {
     });
     expect(await readSha384Pcrs([15], tpm())).toEqual(new Map([[15, '0'.repeat(96)]]));
     expect(ollama.blobs.size).toBe(0);
+    expect(await readdir(path.join(appliance.stateDirectory, 'models'))).toEqual([]);
+  }, 60_000);
+
+  test('a restart removes plaintext that a killed run left behind', async () => {
+    const { appliance } = await boot([image], () => undefined, async (stateDirectory) => {
+      await mkdir(path.join(stateDirectory, 'models'));
+      await writeFile(path.join(stateDirectory, 'models', 'llama.gguf'), 'plaintext of an earlier run');
+      await writeFile(path.join(stateDirectory, 'models', '.llama.gguf.0a1b2c.partial'), 'half of it');
+    });
+    await appliance.waitFor((status) => status.phase === 'ready' || status.phase === 'failed');
     expect(await readdir(path.join(appliance.stateDirectory, 'models'))).toEqual([]);
   }, 60_000);
 });

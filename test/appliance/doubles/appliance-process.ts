@@ -30,10 +30,18 @@ export interface ApplianceProcess {
   stop(): Promise<void>;
 }
 
-/** Starts the bundle with `env` added to a minimal environment (no AWS settings of the machine running the tests). */
-export async function startApplianceProcess(port: number, env: NodeJS.ProcessEnv): Promise<ApplianceProcess> {
+/**
+ * Starts the bundle with `env` added to a minimal environment (no AWS settings of the machine running the tests),
+ * after `prepareState` has put into its state directory what an earlier run would have left there.
+ */
+export async function startApplianceProcess(
+  port: number,
+  env: NodeJS.ProcessEnv,
+  prepareState: (stateDirectory: string) => Promise<void> = async () => undefined,
+): Promise<ApplianceProcess> {
   const stateDirectory = await mkdtemp(path.join(tmpdir(), 'appliance-state-'));
   const runtimeDirectory = await mkdtemp(path.join(tmpdir(), 'appliance-runtime-'));
+  await prepareState(stateDirectory);
   const child: ChildProcess = spawn(process.execPath, [APPLIANCE_BUNDLE], {
     env: {
       PATH: process.env.PATH,
