@@ -74,6 +74,10 @@ async function loadEventLog(path: string): Promise<readonly PcrEvent[]> {
   return parseEventLog(text, path);
 }
 
+function serialize(log: readonly PcrEvent[]): string {
+  return `${JSON.stringify(log, null, 2)}\n`;
+}
+
 /** Replaces `path` in one step, so that a crash leaves the old log or the new one, never half of one. */
 async function writeFileAtomically(path: string, content: string): Promise<void> {
   const temporary = `${path}.${process.pid}.tmp`;
@@ -107,6 +111,7 @@ export class ModelPcr {
       throw new Error('eventLogPath must name the file of the PCR event log');
     }
     const pcr = new ModelPcr(options.eventLogPath, options.env, await loadEventLog(options.eventLogPath));
+    await pcr.settlePendingExtend();
     await pcr.checkTpmMatchesLog();
     return pcr;
   }
@@ -160,12 +165,35 @@ export class ModelPcr {
   private async extendNow(digest: string, description: string): Promise<PcrEvent> {
     await this.checkTpmMatchesLog();
     const event = modelPcrEvent(digest, description);
-    await extendSha384Pcr(MODEL_PCR, digest, { env: this.env });
     const log = Object.freeze([...this.log, event]);
-    await writeFileAtomically(this.eventLogPath, `${JSON.stringify(log, null, 2)}\n`);
+    // Written ahead, as the pending log: a log written only after the extend could fail to be written (a full
+    // tmpfs), leaving PCR15 ahead of its log until the instance reboots.
+    await writeFileAtomically(this.pendingLogPath(), serialize(log));
+    await extendSha384Pcr(MODEL_PCR, digest, { env: this.env });
+    await rename(this.pendingLogPath(), this.eventLogPath);
     this.log = log;
     await this.checkTpmMatchesLog();
     return event;
+  }
+
+  private pendingLogPath(): string {
+    return `${this.eventLogPath}.pending`;
+  }
+
+  /**
+   * A run stopped between writing the pending log and renaming it leaves both: the pending log is the true one if
+   * the extend reached the TPM, else it is dropped.
+   */
+  private async settlePendingExtend(): Promise<void> {
+    const pending = await loadEventLog(this.pendingLogPath());
+    if (pending.length === 0) return;
+    const current = (await readSha384Pcrs([MODEL_PCR], { env: this.env })).get(MODEL_PCR);
+    if (current === replayPcrEvents(pending, MODEL_PCR)) {
+      await rename(this.pendingLogPath(), this.eventLogPath);
+      this.log = pending;
+    } else {
+      await rm(this.pendingLogPath(), { force: true });
+    }
   }
 
   private async checkTpmMatchesLog(): Promise<void> {

@@ -100,6 +100,38 @@ test('an extend by something else between two extends is refused and not recorde
   expect(JSON.parse(await readFile(eventLogPath, 'utf8'))).toHaveLength(1);
 });
 
+describe('a run stopped in the middle of an extend', () => {
+  const pending = () => `${eventLogPath}.pending`;
+  const events = (...names: string[]) => names.map((name) => ({ pcr: 15, algorithm: 'sha384', digest: sha384(name), description: name }));
+
+  test('before the extend reached the TPM: the pending event is dropped', async () => {
+    await (await ModelPcr.open({ eventLogPath, env })).extend(sha384('first'), 'first');
+    await writeFile(pending(), JSON.stringify(events('first', 'second')));
+    const reopened = await ModelPcr.open({ eventLogPath, env });
+    expect(reopened.events().map((event) => event.description)).toEqual(['first']);
+    await expect(stat(pending())).rejects.toThrow(/ENOENT/);
+  });
+
+  test('after the extend reached the TPM: the pending log is the true one', async () => {
+    await (await ModelPcr.open({ eventLogPath, env })).extend(sha384('first'), 'first');
+    await writeFile(pending(), JSON.stringify(events('first', 'second')));
+    await extendSha384Pcr(15, sha384('second'), { env });
+    const reopened = await ModelPcr.open({ eventLogPath, env });
+    expect(reopened.events().map((event) => event.description)).toEqual(['first', 'second']);
+    expect(JSON.parse(await readFile(eventLogPath, 'utf8'))).toHaveLength(2);
+    expect(await pcr15()).toBe(reopened.value());
+  });
+
+  test('an extend that fails leaves the log as it was', async () => {
+    const pcr = await ModelPcr.open({ eventLogPath, env });
+    await pcr.extend(sha384('first'), 'first');
+    await tpm.stop();
+    await expect(pcr.extend(sha384('second'), 'second')).rejects.toThrow();
+    expect(pcr.events()).toHaveLength(1);
+    expect(JSON.parse(await readFile(eventLogPath, 'utf8'))).toHaveLength(1);
+  });
+});
+
 test('malformed logs are refused', async () => {
   await writeFile(eventLogPath, '{not json');
   await expect(ModelPcr.open({ eventLogPath, env })).rejects.toThrow(/the PCR event log .* is not JSON/);
