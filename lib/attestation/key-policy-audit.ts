@@ -1,5 +1,5 @@
 import { PcrValue, pinnedPcrs } from '../measurements';
-import { describePcrs, ExpectedImage, expectedImageName } from './attestation-expectations';
+import { checkExpectedImages, describePcrs, ExpectedImage, expectedImageName } from './attestation-expectations';
 
 /**
  * Auditing a live KMS key policy (as `GetKeyPolicy` returns it): is the key still sealed to exactly the expected
@@ -76,8 +76,10 @@ const PCR_CONDITION_KEY = /^kms:RecipientAttestation:NitroTPMPCR(\d{1,2})$/i;
  * Audits `policy` (the JSON text `GetKeyPolicy` returns, or its parsed object) against the expected images.
  *
  * @throws MalformedKeyPolicyError when the policy has no statement list or a statement without Effect
+ * @throws InvalidMeasurementError when an expected image does not pin an image ({@link checkExpectedImages})
  */
 export function auditKeyPolicy(policy: string | object, expectedImages: readonly ExpectedImage[]): KeyPolicyAudit {
+  checkExpectedImages(expectedImages);
   const statements = parseStatements(policy);
   const findings: KeyPolicyFinding[] = [];
   const admitted: AdmittedImages[] = [];

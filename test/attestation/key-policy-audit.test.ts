@@ -1,4 +1,5 @@
 import { auditKeyPolicy, ExpectedImage, KeyPolicyFindingKind, MalformedKeyPolicyError } from '../../lib/attestation';
+import { InvalidMeasurementError } from '../../lib/measurements';
 import { POLICY_ACCOUNT, synthesizedKeyPolicy } from './synthesized-key-policy';
 
 const hex = (byte: string) => byte.repeat(48);
@@ -172,6 +173,14 @@ describe('malformed policies', () => {
   ])('%s', (_name, policy, message) => {
     expect(() => auditKeyPolicy(policy, [IMAGE_A])).toThrow(MalformedKeyPolicyError);
     expect(() => auditKeyPolicy(policy, [IMAGE_A])).toThrow(message);
+  });
+
+  test.each([
+    ['pins nothing', {}, /expected image image 2 is not pinned: missing pcr4 and pcr12/],
+    ['pins PCR4 alone', { pcr4: hex('b4') }, /expected image image 2 is not pinned: missing pcr12/],
+  ])('an expected image that %s is refused, rather than admitting every statement', (_name, image, message) => {
+    expect(() => auditKeyPolicy(sealedToAB, [IMAGE_A, image])).toThrow(InvalidMeasurementError);
+    expect(() => auditKeyPolicy(sealedToAB, [IMAGE_A, image])).toThrow(message);
   });
 
   test('a single statement object is a statement list of one', () => {
