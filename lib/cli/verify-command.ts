@@ -140,7 +140,7 @@ export async function verify(
   const policy = options.key === undefined ? undefined : await getKeyPolicy(options.key, dependencies);
 
   // The key is audited whatever the document shows: a key that unseals for more than expected is a finding of its own.
-  const audit = policy === undefined ? undefined : auditKeyPolicy(policy, images);
+  const audit = policy === undefined ? undefined : auditKeyPolicy(policy, images, { keyArn: options.key?.arn });
   const keyPolicyCheck: VerifyCheck[] = options.key === undefined || audit === undefined ? [] : [{
     name: 'key-policy',
     passed: audit.sealed,

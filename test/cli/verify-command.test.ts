@@ -304,6 +304,21 @@ describe('--key: the live key policy', () => {
     expect(stderr).toMatch(endsWithFailure(/not trustworthy: key-policy: expected .* decrypts only for ami-0123456789abcdef0, .*found EnableIamUserPermissions allows kms:Decrypt/));
   });
 
+  test("a Deny of grants that names the key by its ARN closes them: the audit knows the key's ARN", async () => {
+    const policy = JSON.parse(sealedToImage);
+    for (const statement of policy.Statement) if (statement.Sid === 'DenyGrants') statement.Resource = KEY_ARN;
+    policy.Statement.push({
+      Sid: 'Grants', Effect: 'Allow', Principal: { AWS: 'arn:aws:iam::111111111111:root' }, Action: 'kms:CreateGrant', Resource: '*',
+    });
+    kms.on(GetKeyPolicyCommand).resolves({ Policy: JSON.stringify(policy) });
+    expect((await run(args())).code).toBe(0);
+    for (const statement of policy.Statement) if (statement.Sid === 'DenyGrants') statement.Resource = KEY_ARN.replace('1234abcd', 'ffffffff');
+    kms.on(GetKeyPolicyCommand).resolves({ Policy: JSON.stringify(policy) });
+    const other = await run([...args(), '--json']);
+    expect(other.code).toBe(3);
+    expect(JSON.parse(other.stdout).keyPolicyFindings.map((f: { kind: string }) => f.kind)).toEqual(['grant-path']);
+  });
+
   test('allowing an extra image: not trustworthy', async () => {
     kms.on(GetKeyPolicyCommand).resolves({ Policy: sealedToTwo });
     const { code, stdout } = await run(args());
