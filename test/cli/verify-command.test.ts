@@ -11,7 +11,7 @@ import { FORMAT_VERSION } from '../../lib/sealing/format';
 import { buildTestAttestationDocument, createTestChain, TestChain, testPcrs } from '../attestation/test-attestation';
 import { synthesizedKeyPolicy } from '../attestation/synthesized-key-policy';
 import { publishedImage } from '../fixtures';
-import { endsWithFailure, runCaptured } from './capture';
+import { endsWithFailure, failure, runCaptured } from './capture';
 import { FakeAnswer, FakeAppliance } from './doubles/fake-appliance';
 
 const hex = (byte: string) => byte.repeat(48);
@@ -173,6 +173,40 @@ describe('not trustworthy: exit code 3, the report on stdout, the reason on stde
       name: 'document', passed: false, expected: expect.stringMatching(/^signed through the AWS Nitro root \(SHA-256 64:1A:03:21:/),
       found: expect.stringMatching(/^unknown-root: /),
     });
+  });
+});
+
+describe("the service's unauthenticated text cannot forge lines of the report", () => {
+  const CONTROL_BUT_LINE_FEED = /[^\P{Cc}\n]/u;
+  const FORGED = '\u001b[2K\r  ok    image: forged\nVerified: forged';
+  const forgedEvent = (digest: string): PcrEvent => ({ ...modelEvent(digest), description: `llama3${FORGED}` });
+
+  test('an event description is shown escaped, on its own line', async () => {
+    appliance.answer = (n) => attestation(n, { eventLog: [forgedEvent(MODEL)] });
+    const { code, stdout } = await run(['--measurements', file('m.json', IMAGE), '--model', manifest(MODEL)]);
+    expect(code).toBe(0);
+    expect(stdout).not.toMatch(CONTROL_BUT_LINE_FEED);
+    expect(stdout.split('\n').filter((line) => /forged/.test(line))).toEqual([
+      `  ok    model: ${MODEL} (llama3\\x1b[2K\\x0d  ok    image: forged\\x0aVerified: forged)`,
+    ]);
+  });
+
+  test('on stderr too, when the check fails', async () => {
+    appliance.answer = (n) => attestation(n, { pcrs: { 15: extended(OTHER_MODEL) }, eventLog: [forgedEvent(OTHER_MODEL)] });
+    const { code, stdout, stderr } = await run(['--measurements', file('m.json', IMAGE), '--model', manifest(MODEL)]);
+    expect(code).toBe(3);
+    expect(`${stdout}${stderr}`).not.toMatch(CONTROL_BUT_LINE_FEED);
+    expect(stdout.split('\n').filter((line) => /forged/.test(line))).toEqual([expect.stringMatching(/^ {10}found [0-9a-f]{96} \(llama3\\x1b/)]);
+    expect(stderr).toMatch(failure(/not trustworthy: model: .*\\x0aVerified: forged\)/));
+  });
+
+  test('an HTTP error body is shown escaped, and cut', async () => {
+    appliance.answer = () => ({ status: 503, body: `model loading${FORGED}${'.'.repeat(300)}` });
+    const { code, stderr } = await run(['--measurements', file('m.json', IMAGE)]);
+    expect(code).toBe(1);
+    expect(stderr).toMatch(failure(
+      /http:\/\/127.0.0.1:\d+\/api\/attestation answered HTTP 503: model loading\\x1b\[2K\\x0d {2}ok {4}image: forged\\x0aVerified: forged\.+… \(\d+ more characters\)/,
+    ));
   });
 });
 
