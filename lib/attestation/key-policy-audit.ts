@@ -126,7 +126,7 @@ export function auditKeyPolicy(
       findings.push({
         kind: KeyPolicyFindingKind.GRANT_PATH,
         statement,
-        message: `${statement} allows ${CREATE_GRANT} to ${principals(s)}, and no unconditional Deny refuses it: a grant decrypts without the policy's conditions`,
+        message: `${statement} allows ${CREATE_GRANT} to ${principals(s)}, and no Deny of it to every principal, without condition, covers the key: a grant decrypts without the policy's conditions`,
       });
     }
     if (!decrypts && !reencrypts) return;
