@@ -1,4 +1,4 @@
-import { PcrMeasurements, pinnedPcrs } from '../measurements';
+import { checkPinsImage, normalizePcrValue, PcrMeasurements, pinnedPcrs } from '../measurements';
 import type { AttestationDocument } from './attestation-document';
 import { MODEL_PCR, PcrEvent, replayPcrEvents } from './pcr-event-log';
 
@@ -63,6 +63,20 @@ export function expectedImageName(image: ExpectedImage, index: number): string {
   return image.imageId ?? `image ${index + 1}`;
 }
 
+/**
+ * Checks that every expected image pins an image with SHA-384 values: PCR7, or PCR4 and PCR12. An image that pins
+ * less (`{}`, `{ pcr4 }`) would match any document and admit any key policy statement.
+ *
+ * @throws InvalidMeasurementError naming the first image that does not, and what it lacks
+ */
+export function checkExpectedImages(images: readonly ExpectedImage[]): void {
+  images.forEach((image, i) => {
+    const name = `expected image ${expectedImageName(image, i)}`;
+    for (const { index, value } of pinnedPcrs(image)) normalizePcrValue(`PCR${index} of ${name}`, value);
+    checkPinsImage(name, image);
+  });
+}
+
 /** `PCR4=… PCR12=…`: the given PCR values, in index order. */
 export function describePcrs(values: ReadonlyArray<{ index: number; value: string | undefined }>): string {
   return values.map(({ index, value }) => `PCR${index}=${value ?? '(absent)'}`).join(' ');
@@ -77,6 +91,8 @@ export function describePcrs(values: ReadonlyArray<{ index: number; value: strin
  *   the log is the true history of the PCR;
  * - model (with `modelSha384`): every PCR15 event must be that digest, and the log must contain it (a restarted
  *   service extends PCR15 with the same model again).
+ *
+ * @throws InvalidMeasurementError when an expected image does not pin an image ({@link checkExpectedImages})
  */
 export function compareAttestation(
   document: AttestationDocument,
@@ -86,6 +102,7 @@ export function compareAttestation(
   if (expectations.images.length === 0) {
     throw new Error('At least one expected image is needed to compare an attestation document with');
   }
+  checkExpectedImages(expectations.images);
   const image = compareImage(document, expectations.images);
   const checks = [image.check, ...compareEventLog(document, eventLog)];
   const modelEvents = eventLog.filter((event) => event.pcr === MODEL_PCR);

@@ -24,6 +24,22 @@ export class MalformedAttestationResponseError extends Error {
 
 const BASE64 = /^[A-Za-z0-9+/]+={0,2}$/;
 
+/** The longest event description accepted: the appliance refuses to record a longer one. */
+export const MAX_EVENT_DESCRIPTION_LENGTH = 1024;
+
+/** C0 and C1 control characters and DEL (Unicode category Cc): escape sequences and line breaks on a terminal. */
+const CONTROL_CHARACTERS = /\p{Cc}/gu;
+
+/**
+ * Text from the service (event descriptions, error bodies: nothing signs them) made safe to print: each control
+ * character is shown as `\xNN`, so that escape sequences and line breaks cannot forge lines of a report, and the text
+ * is cut after `maxLength` characters.
+ */
+export function printableText(text: string, maxLength: number): string {
+  const escaped = text.replace(CONTROL_CHARACTERS, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
+  return escaped.length <= maxLength ? escaped : `${escaped.slice(0, maxLength)}… (${escaped.length - maxLength} more characters)`;
+}
+
 /** Checks the shape of a parsed JSON attestation response and decodes its document. */
 export function parseAttestationResponse(body: unknown): AttestationResponse {
   const fail = (message: string): never => {
@@ -42,7 +58,9 @@ export function parseAttestationResponse(body: unknown): AttestationResponse {
     }
     if (e.algorithm !== 'sha384') fail(`eventLog[${i}].algorithm must be "sha384"`);
     if (typeof e.digest !== 'string') fail(`eventLog[${i}].digest must be a string`);
-    if (typeof e.description !== 'string') fail(`eventLog[${i}].description must be a string`);
+    if (typeof e.description !== 'string' || e.description.length > MAX_EVENT_DESCRIPTION_LENGTH) {
+      fail(`eventLog[${i}].description must be a string of at most ${MAX_EVENT_DESCRIPTION_LENGTH} characters`);
+    }
     return { pcr: e.pcr as number, algorithm: 'sha384', digest: e.digest as string, description: e.description as string };
   });
   return { document: Buffer.from(document as string, 'base64'), eventLog: events };

@@ -1,5 +1,5 @@
 import { PcrValue, pinnedPcrs } from '../measurements';
-import { describePcrs, ExpectedImage, expectedImageName } from './attestation-expectations';
+import { checkExpectedImages, describePcrs, ExpectedImage, expectedImageName } from './attestation-expectations';
 
 /**
  * Auditing a live KMS key policy (as `GetKeyPolicy` returns it): is the key still sealed to exactly the expected
@@ -8,8 +8,8 @@ import { describePcrs, ExpectedImage, expectedImageName } from './attestation-ex
  * Every Allow statement whose actions (or NotAction) include `kms:Decrypt` or `kms:ReEncryptFrom` must be gated by
  * `StringEquals` or `StringEqualsIgnoreCase` conditions on `kms:RecipientAttestation:NitroTPMPCR<N>`; the images
  * each gated statement admits (the combinations of its values: several values for one key are OR-ed) must be
- * expected images, and every expected image must be admitted. Statements apply to the key whatever their
- * `Resource`: in a key policy it can only name the key.
+ * expected images, and every expected image must be admitted. An Allow is taken to apply to the key whatever its
+ * `Resource`, erring towards a finding; a Deny counts only when it surely covers the key (see {@link KeyPolicyAuditOptions}).
  */
 
 /** Kinds of {@link KeyPolicyFinding}. */
@@ -22,7 +22,10 @@ export enum KeyPolicyFindingKind {
   MISSING_IMAGE = 'missing-image',
   /** A statement lists several values for a PCR, so it admits their combinations: boot chains nobody measured. */
   CROSS_COMBINATION = 'cross-combination',
-  /** An Allow of `kms:CreateGrant` not closed by an unconditional Deny: a grant bypasses the policy's conditions. */
+  /**
+   * An Allow of `kms:CreateGrant` while no Deny of it to every principal, without condition, covers the key: a grant
+   * bypasses the policy's conditions.
+   */
   GRANT_PATH = 'grant-path',
   /** An Allow of decryption to any principal (`*`): whoever runs an admitted image in any account decrypts. */
   ANY_PRINCIPAL = 'any-principal',
@@ -36,12 +39,32 @@ export interface KeyPolicyFinding {
   readonly message: string;
 }
 
-/** The PCR values one gated statement admits, one entry per combination. */
+/** The PCR values one gated statement admits. */
 export interface AdmittedImages {
   readonly statement: string;
   readonly principals: string;
+  /** How many combinations of PCR values the statement admits: the product of its value counts. */
+  readonly combinations: number;
+  /** The combinations, one entry each; empty when there are more than {@link MAX_LISTED_COMBINATIONS}. */
   readonly images: PcrValue[][];
 }
+
+/** Options of {@link auditKeyPolicy}. */
+export interface KeyPolicyAuditOptions {
+  /**
+   * The ARN of the audited key. A Deny closes grants only if it covers the key: no `NotResource`, and a `Resource`
+   * that is absent, `*` or this ARN.
+   *
+   * @default - unknown: only a Deny whose `Resource` is absent or `*` covers the key
+   */
+  readonly keyArn?: string;
+}
+
+/**
+ * The most combinations of one statement that are enumerated and reported one by one; beyond, they are only counted:
+ * a 32 KB policy holds some 300 PCR values, whose combinations could number billions.
+ */
+export const MAX_LISTED_COMBINATIONS = 16;
 
 /** The outcome of {@link auditKeyPolicy}. */
 export interface KeyPolicyAudit {
@@ -70,19 +93,28 @@ const GATING_OPERATORS: Record<string, 'exact' | 'ignore-case'> = {
   StringEquals: 'exact',
   StringEqualsIgnoreCase: 'ignore-case',
 };
-const PCR_CONDITION_KEY = /^kms:RecipientAttestation:NitroTPMPCR(\d{1,2})$/i;
+/** NitroTPM has PCRs 0 to 23; `PCR04` or `PCR24` is no condition key KMS sets, so it gates nothing. */
+const PCR_CONDITION_KEY = /^kms:RecipientAttestation:NitroTPMPCR([0-9]|1[0-9]|2[0-3])$/i;
 
 /**
  * Audits `policy` (the JSON text `GetKeyPolicy` returns, or its parsed object) against the expected images.
  *
  * @throws MalformedKeyPolicyError when the policy has no statement list or a statement without Effect
+ * @throws InvalidMeasurementError when an expected image does not pin an image ({@link checkExpectedImages})
  */
-export function auditKeyPolicy(policy: string | object, expectedImages: readonly ExpectedImage[]): KeyPolicyAudit {
+export function auditKeyPolicy(
+  policy: string | object,
+  expectedImages: readonly ExpectedImage[],
+  options: KeyPolicyAuditOptions = {},
+): KeyPolicyAudit {
+  checkExpectedImages(expectedImages);
   const statements = parseStatements(policy);
   const findings: KeyPolicyFinding[] = [];
   const admitted: AdmittedImages[] = [];
+  const gatedPins: Array<Map<number, string[]>> = [];
   const grantsDenied = statements.some(
-    (s) => s.Effect === 'Deny' && s.Condition === undefined && isAnyPrincipal(s) && allowsAction(s, CREATE_GRANT),
+    (s) => s.Effect === 'Deny' && s.Condition === undefined && isAnyPrincipal(s) && allowsAction(s, CREATE_GRANT)
+      && coversKey(s, options.keyArn),
   );
 
   statements.forEach((s, i) => {
@@ -94,7 +126,7 @@ export function auditKeyPolicy(policy: string | object, expectedImages: readonly
       findings.push({
         kind: KeyPolicyFindingKind.GRANT_PATH,
         statement,
-        message: `${statement} allows ${CREATE_GRANT} to ${principals(s)}, and no unconditional Deny refuses it: a grant decrypts without the policy's conditions`,
+        message: `${statement} allows ${CREATE_GRANT} to ${principals(s)}, and no Deny of it to every principal, without condition, covers the key: a grant decrypts without the policy's conditions`,
       });
     }
     if (!decrypts && !reencrypts) return;
@@ -126,21 +158,34 @@ export function auditKeyPolicy(policy: string | object, expectedImages: readonly
         message: `${statement} lists ${several.map(([index, values]) => `${values.length} values for PCR${index}`).join(' and ')}, which are OR-ed: it admits every combination; write one statement per image`,
       });
     }
-    const images = combinations(pins);
-    admitted.push({ statement, principals: principals(s), images });
-    for (const image of images) {
-      if (!expectedImages.some((expected) => admits(image, expected))) {
-        findings.push({
-          kind: KeyPolicyFindingKind.EXTRA_IMAGE,
-          statement,
-          message: `${statement} admits ${describePcrs(image)}, which is no expected image`,
-        });
+    const count = [...pins.values()].reduce((product, values) => product * values.length, 1);
+    const images = count <= MAX_LISTED_COMBINATIONS ? combinations(pins) : [];
+    admitted.push({ statement, principals: principals(s), combinations: count, images });
+    gatedPins.push(pins);
+    if (count <= MAX_LISTED_COMBINATIONS) {
+      for (const image of images) {
+        if (!expectedImages.some((expected) => admits(image, expected))) {
+          findings.push({
+            kind: KeyPolicyFindingKind.EXTRA_IMAGE,
+            statement,
+            message: `${statement} admits ${describePcrs(image)}, which is no expected image`,
+          });
+        }
       }
+      return;
+    }
+    const extra = countUnexpectedCombinations(pins, expectedImages);
+    if (extra > 0) {
+      findings.push({
+        kind: KeyPolicyFindingKind.EXTRA_IMAGE,
+        statement,
+        message: `${statement} admits ${count} combinations of PCR values, too many to list; ${extra} of them are no expected image`,
+      });
     }
   });
 
   expectedImages.forEach((expected, i) => {
-    if (!admitted.some(({ images }) => images.some((image) => admits(image, expected)))) {
+    if (!gatedPins.some((pins) => pinsAdmit(pins, expected))) {
       findings.push({
         kind: KeyPolicyFindingKind.MISSING_IMAGE,
         message: `no statement admits ${expectedImageName(expected, i)} (${describePcrs(pinnedPcrs(expected))})`,
@@ -186,6 +231,12 @@ function allowsAction(s: Statement, action: string): boolean {
   return asList(s.Action).some((p) => actionMatches(p, action));
 }
 
+/** Whether a Deny surely applies to the key: no `NotResource`, and `Resource` absent, `*` or the key's ARN. */
+function coversKey(s: Statement, keyArn: string | undefined): boolean {
+  if (s.NotResource !== undefined) return false;
+  return s.Resource === undefined || asList(s.Resource).some((resource) => resource === '*' || resource === keyArn);
+}
+
 /** Principal `*` or `{ "AWS": "*" }`: everyone. */
 function isAnyPrincipal(s: Statement): boolean {
   if (s.Principal === '*') return true;
@@ -229,6 +280,35 @@ function combinations(pins: Map<number, string[]>): PcrValue[][] {
     result = result.flatMap((partial) => values.map((value) => [...partial, { index, value }]));
   }
   return result;
+}
+
+/**
+ * How many of the combinations `pins` admits are no expected image, without enumerating them: at each PCR, the values
+ * no expected image pins there are interchangeable, so they are enumerated as one class weighing their number. The
+ * classes number at most (expected images + 1) for each of PCR4, PCR7 and PCR12, and one for every other PCR.
+ */
+function countUnexpectedCombinations(pins: Map<number, string[]>, expectedImages: readonly ExpectedImage[]): number {
+  type Class = { value?: string; weight: number };
+  let partials: Array<{ image: PcrValue[]; weight: number }> = [{ image: [], weight: 1 }];
+  for (const [index, values] of pins) {
+    const pinnedHere = new Set(expectedImages.flatMap((expected) =>
+      pinnedPcrs(expected).filter((pin) => pin.index === index).map((pin) => pin.value.toLowerCase())));
+    const named: Class[] = values.filter((value) => pinnedHere.has(value)).map((value) => ({ value, weight: 1 }));
+    const others = values.length - named.length;
+    const classes = others > 0 ? [...named, { weight: others }] : named;
+    partials = partials.flatMap(({ image, weight }) => classes.map((c) => ({
+      image: c.value === undefined ? image : [...image, { index, value: c.value }],
+      weight: weight * c.weight,
+    })));
+  }
+  return partials
+    .filter(({ image }) => !expectedImages.some((expected) => admits(image, expected)))
+    .reduce((sum, { weight }) => sum + weight, 0);
+}
+
+/** Whether a statement with these pins admits `expected`: some combination of its values pins all `expected` pins. */
+function pinsAdmit(pins: Map<number, string[]>, expected: ExpectedImage): boolean {
+  return pinnedPcrs(expected).every(({ index, value }) => pins.get(index)?.includes(value.toLowerCase()) === true);
 }
 
 /** Whether admitted PCR values pin at least everything `expected` pins, with its values. */

@@ -1,4 +1,4 @@
-import { AttestationResponse, parseAttestationResponse } from '../attestation/attestation-response';
+import { AttestationResponse, parseAttestationResponse, printableText } from '../attestation/attestation-response';
 
 /**
  * Asking an appliance for a fresh attestation: `GET <service-url>/api/attestation?nonce=<hex>`.
@@ -45,7 +45,7 @@ export async function fetchAttestation(serviceUrl: URL, nonce: Buffer, timeoutMs
     throw new AttestationUnavailableError(`Could not reach ${url.origin}: ${reason}`, { cause: error });
   }
   if (!response.ok) {
-    throw new AttestationUnavailableError(`${url.origin}${url.pathname} answered HTTP ${response.status}: ${text.slice(0, 200).trim()}`);
+    throw new AttestationUnavailableError(`${url.origin}${url.pathname} answered HTTP ${response.status}: ${printableText(text.trim(), 200)}`);
   }
   let body: unknown;
   try {

@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import type { AttestationDocument } from '../attestation/attestation-document';
 import { AttestationError } from '../attestation/attestation-error';
+import { printableText } from '../attestation/attestation-response';
 import { compareAttestation, ExpectedImage, expectedImageName } from '../attestation/attestation-expectations';
 import { auditKeyPolicy, KeyPolicyFinding } from '../attestation/key-policy-audit';
 import { AWS_NITRO_ROOT_SHA256_FINGERPRINT } from '../attestation/nitro-root';
@@ -71,6 +72,14 @@ export interface VerifyReport {
 }
 
 const DEFAULT_TIMEOUT_SECONDS = 10;
+/**
+ * The longest text a check prints for what it expected or found: findings and the event log's descriptions (at most
+ * 1,024 characters each) can add up; `--json` reports them whole.
+ */
+const MAX_PRINTED_CHECK_TEXT = 4096;
+
+/** A check's text, safe for the terminal: what it found can quote the service's unauthenticated text. */
+const printable = (text: string) => printableText(text, MAX_PRINTED_CHECK_TEXT);
 
 export function addVerifyCommand(program: Command, output: CliOutput, dependencies: CliDependencies = {}): Command {
   return program
@@ -117,7 +126,9 @@ export function addVerifyCommand(program: Command, output: CliOutput, dependenci
       output.stdout(options.json ? `${JSON.stringify(report, null, 2)}\n` : formatReport(report));
       const failed = report.checks.filter((check) => !check.passed);
       if (failed.length > 0) {
-        throw new NotTrustworthyError(failed.map((check) => `${check.name}: expected ${check.expected}; found ${check.found}`).join('; '));
+        throw new NotTrustworthyError(
+          failed.map((check) => `${check.name}: expected ${printable(check.expected)}; found ${printable(check.found)}`).join('; '),
+        );
       }
     });
 }
@@ -140,7 +151,7 @@ export async function verify(
   const policy = options.key === undefined ? undefined : await getKeyPolicy(options.key, dependencies);
 
   // The key is audited whatever the document shows: a key that unseals for more than expected is a finding of its own.
-  const audit = policy === undefined ? undefined : auditKeyPolicy(policy, images);
+  const audit = policy === undefined ? undefined : auditKeyPolicy(policy, images, { keyArn: options.key?.arn });
   const keyPolicyCheck: VerifyCheck[] = options.key === undefined || audit === undefined ? [] : [{
     name: 'key-policy',
     passed: audit.sealed,
@@ -222,16 +233,16 @@ async function getKeyPolicy(key: KeyArn, dependencies: CliDependencies): Promise
   }
 }
 
-/** The human report: one line a check, then the verdict. */
+/** The human report: one line a check, then the verdict. Text from the service is escaped, so it cannot forge lines. */
 export function formatReport(report: VerifyReport): string {
   const lines = [`Service ${report.service} (nonce ${report.nonce})`];
   for (const check of report.checks) {
     lines.push(check.passed
-      ? `  ok    ${check.name}: ${check.found}`
-      : `  FAIL  ${check.name}: expected ${check.expected}\n          found ${check.found}`);
+      ? `  ok    ${check.name}: ${printable(check.found)}`
+      : `  FAIL  ${check.name}: expected ${printable(check.expected)}\n          found ${printable(check.found)}`);
   }
   if (report.verified) {
-    const models = report.servedModels.length === 0 ? 'no model yet' : `model ${report.servedModels.join(', ')}`;
+    const models = report.servedModels.length === 0 ? 'no model yet' : `model ${printable(report.servedModels.join(', '))}`;
     lines.push(`Verified: ${report.service} runs ${report.image} and serves ${models}.`);
   } else {
     lines.push(`NOT TRUSTWORTHY: ${report.checks.filter((c) => !c.passed).map((c) => c.name).join(', ')} failed.`);

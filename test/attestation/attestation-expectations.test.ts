@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import {
   AttestationDocument, compareAttestation, extendPcr, ExpectedImage, MODEL_PCR, PcrEvent, VerdictCheckName,
 } from '../../lib/attestation';
+import { InvalidMeasurementError } from '../../lib/measurements';
 
 const hex = (byte: string) => byte.repeat(48);
 const ZERO = hex('00');
@@ -94,6 +95,16 @@ describe('image', () => {
 
   test('no expected image is a programming error', () => {
     expect(() => compareAttestation(imageA(), [], { images: [] })).toThrow(/At least one expected image/);
+  });
+
+  test.each([
+    ['pins nothing', {}, /expected image image 2 is not pinned: missing pcr4 and pcr12/],
+    ['has only an AMI id', { imageId: 'ami-0aaaaaaaaaaaaaaaa' }, /expected image ami-0aaaaaaaaaaaaaaaa is not pinned: missing pcr4 and pcr12/],
+    ['pins PCR4 alone', { pcr4: hex('a4') }, /expected image image 2 is not pinned: missing pcr12/],
+    ['pins a value that is no SHA-384', { pcr7: 'a4' }, /PCR7 of expected image image 2 must be a SHA-384 value/],
+  ])('an expected image that %s is refused, rather than matching any document', (_name, image, message) => {
+    expect(() => compareAttestation(imageA(), [modelEvent(MODEL)], { images: [image] })).toThrow(InvalidMeasurementError);
+    expect(() => compareAttestation(imageA(), [modelEvent(MODEL)], { images: [IMAGE_A, image] })).toThrow(message);
   });
 });
 

@@ -1,4 +1,5 @@
 import { auditKeyPolicy, ExpectedImage, KeyPolicyFindingKind, MalformedKeyPolicyError } from '../../lib/attestation';
+import { InvalidMeasurementError } from '../../lib/measurements';
 import { POLICY_ACCOUNT, synthesizedKeyPolicy } from './synthesized-key-policy';
 
 const hex = (byte: string) => byte.repeat(48);
@@ -35,8 +36,8 @@ describe("this project's own key policy", () => {
       sealed: true,
       findings: [],
       admitted: [
-        { statement: 'UnsealOnlyOnAttestedImage1', principals: WORKLOAD, images: [[{ index: 4, value: hex('a4') }, { index: 12, value: hex('00') }]] },
-        { statement: 'UnsealOnlyOnAttestedImage2', principals: WORKLOAD, images: [[{ index: 4, value: hex('b4') }, { index: 12, value: hex('00') }]] },
+        { statement: 'UnsealOnlyOnAttestedImage1', principals: WORKLOAD, combinations: 1, images: [[{ index: 4, value: hex('a4') }, { index: 12, value: hex('00') }]] },
+        { statement: 'UnsealOnlyOnAttestedImage2', principals: WORKLOAD, combinations: 1, images: [[{ index: 4, value: hex('b4') }, { index: 12, value: hex('00') }]] },
       ],
     });
   });
@@ -71,6 +72,8 @@ describe('ungated decryption', () => {
     ['a ForAllValues condition, which an absent key passes', allow({ Action: 'kms:Decrypt', Condition: gate({ PCR4: hex('a4') }, 'ForAllValues:StringEquals') })],
     ['Nitro Enclaves PCR keys, not NitroTPM', allow({ Action: 'kms:Decrypt', Condition: { StringEqualsIgnoreCase: { 'kms:RecipientAttestation:PCR4': hex('a4') } } })],
     ['only a presence check', allow({ Action: 'kms:Decrypt', Condition: { Null: { 'kms:RecipientAttestation:NitroTPMPCR4': 'false' } } })],
+    ['PCR04 and PCR012, which are no condition keys', allow({ Action: 'kms:Decrypt', Condition: gate({ PCR04: hex('a4'), PCR012: hex('00') }) })],
+    ['PCR24 and PCR99, which NitroTPM does not have', allow({ Action: 'kms:Decrypt', Condition: gate({ PCR24: hex('a4'), PCR99: hex('00') }) })],
   ])('%s is an ungated decrypt', (_name, statement) => {
     const policy = edited((s) => [...s, { Sid: 'Widened', ...statement }]);
     expect(kinds(policy)).toEqual([[KeyPolicyFindingKind.UNGATED_DECRYPT, 'Widened']]);
@@ -109,6 +112,48 @@ describe('what gated statements admit', () => {
       `BothImages admits PCR4=${hex('b4')} PCR12=${hex('0c')}, which is no expected image`,
     ]);
     expect(audit.admitted[0].images).toHaveLength(4);
+  });
+
+  describe('many values: counted, not enumerated', () => {
+    const values = (count: number, ...expected: string[]) =>
+      [...expected, ...Array.from({ length: count - expected.length }, (_, i) => (i + 0x100).toString(16).padStart(96, 'f'))];
+    const sealedBy = (statement: Statement) =>
+      edited((s) => [...s.filter((st) => !String(st.Sid).startsWith('UnsealOnly')), allow({ Sid: 'Many', Action: 'kms:Decrypt', ...statement })]);
+
+    test('20 combinations, 2 of them expected: one finding counts the 18 others; no expected image is missing', () => {
+      const audit = auditKeyPolicy(sealedBy({ Condition: gate({ PCR4: values(5, hex('a4'), hex('b4')), PCR12: values(4, hex('00')) }) }),
+        [IMAGE_A, IMAGE_B]);
+      expect(audit.findings).toEqual([
+        expect.objectContaining({ kind: KeyPolicyFindingKind.CROSS_COMBINATION, statement: 'Many' }),
+        {
+          kind: KeyPolicyFindingKind.EXTRA_IMAGE, statement: 'Many',
+          message: 'Many admits 20 combinations of PCR values, too many to list; 18 of them are no expected image',
+        },
+      ]);
+      expect(audit.admitted).toEqual([{ statement: 'Many', principals: WORKLOAD, combinations: 20, images: [] }]);
+    });
+
+    test('150 values for each of PCR4 and PCR12: two findings, not 22,500', () => {
+      const audit = auditKeyPolicy(sealedBy({ Condition: gate({ PCR4: values(150, hex('a4'), hex('b4')), PCR12: values(150, hex('00')) }) }),
+        [IMAGE_A, IMAGE_B]);
+      expect(audit.findings.map((f) => f.kind)).toEqual([KeyPolicyFindingKind.CROSS_COMBINATION, KeyPolicyFindingKind.EXTRA_IMAGE]);
+      expect(audit.findings[1].message).toBe('Many admits 22500 combinations of PCR values, too many to list; 22498 of them are no expected image');
+    });
+
+    test('50 values for each of six PCRs (15,625,000,000 combinations) are audited at once', () => {
+      const pcrs = Object.fromEntries([0, 1, 2, 3, 4, 12].map((pcr) => [`PCR${pcr}`, values(50, ...(pcr === 4 ? [hex('a4')] : pcr === 12 ? [hex('00')] : []))]));
+      const started = Date.now();
+      const audit = auditKeyPolicy(sealedBy({ Condition: gate(pcrs) }), [IMAGE_A]);
+      expect(Date.now() - started).toBeLessThan(1000);
+      expect(audit.findings.map((f) => f.kind)).toEqual([KeyPolicyFindingKind.CROSS_COMBINATION, KeyPolicyFindingKind.EXTRA_IMAGE]);
+      expect(audit.findings[1].message).toBe(
+        `Many admits ${50 ** 6} combinations of PCR values, too many to list; ${50 ** 6 - 50 ** 4} of them are no expected image`);
+    });
+
+    test('combinations that all admit an expected image are no extra image, however many', () => {
+      const audit = auditKeyPolicy(sealedBy({ Condition: gate({ PCR7: hex('57'), PCR4: values(20) }) }), [IMAGE_C]);
+      expect(audit.findings.map((f) => f.kind)).toEqual([KeyPolicyFindingKind.CROSS_COMBINATION]);
+    });
   });
 
   test('a statement pinning PCR4 alone admits any command line: an extra image, and the expected one is missing', () => {
@@ -164,6 +209,33 @@ describe('grants', () => {
   });
 });
 
+describe('which Deny closes grants', () => {
+  const KEY = `arn:aws:kms:eu-west-1:${POLICY_ACCOUNT}:key/1234abcd-12ab-34cd-56ef-1234567890ab`;
+  const OTHER_KEY = `arn:aws:kms:eu-west-1:${POLICY_ACCOUNT}:key/ffffffff-12ab-34cd-56ef-1234567890ab`;
+  const createGrant = allow({ Sid: 'Grants', Principal: { AWS: `arn:aws:iam::${POLICY_ACCOUNT}:root` }, Action: 'kms:CreateGrant' });
+  /** The synthesized policy, its DenyGrants given `resource` instead of `Resource: "*"`, and an Allow of CreateGrant. */
+  const withDenyGrants = (resource: Statement) => edited((s) => [...s.map((st) =>
+    st.Sid === 'DenyGrants' ? { ...st, Resource: undefined, ...resource } : st), createGrant]);
+  const grantKinds = (policy: object, keyArn?: string) => auditKeyPolicy(policy, [IMAGE_A, IMAGE_B], { keyArn }).findings.map((f) => f.kind);
+
+  test.each([
+    ['Resource "*"', { Resource: '*' }, undefined],
+    ['no Resource', {}, undefined],
+    ["Resource the key's ARN, when the audit knows it", { Resource: [KEY] }, KEY],
+  ])('a Deny with %s closes them', (_name, resource, keyArn) => {
+    expect(grantKinds(withDenyGrants(resource), keyArn)).toEqual([]);
+  });
+
+  test.each([
+    ['NotResource "*", which covers nothing', { NotResource: '*' }, KEY],
+    ['NotResource naming another key', { NotResource: OTHER_KEY }, KEY],
+    ['Resource naming another key', { Resource: OTHER_KEY }, KEY],
+    ['Resource naming a key, when the audit does not know which key it audits', { Resource: KEY }, undefined],
+  ])('a Deny with %s does not', (_name, resource, keyArn) => {
+    expect(grantKinds(withDenyGrants(resource), keyArn)).toEqual([KeyPolicyFindingKind.GRANT_PATH]);
+  });
+});
+
 describe('malformed policies', () => {
   test.each([
     ['not JSON', '{', /The key policy is malformed: not JSON/],
@@ -172,6 +244,14 @@ describe('malformed policies', () => {
   ])('%s', (_name, policy, message) => {
     expect(() => auditKeyPolicy(policy, [IMAGE_A])).toThrow(MalformedKeyPolicyError);
     expect(() => auditKeyPolicy(policy, [IMAGE_A])).toThrow(message);
+  });
+
+  test.each([
+    ['pins nothing', {}, /expected image image 2 is not pinned: missing pcr4 and pcr12/],
+    ['pins PCR4 alone', { pcr4: hex('b4') }, /expected image image 2 is not pinned: missing pcr12/],
+  ])('an expected image that %s is refused, rather than admitting every statement', (_name, image, message) => {
+    expect(() => auditKeyPolicy(sealedToAB, [IMAGE_A, image])).toThrow(InvalidMeasurementError);
+    expect(() => auditKeyPolicy(sealedToAB, [IMAGE_A, image])).toThrow(message);
   });
 
   test('a single statement object is a statement list of one', () => {

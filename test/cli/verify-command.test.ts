@@ -11,7 +11,7 @@ import { FORMAT_VERSION } from '../../lib/sealing/format';
 import { buildTestAttestationDocument, createTestChain, TestChain, testPcrs } from '../attestation/test-attestation';
 import { synthesizedKeyPolicy } from '../attestation/synthesized-key-policy';
 import { publishedImage } from '../fixtures';
-import { endsWithFailure, runCaptured } from './capture';
+import { endsWithFailure, failure, runCaptured } from './capture';
 import { FakeAnswer, FakeAppliance } from './doubles/fake-appliance';
 
 const hex = (byte: string) => byte.repeat(48);
@@ -176,6 +176,40 @@ describe('not trustworthy: exit code 3, the report on stdout, the reason on stde
   });
 });
 
+describe("the service's unauthenticated text cannot forge lines of the report", () => {
+  const CONTROL_BUT_LINE_FEED = /[^\P{Cc}\n]/u;
+  const FORGED = '\u001b[2K\r  ok    image: forged\nVerified: forged';
+  const forgedEvent = (digest: string): PcrEvent => ({ ...modelEvent(digest), description: `llama3${FORGED}` });
+
+  test('an event description is shown escaped, on its own line', async () => {
+    appliance.answer = (n) => attestation(n, { eventLog: [forgedEvent(MODEL)] });
+    const { code, stdout } = await run(['--measurements', file('m.json', IMAGE), '--model', manifest(MODEL)]);
+    expect(code).toBe(0);
+    expect(stdout).not.toMatch(CONTROL_BUT_LINE_FEED);
+    expect(stdout.split('\n').filter((line) => /forged/.test(line))).toEqual([
+      `  ok    model: ${MODEL} (llama3\\x1b[2K\\x0d  ok    image: forged\\x0aVerified: forged)`,
+    ]);
+  });
+
+  test('on stderr too, when the check fails', async () => {
+    appliance.answer = (n) => attestation(n, { pcrs: { 15: extended(OTHER_MODEL) }, eventLog: [forgedEvent(OTHER_MODEL)] });
+    const { code, stdout, stderr } = await run(['--measurements', file('m.json', IMAGE), '--model', manifest(MODEL)]);
+    expect(code).toBe(3);
+    expect(`${stdout}${stderr}`).not.toMatch(CONTROL_BUT_LINE_FEED);
+    expect(stdout.split('\n').filter((line) => /forged/.test(line))).toEqual([expect.stringMatching(/^ {10}found [0-9a-f]{96} \(llama3\\x1b/)]);
+    expect(stderr).toMatch(failure(/not trustworthy: model: .*\\x0aVerified: forged\)/));
+  });
+
+  test('an HTTP error body is shown escaped, and cut', async () => {
+    appliance.answer = () => ({ status: 503, body: `model loading${FORGED}${'.'.repeat(300)}` });
+    const { code, stderr } = await run(['--measurements', file('m.json', IMAGE)]);
+    expect(code).toBe(1);
+    expect(stderr).toMatch(failure(
+      /http:\/\/127.0.0.1:\d+\/api\/attestation answered HTTP 503: model loading\\x1b\[2K\\x0d {2}ok {4}image: forged\\x0aVerified: forged\.+… \(\d+ more characters\)/,
+    ));
+  });
+});
+
 describe('could not check: exit code 1, nothing on stdout', () => {
   test.each([
     ['an unreachable service', async () => {
@@ -302,6 +336,21 @@ describe('--key: the live key policy', () => {
       message: 'EnableIamUserPermissions allows kms:Decrypt to arn:aws:iam::111111111111:root without a StringEquals(IgnoreCase) condition on kms:RecipientAttestation:NitroTPMPCR<N>',
     }]);
     expect(stderr).toMatch(endsWithFailure(/not trustworthy: key-policy: expected .* decrypts only for ami-0123456789abcdef0, .*found EnableIamUserPermissions allows kms:Decrypt/));
+  });
+
+  test("a Deny of grants that names the key by its ARN closes them: the audit knows the key's ARN", async () => {
+    const policy = JSON.parse(sealedToImage);
+    for (const statement of policy.Statement) if (statement.Sid === 'DenyGrants') statement.Resource = KEY_ARN;
+    policy.Statement.push({
+      Sid: 'Grants', Effect: 'Allow', Principal: { AWS: 'arn:aws:iam::111111111111:root' }, Action: 'kms:CreateGrant', Resource: '*',
+    });
+    kms.on(GetKeyPolicyCommand).resolves({ Policy: JSON.stringify(policy) });
+    expect((await run(args())).code).toBe(0);
+    for (const statement of policy.Statement) if (statement.Sid === 'DenyGrants') statement.Resource = KEY_ARN.replace('1234abcd', 'ffffffff');
+    kms.on(GetKeyPolicyCommand).resolves({ Policy: JSON.stringify(policy) });
+    const other = await run([...args(), '--json']);
+    expect(other.code).toBe(3);
+    expect(JSON.parse(other.stdout).keyPolicyFindings.map((f: { kind: string }) => f.kind)).toEqual(['grant-path']);
   });
 
   test('allowing an extra image: not trustworthy', async () => {
