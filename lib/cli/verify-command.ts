@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { Command, InvalidArgumentError, Option } from 'commander';
+import { KMS_KEY_ARN_PATTERN } from '../appliance-config';
 import type { AttestationDocument } from '../attestation/attestation-document';
 import { AttestationError } from '../attestation/attestation-error';
 import { printableText } from '../attestation/attestation-response';
@@ -272,10 +273,8 @@ function parseServiceUrl(value: string): URL {
   return url;
 }
 
-const KEY_ARN = /^arn:aws[a-z-]*:kms:([a-z0-9-]+):\d{12}:key\/[0-9a-zA-Z-]+$/;
-
 function parseKeyArn(value: string): KeyArn {
-  const region = KEY_ARN.exec(value)?.[1];
+  const region = KMS_KEY_ARN_PATTERN.exec(value)?.[1];
   if (region === undefined) {
     throw new InvalidArgumentError('Expected a key ARN like arn:aws:kms:eu-west-1:111111111111:key/<key-id> (not an alias).');
   }
