@@ -143,6 +143,16 @@ describe('runBootPipeline', () => {
     await expect(runBootPipeline(dependencies(model.config))).rejects.toThrow(/the sealed model is 0 bytes, its manifest says/);
   });
 
+  test('the data key is overwritten once the model is unsealed', async () => {
+    const model = await storeSealedModel(s3);
+    let handedOut: Buffer | undefined;
+    await runBootPipeline(dependencies(model.config, {
+      unwrapDataKey: async ({ ciphertextBlob }) => (handedOut = Buffer.from(ciphertextBlob)),
+    }));
+    expect(handedOut!.equals(model.dataKey)).toBe(false);
+    expect(handedOut!.equals(Buffer.alloc(32))).toBe(true);
+  });
+
   test('the log carries phases and reasons, never key material', async () => {
     const model = await storeSealedModel(s3);
     await runBootPipeline(dependencies(model.config));
