@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { cp, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { extendSha384Pcr, readSha384Pcrs } from '../../lib/appliance/tpm2-tools';
@@ -75,7 +75,7 @@ describe('the appliance bundle', () => {
     });
     beforeStart(model);
     const imds: FakeImds = await startFakeImds(JSON.stringify(config));
-    const appliance = await startApplianceProcess(port, {
+    const env = {
       PATH: `${tools}:${process.env.PATH}`,
       TPM2TOOLS_TCTI: swtpm.tcti,
       OLLAMA_HOST: ollama.url,
@@ -84,9 +84,18 @@ describe('the appliance bundle', () => {
       AWS_ENDPOINT_URL_KMS: kms.endpoint,
       AWS_ACCESS_KEY_ID: 'AKIDINSTANCEROLE',
       AWS_SECRET_ACCESS_KEY: 'instance-role-secret',
-    }, prepareState);
+    };
+    const appliance = await startApplianceProcess(port, env, prepareState);
     running.push(appliance, { stop: () => imds.close() }, { stop: () => kms.stop() });
-    return { kms, model, appliance };
+    /** The service crashes and systemd starts it again: same TPM, same memory-backed state, same port. */
+    const restart = async () => {
+      await appliance.crash();
+      const again = await startApplianceProcess(port, env, (stateDirectory) =>
+        cp(appliance.stateDirectory, stateDirectory, { recursive: true }));
+      running.push(again);
+      return again;
+    };
+    return { kms, model, appliance, restart };
   }
 
   test('attests, unseals, measures the model into PCR15, serves chat, and proves all of it to a verifier', async () => {
@@ -213,5 +222,30 @@ describe('the appliance bundle', () => {
     });
     await appliance.waitFor((status) => status.phase === 'ready' || status.phase === 'failed');
     expect(await readdir(path.join(appliance.stateDirectory, 'models'))).toEqual([]);
+  }, 60_000);
+
+  test('after a crash the service serves the same model again, measured twice, and verify still accepts it', async () => {
+    const { model, appliance, restart } = await boot([image]);
+    await appliance.waitFor((status) => status.phase === 'ready' || status.phase === 'failed');
+    const again = await restart();
+    expect(await again.waitFor((status) => status.phase === 'ready' || status.phase === 'failed')).toMatchObject({ phase: 'ready' });
+
+    const once = createHash('sha384').update(Buffer.alloc(48)).update(Buffer.from(model.sha384, 'hex')).digest();
+    const twice = createHash('sha384').update(once).update(Buffer.from(model.sha384, 'hex')).digest('hex');
+    expect((await readSha384Pcrs([15], tpm())).get(15)).toBe(twice);
+
+    const work = await mkdtemp(path.join(tmpdir(), 'verify-'));
+    try {
+      const measurements = path.join(work, 'measurements.json');
+      await writeFile(measurements, JSON.stringify(image));
+      const manifest = path.join(work, 'llama.manifest.json');
+      await writeFile(manifest, s3.get(model.config.bucket, model.config.objects.manifest));
+      const verify = await runCaptured(['verify', again.url, '--measurements', measurements, '--model', manifest, '--json'],
+        { trustedRoots: [chain.root.certificate] });
+      expect(verify.code).toBe(EXIT_CODE.success);
+      expect(JSON.parse(verify.stdout)).toMatchObject({ servedModels: [model.sha384] });
+    } finally {
+      await rm(work, { recursive: true, force: true });
+    }
   }, 60_000);
 });

@@ -27,6 +27,8 @@ export interface ApplianceProcess {
   status(): Promise<ApplianceStatus>;
   /** Polls the status until `done` holds, or fails after `timeoutMs` with the last status and the output. */
   waitFor(done: (status: ApplianceStatus) => boolean, timeoutMs?: number): Promise<ApplianceStatus>;
+  /** Kills the process as a crash would (SIGKILL), keeping its directories. */
+  crash(): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -74,6 +76,12 @@ export async function startApplianceProcess(
         await new Promise((resolve) => setTimeout(resolve, 100));
       }
       throw new Error(`the appliance did not get there in ${timeoutMs} ms; last status ${JSON.stringify(last)}:\n${output}`);
+    },
+    async crash() {
+      if (child.exitCode === null) {
+        child.kill('SIGKILL');
+        await exited;
+      }
     },
     async stop() {
       if (child.exitCode === null) {
