@@ -2,14 +2,19 @@
  * `npm run bench`: sealing and unsealing throughput and peak RSS, against in the same run:
  *   (a) AES-256-GCM over 8 KiB chunks, the chunking of AWS's sample;
  *   (b) age (X25519 recipient; ChaCha20-Poly1305 over 64 KiB chunks) on the same file;
- *   (c) `openssl speed -evp aes-256-gcm`, the cipher's limit on this machine.
+ *   (c) this format again, its process started with glibc's malloc told to keep freed memory
+ *       ({@link KEEP_FREED_MEMORY}): Node's cipher allocates its output at every call, and when glibc returns the
+ *       freed memory to the kernel, each new allocation page-faults again;
+ *   (d) `openssl speed -evp` for AES-256-GCM, SHA-384 and SHA-256: on one core of this machine, the cipher's limit
+ *       and the two digests' limits. Every plaintext byte must pass through SHA-384 in order, so no sealing or
+ *       unsealing of this format can be faster than the SHA-384 figure.
  * Sizes: BENCH_SIZES_GIB (default "1,4"). Files go to BENCH_DIR (default: a new folder in /dev/shm, memory-backed
  * like the appliance's model storage, so that the disk does not dominate; else the OS temp dir) and are removed at
  * the end. Each phase runs in a process of its own so that its peak RSS is its own, twice; the faster run counts.
  */
 import { execFileSync, spawnSync } from 'child_process';
 import { randomBytes } from 'crypto';
-import { cpus, tmpdir, totalmem } from 'os';
+import { cpus, loadavg, tmpdir, totalmem } from 'os';
 import { closeSync, existsSync, mkdtempSync, openSync, rmSync, statSync, writeFileSync, writeSync } from 'fs';
 import * as path from 'path';
 import { build } from 'esbuild';
@@ -17,11 +22,19 @@ import { build } from 'esbuild';
 const GIB = 1024 ** 3;
 const MIB = 1024 ** 2;
 
+/**
+ * glibc settings that keep freed memory in the process rather than returning it to the kernel at once: the heap is
+ * trimmed only above 256 MiB free, and allocations up to 32 MiB come from the heap rather than from fresh mappings.
+ */
+const KEEP_FREED_MEMORY = ['MALLOC_TRIM_THRESHOLD_=268435456', 'MALLOC_MMAP_THRESHOLD_=33554432'];
+
 interface Measurement {
   readonly what: string;
   readonly gib: number;
   readonly seconds: number;
-  readonly maxRssMiB?: number;
+  /** User and system CPU time of the process, all its threads. */
+  readonly cpuSeconds: number;
+  readonly maxRssMiB: number;
 }
 
 function requireTool(tool: string, debianPackage: string): void {
@@ -40,14 +53,29 @@ function randomFile(file: string, bytes: number): void {
   closeSync(fd);
 }
 
-/** Runs a command under GNU time: wall seconds and the child's peak RSS. */
-function timed(command: string, args: string[]): { seconds: number; maxRssMiB: number } {
+type Timing = Pick<Measurement, 'seconds' | 'cpuSeconds' | 'maxRssMiB'>;
+
+/** Runs a command under GNU time with `environment` (NAME=value) added: wall and CPU seconds, peak RSS. */
+function timed(command: string, args: string[], environment: string[] = []): Timing {
   const start = process.hrtime.bigint();
-  const result = spawnSync('/usr/bin/env', ['time', '-f', '%M', command, ...args], { encoding: 'utf8' });
+  const timeArgs = ['time', '-f', '%U %S %M', command, ...args];
+  const result = spawnSync('/usr/bin/env', [...environment, ...timeArgs], { encoding: 'utf8' });
   const seconds = Number(process.hrtime.bigint() - start) / 1e9;
   if (result.status !== 0) throw new Error(`${command} ${args.join(' ')} failed: ${result.stderr}`);
-  const maxRssKiB = Number(result.stderr.trim().split('\n').pop());
-  return { seconds, maxRssMiB: maxRssKiB / 1024 };
+  const [user, system, maxRssKiB] = result.stderr.trim().split('\n').pop()!.split(' ').map(Number);
+  return { seconds, cpuSeconds: user + system, maxRssMiB: maxRssKiB / 1024 };
+}
+
+/** `openssl speed -evp <algorithm>` over 16 KiB blocks on one core, in MiB/s. */
+function opensslSpeed(algorithm: string): number {
+  const speed = execFileSync('openssl', ['speed', '-evp', algorithm, '-bytes', '16384', '-seconds', '3'], {
+    encoding: 'utf8',
+    stdio: ['ignore', 'pipe', 'ignore'],
+  });
+  // The last line reads "<algorithm> <thousands of bytes per second>k".
+  const kBps = Number(speed.trim().split('\n').pop()!.trim().split(/\s+/).pop()!.replace('k', ''));
+  if (!Number.isFinite(kBps)) throw new Error(`cannot read the result of openssl speed -evp ${algorithm}:\n${speed}`);
+  return (kBps * 1000) / MIB;
 }
 
 async function main(): Promise<void> {
@@ -79,14 +107,23 @@ async function main(): Promise<void> {
       const file = (suffix: string) => path.join(dir, `model-${gib}g.${suffix}`);
       randomFile(model, gib * GIB);
       // The best of two runs: on a shared virtual machine, single runs vary by tens of percent.
-      const run = (what: string, command: string, args: string[]) => {
-        const measured = [timed(command, args), timed(command, args)].sort((a, b) => a.seconds - b.seconds)[0];
+      const run = (what: string, command: string, args: string[], environment?: string[]) => {
+        const measured = [timed(command, args, environment), timed(command, args, environment)].sort(
+          (a, b) => a.seconds - b.seconds,
+        )[0];
         results.push({ what, gib, ...measured });
-        console.error(`${what}, ${gib} GiB: ${(gib * 1024 / measured.seconds).toFixed(0)} MiB/s, peak RSS ${measured.maxRssMiB.toFixed(0)} MiB`);
+        console.error(`${what}, ${gib} GiB: ${(gib * 1024 / measured.seconds).toFixed(0)} MiB/s, CPU ${measured.cpuSeconds.toFixed(1)} s`);
       };
-      run('seal (this format)', process.execPath, [phase, 'seal', model, file('sealed'), key]);
-      run('unseal (this format)', process.execPath, [phase, 'unseal', file('sealed'), file('unsealed'), key]);
+      const sealArgs = [phase, 'seal', model, file('sealed'), key];
+      const unsealArgs = [phase, 'unseal', file('sealed'), file('unsealed'), key];
+      run('seal (this format)', process.execPath, sealArgs);
+      run('unseal (this format)', process.execPath, unsealArgs);
       if (statSync(file('unsealed')).size !== gib * GIB) throw new Error('unsealed size differs');
+      execFileSync('cmp', [model, file('unsealed')]);
+      rmSync(file('unsealed'));
+      const keeping = 'glibc malloc keeping freed memory';
+      run(`seal (this format), ${keeping}`, process.execPath, sealArgs, KEEP_FREED_MEMORY);
+      run(`unseal (this format), ${keeping}`, process.execPath, unsealArgs, KEEP_FREED_MEMORY);
       execFileSync('cmp', [model, file('unsealed')]);
       rmSync(file('unsealed'));
       run('AES-256-GCM, 8 KiB chunks (AWS sample)', process.execPath, [phase, 'gcm-8k', model, file('gcm8k'), key]);
@@ -100,20 +137,22 @@ async function main(): Promise<void> {
     if (!process.env.BENCH_DIR) rmSync(dir, { recursive: true, force: true });
   }
 
-  const speed = execFileSync('openssl', ['speed', '-evp', 'aes-256-gcm', '-bytes', '16384', '-seconds', '3'], {
-    encoding: 'utf8',
-    stdio: ['ignore', 'pipe', 'ignore'],
-  });
-  const opensslKBps = Number(speed.trim().split('\n').pop()!.trim().split(/\s+/).pop()!.replace('k', ''));
+  const limits = ['aes-256-gcm', 'sha384', 'sha256'].map((algorithm) => ({ algorithm, mibps: opensslSpeed(algorithm) }));
 
   console.log(`Machine: ${cpus().length} × ${cpus()[0].model}, ${(totalmem() / GIB).toFixed(0)} GiB, Node.js ${process.version}`);
+  // Other work on the machine shows here; it makes the figures noisy.
+  console.log(`Load average (1, 5, 15 min) at the end: ${loadavg().map((load) => load.toFixed(1)).join(', ')}`);
   console.log('');
-  console.log('| what | size | MiB/s | peak RSS (MiB) |');
-  console.log('|---|---|---|---|');
+  console.log('| what | size | MiB/s | CPU s per GiB (all threads) | peak RSS (MiB) |');
+  console.log('|---|---|---|---|---|');
   for (const r of results) {
-    console.log(`| ${r.what} | ${r.gib} GiB | ${((r.gib * 1024) / r.seconds).toFixed(0)} | ${r.maxRssMiB?.toFixed(0) ?? ''} |`);
+    const mibps = ((r.gib * 1024) / r.seconds).toFixed(0);
+    console.log(`| ${r.what} | ${r.gib} GiB | ${mibps} | ${(r.cpuSeconds / r.gib).toFixed(2)} | ${r.maxRssMiB.toFixed(0)} |`);
   }
-  console.log(`| openssl speed -evp aes-256-gcm (16 KiB blocks, one core) | | ${(opensslKBps * 1000 / MIB).toFixed(0)} | |`);
+  for (const { algorithm, mibps } of limits) {
+    const cpuPerGiB = (1024 / mibps).toFixed(2);
+    console.log(`| openssl speed -evp ${algorithm} (16 KiB blocks, one core) | | ${mibps.toFixed(0)} | ${cpuPerGiB} | |`);
+  }
 }
 
 main().catch((error) => {

@@ -49,6 +49,12 @@ describe('sealed-inference-appliance.service', () => {
     const mount = directives(unit('var-lib-sealed\\x2dinference.mount'));
     expect(mount).toEqual(expect.arrayContaining(['What=tmpfs', 'Type=tmpfs', 'Where=/var/lib/sealed-inference']));
   });
+
+  test("unseals with glibc's malloc keeping freed memory, which the benchmark measures", () => {
+    expect(service).toEqual(
+      expect.arrayContaining(['Environment=MALLOC_TRIM_THRESHOLD_=268435456', 'Environment=MALLOC_MMAP_THRESHOLD_=33554432']),
+    );
+  });
 });
 
 describe('ollama.service', () => {
