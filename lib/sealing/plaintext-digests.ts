@@ -32,7 +32,7 @@ const MAX_IN_FLIGHT = 32 * 1024 * 1024;
  */
 export class PlaintextDigests {
   private readonly workers: Worker[];
-  /** Buffers hashed and handed back, by size, for {@link buffer} to reuse. */
+  /** Buffers hashed and handed back, for {@link buffer} to reuse, by the sizes it has been asked for. */
   private readonly spare = new Map<number, ArrayBuffer[]>();
   private readonly digests = new Map<string, string>();
   private inFlight = 0;
@@ -74,7 +74,9 @@ export class PlaintextDigests {
    * allocation costs a page fault per 4 KiB, which is a measurable share of sealing.
    */
   public buffer(size: number): Buffer {
-    const recycled = this.spare.get(size)?.pop();
+    const spare = this.spare.get(size);
+    if (spare === undefined) this.spare.set(size, []);
+    const recycled = spare?.pop();
     return recycled ? Buffer.from(recycled) : Buffer.allocUnsafe(size);
   }
 
@@ -106,8 +108,10 @@ export class PlaintextDigests {
 
   private recycle(piece: Uint8Array): void {
     this.inFlight -= piece.byteLength;
-    const spare = this.spare.get(piece.buffer.byteLength) ?? [];
-    if (spare.length < 4) this.spare.set(piece.buffer.byteLength, [...spare, piece.buffer as ArrayBuffer]);
+    // Kept only in sizes that {@link buffer} is asked for: pieces of other sizes (the unsealer's, cut wherever reads
+    // and chunks meet) would otherwise pile up, a few of every size met, for the whole stream.
+    const spare = this.spare.get(piece.buffer.byteLength);
+    if (spare !== undefined && spare.length < 4) spare.push(piece.buffer as ArrayBuffer);
     if (this.inFlight <= MAX_IN_FLIGHT / 2) this.drained?.();
   }
 
