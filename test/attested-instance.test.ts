@@ -2,6 +2,7 @@ import { App, Stack } from 'aws-cdk-lib';
 import { Annotations, Match, Template } from 'aws-cdk-lib/assertions';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import { AttestedInstance, AttestedInstanceProps, ModelBucket, SealedModelKey, ZeroOperatorAccessSecurityGroup } from '../lib';
+import { parseApplianceConfig } from '../lib/appliance/user-data';
 import { NitroTpmSupport, nitroTpmSupport } from '../lib/nitro-tpm-support';
 import { IMAGE_A, testStack } from './fixtures';
 
@@ -58,6 +59,35 @@ test('refuses a public subnet', () => {
   expect(() => instance({ vpcSubnets: { subnetType: ec2.SubnetType.PUBLIC } })).toThrow(
     /never goes in a public subnet/,
   );
+});
+
+test('writes user data that the appliance accepts as its configuration', () => {
+  const { template } = instance({ modelPrefix: 'sealed/' });
+  const buckets = Object.keys(template.findResources('AWS::S3::Bucket'));
+  const [key] = Object.keys(template.findResources('AWS::KMS::Key'));
+  const keyArn = 'arn:aws:kms:eu-west-1:111111111111:key/1234abcd-12ab-34cd-56ef-1234567890ab';
+  // What CloudFormation makes of the template's intrinsics once the bucket and the key exist.
+  const resolve = (value: unknown): unknown => {
+    if (typeof value !== 'object' || value === null) return value;
+    if (Array.isArray(value)) return value.map(resolve);
+    const [[name, argument]] = Object.entries(value);
+    if (name === 'Fn::Base64') return resolve(argument);
+    if (name === 'Fn::Join') return (argument as [string, unknown[]])[1].map(resolve).join((argument as [string])[0]);
+    if (name === 'Ref' && argument === 'AWS::Region') return 'eu-west-1';
+    if (name === 'Ref' && buckets.includes(argument as string)) return 'inference-modelsbucket1a2b3c4d-9z8y7x6w5v4u';
+    if (name === 'Fn::GetAtt' && (argument as string[])[0] === key) return keyArn;
+    throw new Error(`unexpected intrinsic ${JSON.stringify(value)} in the user data`);
+  };
+  const userData = Object.values(template.findResources('AWS::EC2::Instance'))[0].Properties.UserData;
+  expect(parseApplianceConfig(resolve(userData) as string)).toEqual({
+    configVersion: 1,
+    region: 'eu-west-1',
+    bucket: 'inference-modelsbucket1a2b3c4d-9z8y7x6w5v4u',
+    objects: { sealed: 'sealed/llama.sealed', dataKey: 'sealed/llama.datakey.enc', manifest: 'sealed/llama.manifest.json' },
+    keyArn,
+    modelName: 'llama',
+    servicePort: 3000,
+  });
 });
 
 test('has a role that may only fetch the model and decrypt: no Session Manager, no Instance Connect', () => {
