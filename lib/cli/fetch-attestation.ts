@@ -29,12 +29,17 @@ export function attestationUrl(serviceUrl: URL, nonce: Buffer): URL {
  * @throws AttestationUnavailableError when the service is unreachable, slow, answers an HTTP error or something that
  * is not an attestation response
  */
-export async function fetchAttestation(serviceUrl: URL, nonce: Buffer, timeoutMs: number): Promise<AttestationResponse> {
+export async function fetchAttestation(
+  serviceUrl: URL,
+  nonce: Buffer,
+  timeoutMs: number,
+  fetchAnswer: typeof fetch = fetch,
+): Promise<AttestationResponse> {
   const url = attestationUrl(serviceUrl, nonce);
   let response: Response;
   let text: string;
   try {
-    response = await fetch(url, { signal: AbortSignal.timeout(timeoutMs), headers: { accept: 'application/json' }, redirect: 'error' });
+    response = await fetchAnswer(url, { signal: AbortSignal.timeout(timeoutMs), headers: { accept: 'application/json' }, redirect: 'error' });
     text = await readAtMost(response, MAX_RESPONSE_BYTES);
   } catch (error) {
     if (error instanceof AttestationUnavailableError) throw error;

@@ -148,7 +148,7 @@ export async function verify(
   const modelSha384 = options.model === undefined ? undefined : parseManifest(readFile(options.model, 'manifest')).sha384;
 
   const nonce = randomBytes(32);
-  const response = await fetchAttestation(serviceUrl, nonce, options.timeout * 1000);
+  const response = await fetchAttestation(serviceUrl, nonce, options.timeout * 1000, dependencies.fetch);
   const policy = options.key === undefined ? undefined : await getKeyPolicy(options.key, dependencies);
 
   // The key is audited whatever the document shows: a key that unseals for more than expected is a finding of its own.

@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
+import * as https from 'node:https';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { DescribeImagesCommand, EC2Client } from '@aws-sdk/client-ec2';
@@ -9,6 +10,7 @@ import { extendPcr, MODEL_PCR, PcrEvent } from '../../lib/attestation';
 import type { CliDependencies } from '../../lib/cli/program';
 import { FORMAT_VERSION } from '../../lib/sealing/format';
 import { buildTestAttestationDocument, createTestChain, TestChain, testPcrs } from '../attestation/test-attestation';
+import { openssl } from '../attestation/openssl';
 import { synthesizedKeyPolicy } from '../attestation/synthesized-key-policy';
 import { publishedImage } from '../fixtures';
 import { endsWithFailure, failure, runCaptured } from './capture';
@@ -129,6 +131,46 @@ describe('verified: exit code 0', () => {
     expect(code).toBe(1); // the fake serves only /api/attestation
     expect(appliance.requests[0].pathname).toBe('/inference/api/attestation');
     expect(stderr).toMatch(/answered HTTP 404/);
+  });
+});
+
+describe('over https', () => {
+  let tls: { key: Buffer; cert: Buffer };
+  let secure: FakeAppliance;
+
+  beforeAll(async () => {
+    const keyFile = path.join(dir, 'tls-key.pem');
+    const certFile = path.join(dir, 'tls-cert.pem');
+    openssl(['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '1',
+      '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1', '-keyout', keyFile, '-out', certFile]);
+    tls = { key: fs.readFileSync(keyFile), cert: fs.readFileSync(certFile) };
+    secure = await FakeAppliance.start((nonce) => attestation(nonce), tls);
+  });
+  afterAll(() => secure.stop());
+
+  /** A fetch over node:https that trusts the test certificate, as a client with its own CA would. */
+  const fetchTrusting = (ca: Buffer): typeof fetch => async (input, init) => {
+    const url = new URL(String(input));
+    return new Promise<Response>((resolve, reject) => {
+      https.get(url, { ca, headers: { accept: 'application/json' }, signal: init?.signal ?? undefined }, (answer) => {
+        const chunks: Buffer[] = [];
+        answer.on('data', (chunk: Buffer) => chunks.push(chunk));
+        answer.on('end', () => resolve(new Response(Buffer.concat(chunks), { status: answer.statusCode })));
+        answer.on('error', reject);
+      }).on('error', reject);
+    });
+  };
+
+  test('verifies a service whose certificate the client trusts', async () => {
+    const { code, stderr } = await runCaptured(['verify', secure.url, '--measurements', file('m.json', IMAGE)],
+      { ...deps, fetch: fetchTrusting(tls.cert) });
+    expect({ code, stderr }).toEqual({ code: 0, stderr: '' });
+  });
+
+  test('cannot check a service whose certificate nothing vouches for', async () => {
+    const { code, stdout, stderr } = await runCaptured(['verify', secure.url, '--measurements', file('m.json', IMAGE)], deps);
+    expect({ code, stdout }).toEqual({ code: 1, stdout: '' });
+    expect(stderr).toMatch(/Could not reach https:\/\/127.0.0.1:\d+: .*(SELF_SIGNED|self-signed|certificate)/i);
   });
 });
 
