@@ -1,11 +1,9 @@
 import { GetObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { KMSClient } from '@aws-sdk/client-kms';
-import { rm } from 'node:fs/promises';
-import * as path from 'node:path';
 import { ApplianceConfig } from '../appliance-config';
 import { wipe } from '../sealing/format';
 import { modelEncryptionContext, parseManifest, SealedModelManifest } from '../sealing/manifest';
-import { unseal } from '../sealing/unseal';
+import { unsealInto } from '../sealing/unseal';
 import { AppliancePhase, ServedModel } from './appliance-status';
 import { Attester } from './attester';
 import { DecryptDataKeyRequest } from './attested-decrypt';
@@ -20,9 +18,9 @@ import { StatusBoard } from './status-board';
  * 1. starting   read the configuration (user data; where to fetch from, nothing more)
  * 2. fetching   the manifest and the wrapped data key from S3
  * 3. attesting  ephemeral key pair, attestation document, KMS Decrypt with a Recipient, CMS unwrap in memory
- * 4. unsealing  the sealed model streamed from S3 through the unsealer onto memory-backed storage, all verified
- *               before it is renamed into place; then PCR15 is extended with its SHA-384
- * 5. loading    the verified model handed to Ollama (loopback), the appliance's copy removed
+ * 4. unsealing  the sealed model streamed from S3 through the unsealer into an upload to Ollama (loopback), which
+ *               keeps the blob only once everything is verified; then PCR15 is extended with its SHA-384
+ * 5. loading    Ollama creates the model from the blob
  * 6. ready
  * A failure stops the pipeline in phase `failed`, naming the phase and the reason; no plaintext is left behind.
  */
@@ -44,8 +42,6 @@ export interface BootPipelineDependencies {
   readonly unwrapDataKey: DataKeyUnwrapper;
   readonly measurement: ModelMeasurement;
   readonly ollama: OllamaModels;
-  /** Memory-backed directory, private to the appliance, where the plaintext model is written. */
-  readonly modelsDirectory: string;
   readonly status: StatusBoard;
   /** Metadata-only log. */
   readonly log: (line: string) => void;
@@ -79,7 +75,6 @@ export async function runBootPipeline(deps: BootPipelineDependencies): Promise<S
     deps.status.enter(next);
     deps.log(`phase ${next}`);
   };
-  let plaintextPath: string | undefined;
   let dataKey: Buffer | undefined;
   try {
     const { config } = deps;
@@ -121,8 +116,9 @@ export async function runBootPipeline(deps: BootPipelineDependencies): Promise<S
     if (sealed.size !== manifest.sealedSize) {
       throw new Error(`the sealed model is ${sealed.size} bytes, its manifest says ${manifest.sealedSize}`);
     }
-    plaintextPath = path.join(deps.modelsDirectory, `${config.modelName}.gguf`);
-    const unsealed = await unseal(sealed.parts, plaintextPath, {
+    // Straight into Ollama, which stores the blob only once the upload is committed, after every chunk, the trailer
+    // and the digests are verified: no plaintext copy of the appliance's own, and no second copy in memory.
+    const unsealed = await unsealInto(sealed.parts, deps.ollama.uploadBlob(manifest.sha256, manifest.plaintextSize), {
       dataKey,
       manifest,
       onProgress: (bytes, total) => deps.status.progress(bytes, total),
@@ -137,8 +133,7 @@ export async function runBootPipeline(deps: BootPipelineDependencies): Promise<S
     await deps.measurement.extend(model.sha384, `model ${model.name} (SHA-384 of the plaintext model)`);
 
     enter('loading');
-    if (!(await deps.ollama.hasBlob(model.sha256))) await deps.ollama.pushBlob(model.sha256, plaintextPath);
-    await deps.ollama.createModel(model.name, model.sha256, path.basename(plaintextPath));
+    await deps.ollama.createModel(model.name, model.sha256, `${model.name}.gguf`);
 
     enter('ready');
     return model;
@@ -149,11 +144,6 @@ export async function runBootPipeline(deps: BootPipelineDependencies): Promise<S
     throw new BootFailure(phase, reason);
   } finally {
     wipe(dataKey);
-    // Ollama keeps its own copy on its memory-backed storage; the appliance's is not needed once handed over.
-    if (plaintextPath) {
-      await rm(plaintextPath, { force: true }).catch((error: unknown) =>
-        deps.log(`could not remove ${plaintextPath}: ${(error as Error).message}`));
-    }
   }
 }
 

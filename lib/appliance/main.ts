@@ -1,6 +1,5 @@
 import { KMSClient } from '@aws-sdk/client-kms';
 import { S3Client } from '@aws-sdk/client-s3';
-import { mkdir, rm } from 'node:fs/promises';
 import * as path from 'node:path';
 import { ApplianceConfig } from '../appliance-config';
 import { PcrEvent } from '../attestation/pcr-event-log';
@@ -76,10 +75,6 @@ export function environmentFromProcess(env: NodeJS.ProcessEnv = process.env): Ap
 export async function startAppliance(environment: ApplianceEnvironment): Promise<RunningAppliance> {
   const { log } = environment;
   const status = new StatusBoard();
-  const modelsDirectory = path.join(environment.stateDirectory, 'models');
-  // A run killed while unsealing or loading (out of memory, say) leaves plaintext behind: a restart starts clean.
-  await rm(modelsDirectory, { recursive: true, force: true });
-  await mkdir(modelsDirectory, { mode: 0o700 });
   const attester: Attester = new NitroTpmAttest({
     command: environment.attestCommand,
     workDirectory: environment.runtimeDirectory,
@@ -132,7 +127,6 @@ export async function startAppliance(environment: ApplianceEnvironment): Promise
       unwrapDataKey: decryptDataKey,
       measurement: modelPcr,
       ollama,
-      modelsDirectory,
       status,
       log,
     }).catch(() => undefined); // the failure is in the status, shown on port 3000

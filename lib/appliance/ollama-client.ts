@@ -1,8 +1,7 @@
-import { createReadStream } from 'fs';
-import { stat } from 'fs/promises';
 import * as http from 'http';
 import { isIP } from 'net';
 import type { Readable } from 'stream';
+import type { PlaintextSink } from '../sealing/unseal';
 
 /** A chat message as Ollama's `/api/chat` takes it. */
 export interface OllamaChatMessage {
@@ -27,10 +26,12 @@ export interface OllamaChat {
 
 /** Loads a model into the local Ollama: what the boot pipeline needs of it. */
 export interface OllamaModels {
-  /** Whether Ollama holds the blob with this SHA-256. */
-  hasBlob(sha256: string): Promise<boolean>;
-  /** Uploads a file as the blob with this SHA-256; Ollama recomputes the digest and refuses a mismatch. */
-  pushBlob(sha256: string, filePath: string): Promise<void>;
+  /**
+   * Starts uploading the `size` bytes of the blob with this SHA-256, written as they are verified. Committing ends
+   * the upload and waits for Ollama, which recomputes the digest and stores the blob only if it matches; aborting
+   * breaks the upload off, and Ollama keeps nothing of it.
+   */
+  uploadBlob(sha256: string, size: number): PlaintextSink;
   /** Creates (or replaces) model `name` from the blob with this SHA-256, known to Ollama as `fileName`. */
   createModel(name: string, sha256: string, fileName: string): Promise<void>;
 }
@@ -81,26 +82,42 @@ export class OllamaClient implements OllamaChat, OllamaModels {
     this.timeouts = timeouts;
   }
 
-  public async hasBlob(sha256: string): Promise<boolean> {
-    const response = await this.request('HEAD', blobPath(sha256), { idleTimeoutMs: this.timeouts.requestMs });
-    response.resume();
-    if (response.statusCode === 200) return true;
-    if (response.statusCode === 404) return false;
-    const status = response.statusCode ?? 0;
-    throw new OllamaError(status, `Ollama answered HEAD ${blobPath(sha256)} with ${status}`);
-  }
-
-  public async pushBlob(sha256: string, filePath: string): Promise<void> {
+  public uploadBlob(sha256: string, size: number): PlaintextSink {
     const path = blobPath(sha256);
-    const { size } = await stat(filePath);
-    const response = await this.request('POST', path, {
-      body: createReadStream(filePath),
+    const what = `POST ${path} to Ollama at ${this.base.origin}`;
+    const request = http.request(new URL(path, this.base), {
+      method: 'POST',
       headers: { 'content-type': 'application/octet-stream', 'content-length': String(size) },
-      idleTimeoutMs: this.timeouts.requestMs,
     });
-    // 201: stored; 200: Ollama already had it.
-    if (response.statusCode !== 201 && response.statusCode !== 200) throw await refusal(`POST ${path}`, response);
-    response.resume();
+    request.setTimeout(this.timeouts.requestMs, () =>
+      request.destroy(new Error(`no answer for ${Math.round(this.timeouts.requestMs / 1000)} s`)));
+    const answer = new Promise<http.IncomingMessage>((resolve, reject) => {
+      request.once('response', resolve);
+      request.on('error', (error) => reject(new OllamaError(0, `${what} failed: ${error.message}`)));
+    });
+    // A write whose connection breaks never hears back: it is given up on when the request errors or closes.
+    const broken = new Promise<never>((_resolve, reject) => {
+      answer.catch(reject);
+      request.once('close', () => reject(new OllamaError(0, `${what} failed: the connection closed`)));
+    });
+    answer.catch(() => undefined); // reported by the write or the commit that meets it
+    broken.catch(() => undefined);
+    return {
+      // Resolved once each piece is handed to the socket: the caller may then reuse (or transfer) its memory.
+      write: async (pieces) => {
+        for (const piece of pieces) {
+          await Promise.race([broken, new Promise<void>((resolve) => request.write(piece, () => resolve()))]);
+        }
+      },
+      commit: async () => {
+        request.end();
+        const response = await answer;
+        // 201: stored; 200: Ollama already had it.
+        if (response.statusCode !== 201 && response.statusCode !== 200) throw await refusal(`POST ${path}`, response);
+        response.resume();
+      },
+      abort: async () => void request.destroy(),
+    };
   }
 
   public async createModel(name: string, sha256: string, fileName: string): Promise<void> {

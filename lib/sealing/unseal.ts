@@ -40,6 +40,19 @@ export interface UnsealResult {
 }
 
 /**
+ * Where verified plaintext goes: written in order, then committed once everything is verified, or aborted, so that
+ * nothing unverified is ever made available.
+ */
+export interface PlaintextSink {
+  /** Takes the next verified plaintext, in order. */
+  write(pieces: Buffer[]): Promise<void>;
+  /** Every chunk, the trailer and the digests are verified: make the plaintext available. */
+  commit(): Promise<void>;
+  /** Unsealing failed: drop whatever was written. */
+  abort(): Promise<void>;
+}
+
+/**
  * Unseals a sealed model streamed from `source` into `destination`.
  *
  * The plaintext goes to a temporary file beside the destination (mode 0600) that is renamed only after every
@@ -52,15 +65,45 @@ export async function unseal(
   destination: string,
   options: UnsealOptions,
 ): Promise<UnsealResult> {
-  const reader = new ByteReader(source);
+  return unsealInto(source, await openFileSink(destination), options);
+}
+
+/** A file written under a temporary name beside `destination` (mode 0600), renamed there on commit. */
+async function openFileSink(destination: string): Promise<PlaintextSink> {
   const temporary = path.join(
     path.dirname(destination),
     `.${path.basename(destination)}.${randomBytes(6).toString('hex')}.partial`,
   );
   const output = await open(temporary, 'wx', 0o600);
+  return {
+    write: async (pieces) => void (await output.writev(pieces)),
+    commit: async () => {
+      await output.sync();
+      await output.close();
+      await rename(temporary, destination);
+    },
+    abort: async () => {
+      await output.close().catch(() => undefined);
+      await unlink(temporary).catch(() => undefined);
+    },
+  };
+}
+
+/**
+ * Unseals a sealed model streamed from `source` into `sink`: only authenticated plaintext is written to it, and it
+ * is committed only once every chunk, the trailer and the digests are verified, else aborted.
+ */
+export async function unsealInto(
+  source: AsyncIterable<Buffer | Uint8Array>,
+  sink: PlaintextSink,
+  options: UnsealOptions,
+): Promise<UnsealResult> {
+  const reader = new ByteReader(source);
   const digests = new PlaintextDigests();
   let keys;
-  let renamed = false;
+  let committed = false;
+  // Writing chunk i (then hashing it) overlaps with reading and decrypting chunk i + 1.
+  let writing: Promise<void> = Promise.resolve();
   try {
     const exactPieces = async (n: number, what: string) => {
       const pieces = await reader.readPieces(n);
@@ -75,9 +118,7 @@ export async function unseal(
     keys = deriveSubKeys(options.dataKey, header);
     verifyHeader(raw, keys.header);
 
-    // Writing chunk i (then hashing it) overlaps with reading and decrypting chunk i + 1.
     const count = chunkCount(header);
-    let writing: Promise<void> = Promise.resolve();
     for (let index = 0; index < count; index++) {
       const what = `chunk ${index} of ${count}`;
       const ciphertext = await exactPieces(chunkLength(header, index), what);
@@ -85,7 +126,7 @@ export async function unseal(
       const plaintext = openRecord(keys.chunks, digestOfHeader, index, false, ciphertext, tag, what);
       await writing;
       const done = Math.min(header.plaintextSize, (index + 1) * header.chunkSize);
-      writing = output.writev(plaintext).then(async () => {
+      writing = sink.write(plaintext).then(async () => {
         await digests.update(plaintext);
         options.onProgress?.(done, header.plaintextSize);
       });
@@ -109,18 +150,16 @@ export async function unseal(
     }
     if (options.manifest) checkManifestTrailer(options.manifest, trailer);
 
-    await output.sync();
-    await output.close();
-    await rename(temporary, destination);
-    renamed = true;
+    await sink.commit();
+    committed = true;
     return { header, trailer };
   } finally {
     wipe(keys?.header, keys?.chunks);
     await digests.close();
     await reader.close();
-    if (!renamed) {
-      await output.close().catch(() => undefined);
-      await unlink(temporary).catch(() => undefined);
+    if (!committed) {
+      await writing.catch(() => undefined);
+      await sink.abort();
     }
   }
 }

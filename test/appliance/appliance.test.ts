@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { cp, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { cp, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { extendSha384Pcr, readSha384Pcrs } from '../../lib/appliance/tpm2-tools';
@@ -64,7 +64,6 @@ describe('the appliance bundle', () => {
   async function boot(
     allowedImages: Array<{ pcr4: string; pcr12: string }>,
     beforeStart: (model: SealedModelFixture) => void = () => undefined,
-    prepareState?: (stateDirectory: string) => Promise<void>,
   ) {
     const kms = await FakeKms.start({ trustedRoots: [chain.root.certificate], allowedImages });
     const port = await freePort();
@@ -85,7 +84,7 @@ describe('the appliance bundle', () => {
       AWS_ACCESS_KEY_ID: 'AKIDINSTANCEROLE',
       AWS_SECRET_ACCESS_KEY: 'instance-role-secret',
     };
-    const appliance = await startApplianceProcess(port, env, prepareState);
+    const appliance = await startApplianceProcess(port, env);
     running.push(appliance, { stop: () => imds.close() }, { stop: () => kms.stop() });
     /** The service crashes and systemd starts it again: same TPM, same memory-backed state, same port. */
     const restart = async () => {
@@ -163,8 +162,8 @@ describe('the appliance bundle', () => {
       await rm(work, { recursive: true, force: true });
     }
 
-    // No plaintext left with the appliance, no key material left in its runtime directory.
-    expect(await readdir(path.join(appliance.stateDirectory, 'models'))).toEqual([]);
+    // The model went straight to Ollama: the appliance keeps only PCR15's event log, and no key material.
+    expect(await readdir(appliance.stateDirectory)).toEqual(['pcr15-event-log.json']);
     expect(await readdir(appliance.runtimeDirectory)).toEqual([]);
   }, 60_000);
 
@@ -196,7 +195,7 @@ describe('the appliance bundle', () => {
     expect(appliance.output()).toMatch(/retrying after attempt 1/);
   }, 60_000);
 
-  test('a sealed model tampered with in S3 fails in unsealing, is not measured, and leaves no plaintext', async () => {
+  test('a sealed model tampered with in S3 fails in unsealing, is not measured, and Ollama keeps nothing', async () => {
     const { appliance } = await boot([image], ({ config: { bucket, objects } }) => {
       // One flipped bit in the last chunk.
       const sealed = s3.get(bucket, objects.sealed);
@@ -211,17 +210,7 @@ describe('the appliance bundle', () => {
     });
     expect(await readSha384Pcrs([15], tpm())).toEqual(new Map([[15, '0'.repeat(96)]]));
     expect(ollama.blobs.size).toBe(0);
-    expect(await readdir(path.join(appliance.stateDirectory, 'models'))).toEqual([]);
-  }, 60_000);
-
-  test('a restart removes plaintext that a killed run left behind', async () => {
-    const { appliance } = await boot([image], () => undefined, async (stateDirectory) => {
-      await mkdir(path.join(stateDirectory, 'models'));
-      await writeFile(path.join(stateDirectory, 'models', 'llama.gguf'), 'plaintext of an earlier run');
-      await writeFile(path.join(stateDirectory, 'models', '.llama.gguf.0a1b2c.partial'), 'half of it');
-    });
-    await appliance.waitFor((status) => status.phase === 'ready' || status.phase === 'failed');
-    expect(await readdir(path.join(appliance.stateDirectory, 'models'))).toEqual([]);
+    expect(await readdir(appliance.stateDirectory)).toEqual([]);
   }, 60_000);
 
   test('after a crash the service serves the same model again, measured twice, and verify still accepts it', async () => {

@@ -23,12 +23,19 @@ afterEach(async () => {
   fs.rmSync(dir, { recursive: true, force: true });
 });
 
-/** Writes a random model file and returns its path and SHA-256. */
-function modelFile(size = 200_000): { file: string; sha256: string } {
+/** Random model bytes and their SHA-256. */
+function modelBytes(size = 200_000): { bytes: Buffer; sha256: string } {
   const bytes = randomBytes(size);
-  const file = path.join(dir, 'model.gguf');
-  fs.writeFileSync(file, bytes);
-  return { file, sha256: createHash('sha256').update(bytes).digest('hex') };
+  return { bytes, sha256: createHash('sha256').update(bytes).digest('hex') };
+}
+
+/** Uploads `bytes` in pieces, as the unsealer hands them over, and commits. */
+async function upload(target: OllamaClient, sha256: string, bytes: Buffer, pieceSize = 64 * 1024): Promise<void> {
+  const sink = target.uploadBlob(sha256, bytes.length);
+  for (let offset = 0; offset < bytes.length; offset += pieceSize) {
+    await sink.write([Buffer.from(bytes.subarray(offset, offset + pieceSize))]);
+  }
+  await sink.commit();
 }
 
 async function lines(stream: Readable): Promise<unknown[]> {
@@ -56,41 +63,47 @@ test.each([
   expect(() => new OllamaClient(url)).toThrow(/Ollama base URL/);
 });
 
-test('pushes a blob that Ollama then has, streamed and verified by digest', async () => {
-  const { file, sha256 } = modelFile();
-  expect(await client.hasBlob(sha256)).toBe(false);
+test('uploads a blob as it is written, which Ollama stores once committed and verified by digest', async () => {
+  const { bytes, sha256 } = modelBytes();
 
-  await client.pushBlob(sha256, file);
+  await upload(client, sha256, bytes);
 
-  expect(await client.hasBlob(sha256)).toBe(true);
   expect(stub.blobs.get(`sha256:${sha256}`)).toBe(200_000);
-  expect(stub.calls.map((call) => `${call.method} ${call.path}`)).toEqual([
-    `HEAD /api/blobs/sha256:${sha256}`,
-    `POST /api/blobs/sha256:${sha256}`,
-    `HEAD /api/blobs/sha256:${sha256}`,
-  ]);
+  expect(stub.calls.map((call) => `${call.method} ${call.path}`)).toEqual([`POST /api/blobs/sha256:${sha256}`]);
 });
 
-test("a blob whose bytes do not match its digest is refused with Ollama's reason", async () => {
-  const { file } = modelFile();
+test("a blob whose bytes do not match its digest is refused at the commit with Ollama's reason", async () => {
+  const { bytes } = modelBytes();
   const other = createHash('sha256').update('other bytes').digest('hex');
 
-  const push = client.pushBlob(other, file);
+  const attempt = upload(client, other, bytes);
 
-  await expect(push).rejects.toThrow(OllamaError);
-  await expect(push).rejects.toThrow(`Ollama refused POST /api/blobs/sha256:${other} (400): digest mismatch`);
+  await expect(attempt).rejects.toThrow(OllamaError);
+  await expect(attempt).rejects.toThrow(`Ollama refused POST /api/blobs/sha256:${other} (400): digest mismatch`);
   expect(stub.blobs.size).toBe(0);
 });
 
-test('refuses a digest that is not lowercase hex SHA-256 before sending anything', async () => {
-  await expect(client.hasBlob('ABC')).rejects.toThrow('Blob digest must be a lowercase hex SHA-256');
-  await expect(client.pushBlob('a'.repeat(64).toUpperCase(), 'x')).rejects.toThrow('lowercase hex SHA-256');
+test('an upload broken off midway leaves Ollama nothing', async () => {
+  const { bytes, sha256 } = modelBytes();
+  const sink = client.uploadBlob(sha256, bytes.length);
+  await sink.write([bytes.subarray(0, 100_000)]);
+
+  await sink.abort();
+
+  await waitFor(() => stub.calls.length === 1);
+  await new Promise((resolve) => setTimeout(resolve, 50));
+  expect(stub.blobs.size).toBe(0);
+});
+
+test('refuses a digest that is not lowercase hex SHA-256 before sending anything', () => {
+  expect(() => client.uploadBlob('ABC', 1)).toThrow('Blob digest must be a lowercase hex SHA-256');
+  expect(() => client.uploadBlob('a'.repeat(64).toUpperCase(), 1)).toThrow('lowercase hex SHA-256');
   expect(stub.calls).toEqual([]);
 });
 
 test('creates a model from an uploaded blob, asking for one answer rather than a stream', async () => {
-  const { file, sha256 } = modelFile();
-  await client.pushBlob(sha256, file);
+  const { bytes, sha256 } = modelBytes();
+  await upload(client, sha256, bytes);
 
   await client.createModel('llama-sealed', sha256, 'model.gguf');
 
@@ -120,8 +133,8 @@ test('refuses a file name with a path before sending anything', async () => {
 });
 
 test('streams a chat answer as ndjson from the named model', async () => {
-  const { file, sha256 } = modelFile();
-  await client.pushBlob(sha256, file);
+  const { bytes, sha256 } = modelBytes();
+  await upload(client, sha256, bytes);
   await client.createModel('llama-sealed', sha256, 'model.gguf');
   const messages = [{ role: 'user' as const, content: 'why is the sky blue?' }];
 
@@ -142,8 +155,8 @@ test('a chat with a model Ollama does not have fails with its status and reason'
 });
 
 test('aborting a chat ends the upstream request', async () => {
-  const { file, sha256 } = modelFile(1000);
-  await client.pushBlob(sha256, file);
+  const { bytes, sha256 } = modelBytes(1000);
+  await upload(client, sha256, bytes);
   await client.createModel('m', sha256, 'model.gguf');
   stub.chunkDelayMs = 50;
   const controller = new AbortController();
@@ -159,8 +172,8 @@ test('an unreachable Ollama is reported with its address', async () => {
   const url = stub.url;
   await stub.stop();
 
-  await expect(client.hasBlob('d'.repeat(64))).rejects.toThrow(
-    `HEAD /api/blobs/sha256:${'d'.repeat(64)} to Ollama at ${url} failed: connect ECONNREFUSED`,
+  await expect(client.createModel('m', 'd'.repeat(64), 'model.gguf')).rejects.toThrow(
+    `POST /api/create to Ollama at ${url} failed: connect ECONNREFUSED`,
   );
   stub = await StubOllama.start();
 });
@@ -186,25 +199,11 @@ async function rawServer(handle: http.RequestListener): Promise<{ url: string; c
   };
 }
 
-/** Whether this process still has `file` open. */
-function isOpen(file: string): boolean {
-  return fs.readdirSync('/proc/self/fd').some((fd) => {
-    try {
-      return fs.readlinkSync(`/proc/self/fd/${fd}`) === file;
-    } catch {
-      return false;
-    }
-  });
-}
-
-test('an upload Ollama cuts off midway fails and leaves the file closed', async () => {
+test('an upload Ollama cuts off midway fails on the next write, naming the request', async () => {
   const server = await rawServer((request) => request.once('data', () => request.socket.destroy()));
   try {
-    const { file, sha256 } = modelFile(16 * 1024 * 1024);
-    await expect(new OllamaClient(server.url).pushBlob(sha256, file)).rejects.toThrow(/POST \/api\/blobs\/sha256:.* failed/);
-    // Closing the file takes a turn of the event loop or two; without the fix it stays open for good.
-    for (let i = 0; i < 20 && isOpen(file); i++) await new Promise((resolve) => setTimeout(resolve, 25));
-    expect(isOpen(file)).toBe(false);
+    const { bytes, sha256 } = modelBytes(16 * 1024 * 1024);
+    await expect(upload(new OllamaClient(server.url), sha256, bytes)).rejects.toThrow(/POST \/api\/blobs\/sha256:.* failed/);
   } finally {
     await server.close();
   }
@@ -214,7 +213,9 @@ test('an Ollama that says nothing is given up on after the timeout', async () =>
   const server = await rawServer(() => undefined);
   try {
     const client = new OllamaClient(server.url, { requestMs: 200, createMs: 200 });
-    await expect(client.hasBlob('a'.repeat(64))).rejects.toThrow(/no answer for 0 s/);
+    const sink = client.uploadBlob('a'.repeat(64), 10);
+    await sink.write([Buffer.alloc(10)]);
+    await expect(sink.commit()).rejects.toThrow(/no answer for 0 s/);
     await expect(client.createModel('llama', 'a'.repeat(64), 'llama.gguf')).rejects.toThrow(/no answer/);
   } finally {
     await server.close();

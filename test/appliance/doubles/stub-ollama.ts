@@ -1,7 +1,4 @@
 import { createHash, randomBytes } from 'crypto';
-import * as fs from 'fs';
-import { tmpdir } from 'os';
-import * as path from 'path';
 import { OllamaClient } from '../../../lib/appliance/ollama-client';
 import * as http from 'http';
 import type { AddressInfo } from 'net';
@@ -193,16 +190,11 @@ async function readJson(request: http.IncomingMessage): Promise<unknown> {
 
 /** Uploads a small model and creates `name` from it in the stub, as the boot pipeline does in Ollama. */
 export async function loadTestModel(ollama: StubOllama, name: string): Promise<void> {
-  const dir = fs.mkdtempSync(path.join(tmpdir(), 'stub-ollama-'));
-  try {
-    const file = path.join(dir, 'model.gguf');
-    const bytes = randomBytes(1000);
-    fs.writeFileSync(file, bytes);
-    const sha256 = createHash('sha256').update(bytes).digest('hex');
-    const client = new OllamaClient(ollama.url);
-    await client.pushBlob(sha256, file);
-    await client.createModel(name, sha256, 'model.gguf');
-  } finally {
-    fs.rmSync(dir, { recursive: true });
-  }
+  const bytes = randomBytes(1000);
+  const sha256 = createHash('sha256').update(bytes).digest('hex');
+  const client = new OllamaClient(ollama.url);
+  const upload = client.uploadBlob(sha256, bytes.length);
+  await upload.write([bytes]);
+  await upload.commit();
+  await client.createModel(name, sha256, 'model.gguf');
 }
