@@ -1,5 +1,5 @@
 import { readFile, rename, rm, writeFile } from 'node:fs/promises';
-import { MODEL_PCR, PCR_DIGEST_ALGORITHM, PcrEvent, replayPcrEvents } from '../attestation/pcr-event-log';
+import { MODEL_PCR, PCR_DIGEST_ALGORITHM, PcrEvent, replayPcrEvents, SHA384_LOWER_HEX } from '../attestation/pcr-event-log';
 import { extendSha384Pcr, readSha384Pcrs } from './tpm2-tools';
 
 /** Options for `ModelPcr.open`. */
@@ -19,11 +19,10 @@ export interface ModelPcrOptions {
   readonly env?: NodeJS.ProcessEnv;
 }
 
-const SHA384_HEX = /^[0-9a-f]{96}$/;
 const MAX_DESCRIPTION_LENGTH = 1024;
 
 function checkDigest(digest: unknown): asserts digest is string {
-  if (typeof digest !== 'string' || !SHA384_HEX.test(digest)) {
+  if (typeof digest !== 'string' || !SHA384_LOWER_HEX.test(digest)) {
     const shown = typeof digest === 'string' ? JSON.stringify(digest.slice(0, 120)) : typeof digest;
     throw new Error(`a PCR${MODEL_PCR} digest is a SHA-384 as 96 lowercase hex characters, got ${shown}`);
   }

@@ -18,6 +18,7 @@ export const BOOT_RETRY_POLICY: RetryPolicy = { attempts: 8, baseDelayMs: 1000, 
 /** Told before each retry: which attempt failed, why, and how long until the next. */
 export type RetryListener = (attempt: number, error: unknown, delayMs: number) => void;
 
+// KMS failures are classified where they are explained (attested-decrypt.ts) and arrive here with `transient` set.
 const TRANSIENT_NAMES = new Set([
   'ThrottlingException',
   'Throttling',
@@ -27,8 +28,6 @@ const TRANSIENT_NAMES = new Set([
   'InternalError',
   'InternalFailure',
   'ServiceUnavailable',
-  'KMSInternalException',
-  'DependencyTimeoutException',
   'TimeoutError',
 ]);
 

@@ -1,3 +1,4 @@
+import { SHA384_LOWER_HEX } from '../attestation/pcr-event-log';
 import { runCommand } from './run-command';
 
 /** The highest PCR index of a TPM 2.0 PC-client bank (PCRs 0..23). */
@@ -9,7 +10,6 @@ const TPM2_TOOLS_TIMEOUT_MS = 30_000;
 /** tpm2_pcrread prints about 110 bytes per PCR; this bounds a whole bank with room to spare. */
 const TPM2_TOOLS_MAX_OUTPUT_BYTES = 64 * 1024;
 
-const SHA384_HEX = /^[0-9a-f]{96}$/;
 
 /** Where the TPM is: tpm2-tools read `TPM2TOOLS_TCTI` (e.g. `device:/dev/tpmrm0`) from this environment. */
 export interface Tpm2ToolsOptions {
@@ -65,7 +65,7 @@ export async function readSha384Pcrs(
 /** Extends a PCR of the SHA-384 bank with `digestHex` (lowercase hex SHA-384) by `tpm2_pcrextend`. */
 export async function extendSha384Pcr(index: number, digestHex: string, options: Tpm2ToolsOptions = {}): Promise<void> {
   checkPcrIndex(index);
-  if (!SHA384_HEX.test(digestHex)) {
+  if (!SHA384_LOWER_HEX.test(digestHex)) {
     throw new Error(`a SHA-384 digest is 96 lowercase hex characters, got ${JSON.stringify(digestHex)}`);
   }
   await tpm2('tpm2_pcrextend', [`${index}:sha384=${digestHex}`], options);

@@ -16,7 +16,8 @@ export interface PcrEvent {
   readonly description: string;
 }
 
-const SHA384_HEX = /^[0-9a-f]{96}$/;
+/** A SHA-384 digest as PCR events carry it: 96 lowercase hex characters. */
+export const SHA384_LOWER_HEX = /^[0-9a-f]{96}$/;
 
 /** Extends a SHA-384 PCR value: new = SHA-384(old || digest). */
 export function extendPcr(value: Buffer, digest: Buffer): Buffer {
@@ -28,7 +29,7 @@ export function replayPcrEvents(events: readonly PcrEvent[], pcr: number): strin
   let value: Buffer = Buffer.alloc(48);
   for (const event of events) {
     if (event.pcr !== pcr) continue;
-    if (event.algorithm !== PCR_DIGEST_ALGORITHM || !SHA384_HEX.test(event.digest)) {
+    if (event.algorithm !== PCR_DIGEST_ALGORITHM || !SHA384_LOWER_HEX.test(event.digest)) {
       throw new Error(`PCR event ${JSON.stringify(event.description)} is not a lowercase hex SHA-384 digest`);
     }
     value = extendPcr(value, Buffer.from(event.digest, 'hex'));
