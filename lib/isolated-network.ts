@@ -59,11 +59,19 @@ export class IsolatedNetwork extends Construct {
       id: 'NIST.800.53.R5-IAMNoInlinePolicy',
       reason: 'CDK writes the flow log delivery policy inline on its own role; it names only the flow log group.',
     });
-    // Only the workload's security group may reach the endpoint (see allowEndpointsFrom), not the whole VPC.
+    // Only the workload's security group may reach the endpoint (see allowEndpointsFrom), not the whole VPC. The
+    // endpoint's interfaces only answer, so its group allows no egress: nothing in the template may reach out.
     this.kmsEndpoint = this.vpc.addInterfaceEndpoint('Kms', {
       service: ec2.InterfaceVpcEndpointAwsService.KMS,
       privateDnsEnabled: true,
       open: false,
+      securityGroups: [
+        new ec2.SecurityGroup(this, 'KmsEndpointSecurityGroup', {
+          vpc: this.vpc,
+          description: 'KMS endpoint: HTTPS in from the attested workload only, nothing out',
+          allowAllOutbound: false,
+        }),
+      ],
     });
 
     // Traffic through a gateway endpoint goes to S3's public addresses: a security group can only name them

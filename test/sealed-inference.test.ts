@@ -49,6 +49,20 @@ describe('isolated network', () => {
     expect(lookup).toMatch(/prefix-list-name.*com\.amazonaws\..*\.s3/);
   });
 
+  test('no security group allows traffic out to anywhere', () => {
+    const { template } = pattern();
+    const groups = Object.values(template.findResources('AWS::EC2::SecurityGroup'));
+    expect(groups.length).toBeGreaterThanOrEqual(2);
+    const egress = [
+      ...groups.flatMap((group) => group.Properties.SecurityGroupEgress ?? []),
+      ...Object.values(template.findResources('AWS::EC2::SecurityGroupEgress')).map((rule) => rule.Properties),
+    ];
+    for (const rule of egress) {
+      expect(rule.CidrIp).not.toBe('0.0.0.0/0');
+      expect(rule.CidrIpv6).not.toBe('::/0');
+    }
+  });
+
   test('records all VPC traffic in flow logs', () => {
     pattern().template.hasResourceProperties('AWS::EC2::FlowLog', { TrafficType: 'ALL' });
   });
