@@ -108,8 +108,8 @@ export class PlaintextDigests {
 
   private recycle(piece: Uint8Array): void {
     this.inFlight -= piece.byteLength;
-    // Kept only in sizes that {@link buffer} is asked for: pieces of other sizes (the unsealer's, cut wherever reads
-    // and chunks meet) would otherwise pile up, a few of every size met, for the whole stream.
+    // Kept only in sizes that {@link buffer} is asked for: pieces of other sizes, passed in by a caller, would
+    // otherwise pile up, a few of every size met, for the whole stream.
     const spare = this.spare.get(piece.buffer.byteLength);
     if (spare !== undefined && spare.length < 4) spare.push(piece.buffer as ArrayBuffer);
     if (this.inFlight <= MAX_IN_FLIGHT / 2) this.drained?.();

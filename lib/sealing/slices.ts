@@ -16,6 +16,16 @@ export function cryptInSlices(cipher: Cipher | Decipher, data: Buffer): Buffer[]
   return pieces;
 }
 
+/**
+ * Runs `data` through `cipher` in slices, copying the output into `output` from `offset`: one buffer the caller can
+ * reuse and hand on whole, rather than a piece per slice. Returns the offset after the last byte written.
+ */
+export function cryptInto(cipher: Cipher | Decipher, data: Buffer, output: Buffer, offset: number): number {
+  let end = offset;
+  for (const piece of cryptInSlices(cipher, data)) end += piece.copy(output, end);
+  return end;
+}
+
 /** The total length of `pieces`. */
 export function byteLength(pieces: Buffer[]): number {
   return pieces.reduce((sum, piece) => sum + piece.length, 0);

@@ -21,7 +21,7 @@ import {
 import { checkManifestHeader, checkManifestTrailer, SealedModelManifest } from './manifest';
 import { PlaintextDigests } from './plaintext-digests';
 import { SealedModelError } from './sealed-model-error';
-import { byteLength, cryptInSlices } from './slices';
+import { byteLength, cryptInto } from './slices';
 
 /** How to unseal. */
 export interface UnsealOptions {
@@ -123,11 +123,12 @@ export async function unsealInto(
       const what = `chunk ${index} of ${count}`;
       const ciphertext = await exactPieces(chunkLength(header, index), what);
       const tag = await exact(TAG_LENGTH, what);
-      const plaintext = openRecord(keys.chunks, digestOfHeader, index, false, ciphertext, tag, what);
+      const plaintext = digests.buffer(chunkLength(header, index));
+      openRecord(keys.chunks, digestOfHeader, index, false, ciphertext, tag, what, plaintext);
       await writing;
       const done = Math.min(header.plaintextSize, (index + 1) * header.chunkSize);
-      writing = sink.write(plaintext).then(async () => {
-        await digests.update(plaintext);
+      writing = sink.write([plaintext]).then(async () => {
+        await digests.update([plaintext]);
         options.onProgress?.(done, header.plaintextSize);
       });
     }
@@ -135,7 +136,7 @@ export async function unsealInto(
     const sealedTrailer = await exact(TRAILER_PLAINTEXT_LENGTH, 'the trailer');
     const trailerTag = await exact(TAG_LENGTH, 'the trailer');
     const trailer = decodeTrailer(
-      Buffer.concat(openRecord(keys.chunks, digestOfHeader, count, true, [sealedTrailer], trailerTag, 'the trailer')),
+      openRecord(keys.chunks, digestOfHeader, count, true, [sealedTrailer], trailerTag, 'the trailer', Buffer.alloc(TRAILER_PLAINTEXT_LENGTH)),
     );
     if (!(await reader.atEnd())) {
       throw new SealedModelError('trailing-data', 'the sealed model has bytes after its final record');
@@ -164,7 +165,10 @@ export async function unsealInto(
   }
 }
 
-/** Decrypts and authenticates one record; the plaintext pieces are released to the caller only once verified. */
+/**
+ * Decrypts and authenticates one record into `plaintext`, returning it only
+ * once verified: the plaintext is then one buffer, handed on whole to the sink and the digest workers.
+ */
 function openRecord(
   key: Buffer,
   digestOfHeader: Buffer,
@@ -173,10 +177,11 @@ function openRecord(
   ciphertext: Buffer[],
   tag: Buffer,
   what: string,
-): Buffer[] {
+  plaintext: Buffer,
+): Buffer {
   const decipher = createDecipheriv('aes-256-gcm', key, nonce(index));
   decipher.setAAD(additionalData(digestOfHeader, index, final));
-  const pieces = ciphertext.flatMap((piece) => cryptInSlices(decipher, piece));
+  ciphertext.reduce((offset, piece) => cryptInto(decipher, piece, plaintext, offset), 0);
   decipher.setAuthTag(tag);
   try {
     decipher.final();
@@ -186,5 +191,5 @@ function openRecord(
       `${what} fails authentication: it was modified, moved, duplicated or replaced`,
     );
   }
-  return pieces;
+  return plaintext;
 }

@@ -25,7 +25,7 @@ test('keeps pieces for reuse only in the sizes it is asked for, however many siz
   try {
     const asked = digests.buffer(4096);
     asked.fill(1);
-    // Pieces cut at odd places, as the unsealer's are: every size different.
+    // Pieces of sizes it was never asked for, every one different.
     await digests.update([asked, ...Array.from({ length: 200 }, (_, i) => Buffer.alloc(1000 + i))]);
     await digests.digest();
     expect(spares(digests)).toBe(1);
