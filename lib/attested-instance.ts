@@ -158,11 +158,18 @@ export class AttestedInstance extends Construct {
       });
     }
     const cfnInstance = this.instance.node.defaultChild as ec2.CfnInstance;
+    // Hibernating writes the instance's memory, the unsealed model with it, to the root volume. Stated, not left to
+    // a default, so that a reviewer reads it in the template.
+    cfnInstance.hibernationOptions = { configured: false };
     this.node.addValidation({
-      validate: () =>
-        cfnInstance.keyName === undefined
+      validate: () => [
+        ...(cfnInstance.keyName === undefined
           ? []
-          : ['a key pair was set on the instance: Zero Operator Access instances have no way to log in'],
+          : ['a key pair was set on the instance: Zero Operator Access instances have no way to log in']),
+        ...(isHibernationOff(cfnInstance.hibernationOptions)
+          ? []
+          : ['hibernation was turned on: it would write the unsealed model in memory to the root volume']),
+      ],
     });
   }
 }
@@ -174,6 +181,10 @@ class AttestableMachineImage implements ec2.IMachineImage {
   public getImage(): ec2.MachineImageConfig {
     return { imageId: this.image.imageId, osType: ec2.OperatingSystemType.LINUX, userData: ec2.UserData.forLinux() };
   }
+}
+
+function isHibernationOff(options: ec2.CfnInstance['hibernationOptions']): boolean {
+  return (options as ec2.CfnInstance.HibernationOptionsProperty | undefined)?.configured === false;
 }
 
 function defaultSubnets(vpc: ec2.IVpc): ec2.SubnetSelection {

@@ -34,12 +34,13 @@ function instance(props: Partial<AttestedInstanceProps> = {}, stack: Stack = tes
   };
 }
 
-test('boots the attestable image with no key pair, IMDSv2 only, hop limit 1, monitored and encrypted', () => {
+test('boots the attestable image with no key pair, no hibernation, IMDSv2 only, hop limit 1, monitored and encrypted', () => {
   const { template } = instance();
   template.hasResourceProperties('AWS::EC2::Instance', {
     ImageId: 'ami-0123456789abcdef0',
     InstanceType: 'm7i.2xlarge',
     KeyName: Match.absent(),
+    HibernationOptions: { Configured: false },
     Monitoring: true,
     EbsOptimized: true,
     MetadataOptions: { HttpTokens: 'required', HttpPutResponseHopLimit: 1, HttpEndpoint: 'enabled' },
@@ -125,6 +126,13 @@ test('fails synth when a key pair is forced onto the instance', () => {
   const { attested } = instance({}, new Stack(app, 'S'));
   (attested.instance.node.defaultChild as ec2.CfnInstance).keyName = 'backdoor';
   expect(() => app.synth()).toThrow(/a key pair was set on the instance/);
+});
+
+test('fails synth when hibernation is turned on', () => {
+  const app = new App();
+  const { attested } = instance({}, new Stack(app, 'S'));
+  (attested.instance.node.defaultChild as ec2.CfnInstance).hibernationOptions = { configured: true };
+  expect(() => app.synth()).toThrow(/hibernation was turned on/);
 });
 
 test.each(['m4.large', 't2.micro', 'm7i.metal-24xl', 'c5.metal', 'x1.16xlarge'])(
