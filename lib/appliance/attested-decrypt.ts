@@ -115,8 +115,10 @@ function explainKmsError(error: unknown, request: DecryptDataKeyRequest): DataKe
     case 'NotFoundException':
       return fail('key-unusable', `KMS key ${keyId} was not found: check the key ARN and the Region`);
     case 'DisabledException':
+      return fail('key-unusable', `KMS key ${keyId} is disabled: enable it`);
     case 'KMSInvalidStateException':
-      return fail('key-unusable', `KMS key ${keyId} cannot be used: it is disabled or pending deletion; enable it`);
+      return fail('key-unusable', `KMS key ${keyId} is in a state that allows no decryption, such as pending ` +
+        'deletion: cancel the deletion, then enable it');
     case 'InvalidKeyUsageException':
       return fail('key-unusable', `KMS key ${keyId} is not a symmetric encryption key`);
     default:

@@ -153,8 +153,14 @@ describe('refusals by KMS', () => {
 
   test('a disabled key', async () => {
     await startKms();
-    kms.disabled = true;
-    expectFailure(await failure(), 'key-unusable', false, /disabled or pending deletion; enable it \(DisabledException/);
+    kms.keyState = 'Disabled';
+    expectFailure(await failure(), 'key-unusable', false, /KMS key arn:\S+ is disabled: enable it \(DisabledException/);
+  });
+
+  test('a key pending deletion', async () => {
+    await startKms();
+    kms.keyState = 'PendingDeletion';
+    expectFailure(await failure(), 'key-unusable', false, /pending deletion: cancel the deletion, then enable it \(KMSInvalidStateException/);
   });
 });
 

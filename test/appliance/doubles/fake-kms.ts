@@ -81,8 +81,8 @@ export class FakeKms {
   public readonly requests: FakeKmsRequest[] = [];
   /** Answer Decrypt with `Plaintext` and no `CiphertextForRecipient`, as a KMS that ignores the Recipient would. */
   public answerInClear = false;
-  /** Whether the key is disabled (Decrypt then fails with DisabledException). */
-  public disabled = false;
+  /** The key's state: Decrypt fails with DisabledException when disabled, KMSInvalidStateException when pending deletion. */
+  public keyState: 'Enabled' | 'Disabled' | 'PendingDeletion' = 'Enabled';
 
   private readonly server: http.Server;
   private readonly masterKey = randomBytes(32);
@@ -178,8 +178,11 @@ export class FakeKms {
     if (request.KeyId !== undefined && request.KeyId !== this.keyArn && request.KeyId !== this.keyArn.split('/')[1]) {
       throw new KmsFault('NotFoundException', `Key '${request.KeyId}' does not exist`);
     }
-    if (this.disabled) {
+    if (this.keyState === 'Disabled') {
       throw new KmsFault('DisabledException', `${this.keyArn} is disabled.`);
+    }
+    if (this.keyState === 'PendingDeletion') {
+      throw new KmsFault('KMSInvalidStateException', `${this.keyArn} is pending deletion.`);
     }
     if (request.Recipient === undefined) {
       // The key policy allows Decrypt only with a NitroTPM attestation: without one its condition keys are absent.
