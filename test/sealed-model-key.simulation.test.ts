@@ -38,6 +38,9 @@ const IMAGE_2: Pcrs = { pcr4: '4b'.repeat(48), pcr12: 'c2'.repeat(48) };
 
 type Context = Record<string, string | string[]>;
 
+/** What the break-glass runbook has key administrators do: stop all unsealing, undo it, or end the key. */
+const EMERGENCY_ACTIONS = ['kms:DisableKey', 'kms:EnableKey', 'kms:ScheduleKeyDeletion', 'kms:CancelKeyDeletion'];
+
 /** CloudFormation pseudo parameters the key policy may reference. */
 const PSEUDO_PARAMETERS: Record<string, string> = {
   'AWS::Partition': 'aws',
@@ -248,8 +251,8 @@ describe.each([
 
   // Delegated administration is documented to give this power to the account's administrators: with it, they can
   // write themselves a decrypt statement. Restricting administration to named principals takes it away.
-  test(`changes the key policy: ${putKeyPolicy}`, async () => {
-    expect(await asAdmin('kms:PutKeyPolicy')).toBe(putKeyPolicy);
+  test.each(['kms:PutKeyPolicy', ...EMERGENCY_ACTIONS])(`administers the key with %s: ${putKeyPolicy}`, async (action) => {
+    expect(await asAdmin(action)).toBe(putKeyPolicy);
   });
 });
 
@@ -257,10 +260,12 @@ describe('the named key administrator (restricted administration)', () => {
   const asKeyAdmin = (action: string, context?: Context, identityAllows?: string[]) =>
     decide({ principal: KEY_ADMIN, action, context, identityAllows, keyPolicy: RESTRICTED });
 
-  test('manages the key on the strength of the key policy alone', async () => {
-    expect(await asKeyAdmin('kms:PutKeyPolicy')).toBe('Allowed');
-    expect(await asKeyAdmin('kms:ScheduleKeyDeletion')).toBe('Allowed');
-  });
+  test.each(['kms:PutKeyPolicy', ...EMERGENCY_ACTIONS])(
+    'manages the key on the strength of the key policy alone: %s',
+    async (action) => {
+      expect(await asKeyAdmin(action)).toBe('Allowed');
+    },
+  );
 
   test('cannot unseal or seal, even with kms:* in its identity policy', async () => {
     expect(await asKeyAdmin('kms:Decrypt', attested(IMAGE_1), EVERYTHING)).toBe('ImplicitlyDenied');
