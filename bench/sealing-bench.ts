@@ -85,7 +85,9 @@ async function main(): Promise<void> {
   requireTool('time', 'time');
   const sizes = (process.env.BENCH_SIZES_GIB ?? '1,4').split(',').map(Number);
   const runs = Number(process.env.BENCH_RUNS ?? 3);
-  if (!Number.isInteger(runs) || runs < 1) throw new Error(`BENCH_RUNS must be a whole number of 1 or more, got ${process.env.BENCH_RUNS}`);
+  if (!Number.isInteger(runs) || runs < 1) {
+    throw new Error(`BENCH_RUNS must be a whole number of 1 or more, got ${process.env.BENCH_RUNS}`);
+  }
   const base = existsSync('/dev/shm') ? '/dev/shm' : tmpdir();
   const dir = process.env.BENCH_DIR ?? mkdtempSync(path.join(base, 'sealing-bench-'));
   const phase = path.join(dir, 'run-phase.js');
@@ -155,10 +157,9 @@ async function main(): Promise<void> {
     const cpuPerGiB = (1024 / mibps).toFixed(2);
     console.log(`| openssl speed -evp ${algorithm} (16 KiB blocks, one core) | | ${mibps.toFixed(0)} | ${cpuPerGiB} | |`);
   }
-  const bound = formatBound(limits, cpus().length);
-  console.log(
-    `| bound for this format here: SHA-384 in order on one core, the three computations over ${cpus().length} cores, no I/O | | ${bound.toFixed(0)} | | |`,
-  );
+  const cores = cpus().length;
+  const bound = `bound for this format here: SHA-384 in order on one core, the three computations over ${cores} cores, no I/O`;
+  console.log(`| ${bound} | | ${formatBound(limits, cores).toFixed(0)} | | |`);
 }
 
 /**

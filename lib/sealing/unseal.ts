@@ -135,9 +135,9 @@ export async function unsealInto(
     await writing;
     const sealedTrailer = await exact(TRAILER_PLAINTEXT_LENGTH, 'the trailer');
     const trailerTag = await exact(TAG_LENGTH, 'the trailer');
-    const trailer = decodeTrailer(
-      openRecord(keys.chunks, digestOfHeader, count, true, [sealedTrailer], trailerTag, 'the trailer', Buffer.alloc(TRAILER_PLAINTEXT_LENGTH)),
-    );
+    const trailerPlaintext = Buffer.alloc(TRAILER_PLAINTEXT_LENGTH);
+    openRecord(keys.chunks, digestOfHeader, count, true, [sealedTrailer], trailerTag, 'the trailer', trailerPlaintext);
+    const trailer = decodeTrailer(trailerPlaintext);
     if (!(await reader.atEnd())) {
       throw new SealedModelError('trailing-data', 'the sealed model has bytes after its final record');
     }
@@ -166,8 +166,8 @@ export async function unsealInto(
 }
 
 /**
- * Decrypts and authenticates one record into `plaintext`, returning it only
- * once verified: the plaintext is then one buffer, handed on whole to the sink and the digest workers.
+ * Decrypts and authenticates one record into `plaintext`, one buffer that is handed on whole to the sink and the
+ * digest workers. Throws if the record fails authentication: the caller uses `plaintext` only when this returns.
  */
 function openRecord(
   key: Buffer,
@@ -178,7 +178,7 @@ function openRecord(
   tag: Buffer,
   what: string,
   plaintext: Buffer,
-): Buffer {
+): void {
   const decipher = createDecipheriv('aes-256-gcm', key, nonce(index));
   decipher.setAAD(additionalData(digestOfHeader, index, final));
   ciphertext.reduce((offset, piece) => cryptInto(decipher, piece, plaintext, offset), 0);
@@ -191,5 +191,4 @@ function openRecord(
       `${what} fails authentication: it was modified, moved, duplicated or replaced`,
     );
   }
-  return plaintext;
 }
