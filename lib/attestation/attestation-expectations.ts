@@ -64,17 +64,33 @@ export function expectedImageName(image: ExpectedImage, index: number): string {
 }
 
 /**
- * Checks that every expected image pins an image with SHA-384 values: PCR7, or PCR4 and PCR12. An image that pins
- * less (`{}`, `{ pcr4 }`) would match any document and admit any key policy statement.
+ * `image` with its PCR values in lower-case hex, once checked that it pins an image with SHA-384 values: PCR7, or
+ * PCR4 and PCR12. An image that pins less (`{}`, `{ pcr4 }`) would match any document and admit any key policy
+ * statement.
  *
- * @throws InvalidMeasurementError naming the first image that does not, and what it lacks
+ * @param name the image, for errors
+ * @throws InvalidMeasurementError naming the image and what is malformed or missing
+ */
+export function normalizeExpectedImage(name: string, image: ExpectedImage): ExpectedImage {
+  const pcr = (index: number, value: string | undefined) =>
+    value === undefined ? undefined : normalizePcrValue(`PCR${index} of ${name}`, value);
+  const normalized = {
+    imageId: image.imageId,
+    pcr4: pcr(4, image.pcr4),
+    pcr7: pcr(7, image.pcr7),
+    pcr12: pcr(12, image.pcr12),
+  };
+  checkPinsImage(name, normalized);
+  return normalized;
+}
+
+/**
+ * Checks every expected image with {@link normalizeExpectedImage}.
+ *
+ * @throws InvalidMeasurementError naming the first image that does not pin an image, and what it lacks
  */
 export function checkExpectedImages(images: readonly ExpectedImage[]): void {
-  images.forEach((image, i) => {
-    const name = `expected image ${expectedImageName(image, i)}`;
-    for (const { index, value } of pinnedPcrs(image)) normalizePcrValue(`PCR${index} of ${name}`, value);
-    checkPinsImage(name, image);
-  });
+  images.forEach((image, i) => normalizeExpectedImage(`expected image ${expectedImageName(image, i)}`, image));
 }
 
 /** `PCR4=… PCR12=…`: the given PCR values, in index order. */

@@ -1,5 +1,5 @@
-import type { ExpectedImage } from '../attestation/attestation-expectations';
-import { AMI_ID_PATTERN, checkPinsImage, normalizePcrValue } from '../measurements';
+import { ExpectedImage, normalizeExpectedImage } from '../attestation/attestation-expectations';
+import { AMI_ID_PATTERN } from '../measurements';
 
 /**
  * Reading the images `sealed-inference verify` expects from the files people already have: the JSON
@@ -22,25 +22,15 @@ function parseJson(text: string, what: string): unknown {
   }
 }
 
-function checkedImage(subject: string, values: { imageId?: string; pcr4?: string; pcr7?: string; pcr12?: string }): ExpectedImage {
+function checkedImage(subject: string, values: ExpectedImage): ExpectedImage {
   if (values.imageId !== undefined && !AMI_ID_PATTERN.test(values.imageId)) {
     throw new InvalidExpectationError(`${subject}: imageId ${JSON.stringify(values.imageId)} is not an AMI id`);
   }
-  const pcr = (name: string, value: string | undefined) => {
-    if (value === undefined) return undefined;
-    try {
-      return normalizePcrValue(`${name} of ${subject}`, value);
-    } catch (error) {
-      throw new InvalidExpectationError((error as Error).message);
-    }
-  };
-  const image = { imageId: values.imageId, pcr4: pcr('PCR4', values.pcr4), pcr7: pcr('PCR7', values.pcr7), pcr12: pcr('PCR12', values.pcr12) };
   try {
-    checkPinsImage(subject, image);
+    return normalizeExpectedImage(subject, values);
   } catch (error) {
     throw new InvalidExpectationError((error as Error).message);
   }
-  return image;
 }
 
 const MEASUREMENT_KEYS = ['imageId', 'pcr4', 'pcr7', 'pcr12'];
