@@ -20,7 +20,7 @@ import { newMetadataService, readApplianceConfig } from './user-data';
 
 /** Where the appliance keeps its files and finds its neighbours; on the instance, from systemd's environment. */
 export interface ApplianceEnvironment {
-  /** Memory-backed, private, kept across service restarts: the plaintext model in transit and PCR15's event log. */
+  /** Memory-backed, private, kept across service restarts: PCR15's event log. */
   readonly stateDirectory: string;
   /** Memory-backed, private, cleared when the service stops: the inputs of `nitro-tpm-attest`. */
   readonly runtimeDirectory: string;
