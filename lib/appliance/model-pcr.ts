@@ -1,5 +1,12 @@
 import { readFile, rename, rm, writeFile } from 'node:fs/promises';
-import { MODEL_PCR, PCR_DIGEST_ALGORITHM, PcrEvent, replayPcrEvents, SHA384_LOWER_HEX } from '../attestation/pcr-event-log';
+import {
+  MAX_EVENT_DESCRIPTION_LENGTH,
+  MODEL_PCR,
+  PCR_DIGEST_ALGORITHM,
+  PcrEvent,
+  replayPcrEvents,
+  SHA384_LOWER_HEX,
+} from '../attestation/pcr-event-log';
 import { extendSha384Pcr, readSha384Pcrs } from './tpm2-tools';
 
 /** Options for `ModelPcr.open`. */
@@ -19,8 +26,6 @@ export interface ModelPcrOptions {
   readonly env?: NodeJS.ProcessEnv;
 }
 
-const MAX_DESCRIPTION_LENGTH = 1024;
-
 function checkDigest(digest: unknown): asserts digest is string {
   if (typeof digest !== 'string' || !SHA384_LOWER_HEX.test(digest)) {
     const shown = typeof digest === 'string' ? JSON.stringify(digest.slice(0, 120)) : typeof digest;
@@ -30,8 +35,8 @@ function checkDigest(digest: unknown): asserts digest is string {
 
 function checkDescription(description: unknown): asserts description is string {
   if (typeof description !== 'string' || description.trim().length === 0
-    || description.length > MAX_DESCRIPTION_LENGTH) {
-    throw new Error(`a PCR${MODEL_PCR} event description is a non-empty string of at most ${MAX_DESCRIPTION_LENGTH} `
+    || description.length > MAX_EVENT_DESCRIPTION_LENGTH) {
+    throw new Error(`a PCR${MODEL_PCR} event description is a non-empty string of at most ${MAX_EVENT_DESCRIPTION_LENGTH} `
       + 'characters');
   }
 }

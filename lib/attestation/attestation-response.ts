@@ -1,4 +1,4 @@
-import type { PcrEvent } from './pcr-event-log';
+import { MAX_EVENT_DESCRIPTION_LENGTH, PcrEvent } from './pcr-event-log';
 
 /**
  * The answer of the appliance's `GET /api/attestation?nonce=<hex>`: `{ "document": "<base64 COSE_Sign1>",
@@ -23,9 +23,6 @@ export class MalformedAttestationResponseError extends Error {
 }
 
 const BASE64 = /^[A-Za-z0-9+/]+={0,2}$/;
-
-/** The longest event description accepted: the appliance refuses to record a longer one. */
-export const MAX_EVENT_DESCRIPTION_LENGTH = 1024;
 
 /** C0 and C1 control characters and DEL (Unicode category Cc): escape sequences and line breaks on a terminal. */
 const CONTROL_CHARACTERS = /\p{Cc}/gu;

@@ -16,6 +16,9 @@ export interface PcrEvent {
   readonly description: string;
 }
 
+/** The longest event description: the appliance refuses to record a longer one, and verifiers to accept it. */
+export const MAX_EVENT_DESCRIPTION_LENGTH = 1024;
+
 /** A SHA-384 digest as PCR events carry it: 96 lowercase hex characters. */
 export const SHA384_LOWER_HEX = /^[0-9a-f]{96}$/;
 
