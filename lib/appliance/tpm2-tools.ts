@@ -1,15 +1,11 @@
-import { SHA384_LOWER_HEX } from '../attestation/pcr-event-log';
+import { HIGHEST_PCR, SHA384_LOWER_HEX } from '../attestation/pcr-event-log';
 import { runCommand } from './run-command';
-
-/** The highest PCR index of a TPM 2.0 PC-client bank (PCRs 0..23). */
-export const HIGHEST_PCR = 23;
 
 /** How long one tpm2-tools call may take: a TPM answers in milliseconds, a busy resource manager in seconds. */
 const TPM2_TOOLS_TIMEOUT_MS = 30_000;
 
 /** tpm2_pcrread prints about 110 bytes per PCR; this bounds a whole bank with room to spare. */
 const TPM2_TOOLS_MAX_OUTPUT_BYTES = 64 * 1024;
-
 
 /** Where the TPM is: tpm2-tools read `TPM2TOOLS_TCTI` (e.g. `device:/dev/tpmrm0`) from this environment. */
 export interface Tpm2ToolsOptions {

@@ -1,4 +1,4 @@
-import { MAX_EVENT_DESCRIPTION_LENGTH, PcrEvent } from './pcr-event-log';
+import { HIGHEST_PCR, MAX_EVENT_DESCRIPTION_LENGTH, PcrEvent } from './pcr-event-log';
 
 /**
  * The answer of the appliance's `GET /api/attestation?nonce=<hex>`: `{ "document": "<base64 COSE_Sign1>",
@@ -50,8 +50,8 @@ export function parseAttestationResponse(body: unknown): AttestationResponse {
   if (!Array.isArray(eventLog)) fail('"eventLog" must be an array of PCR events');
   const events = (eventLog as unknown[]).map((event, i): PcrEvent => {
     const e = (typeof event === 'object' && event !== null ? event : {}) as Record<string, unknown>;
-    if (!Number.isInteger(e.pcr) || (e.pcr as number) < 0 || (e.pcr as number) > 23) {
-      fail(`eventLog[${i}].pcr must be a PCR index 0 to 23`);
+    if (!Number.isInteger(e.pcr) || (e.pcr as number) < 0 || (e.pcr as number) > HIGHEST_PCR) {
+      fail(`eventLog[${i}].pcr must be a PCR index 0 to ${HIGHEST_PCR}`);
     }
     if (e.algorithm !== 'sha384') fail(`eventLog[${i}].algorithm must be "sha384"`);
     if (typeof e.digest !== 'string') fail(`eventLog[${i}].digest must be a string`);

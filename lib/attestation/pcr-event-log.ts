@@ -3,6 +3,9 @@ import { createHash } from 'node:crypto';
 /** The PCR bank NitroTPM attestation documents report. */
 export const PCR_DIGEST_ALGORITHM = 'sha384';
 
+/** The highest PCR index of a TPM 2.0 PC-client bank, as NitroTPM has (PCRs 0..23). */
+export const HIGHEST_PCR = 23;
+
 /** The PCR the appliance extends with the SHA-384 of the model it serves. */
 export const MODEL_PCR = 15;
 

@@ -10,7 +10,8 @@
 import { createPublicKey } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { HIGHEST_PCR, readSha384Pcrs } from '../../../lib/appliance/tpm2-tools';
+import { HIGHEST_PCR } from '../../../lib/attestation/pcr-event-log';
+import { readSha384Pcrs } from '../../../lib/appliance/tpm2-tools';
 import { buildTestAttestationDocument } from '../../attestation/test-attestation-document';
 import { readChainFile } from './nitro-tpm-attest-chain-file';
 
