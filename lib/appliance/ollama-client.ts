@@ -103,12 +103,9 @@ export class OllamaClient implements OllamaChat, OllamaModels {
     answer.catch(() => undefined); // reported by the write or the commit that meets it
     broken.catch(() => undefined);
     return {
-      // Resolved once each piece is handed to the socket: the caller may then reuse (or transfer) its memory.
-      write: async (pieces) => {
-        for (const piece of pieces) {
-          await Promise.race([broken, new Promise<void>((resolve) => request.write(piece, () => resolve()))]);
-        }
-      },
+      // Resolved once the plaintext is handed to the socket: the caller may then reuse (or transfer) its memory.
+      write: (plaintext) =>
+        Promise.race([broken, new Promise<void>((resolve) => request.write(plaintext, () => resolve()))]),
       commit: async () => {
         request.end();
         const response = await answer;
@@ -159,7 +156,7 @@ export class OllamaClient implements OllamaChat, OllamaModels {
     method: string,
     path: string,
     options: {
-      body?: string | Readable;
+      body?: string;
       headers?: http.OutgoingHttpHeaders;
       signal?: AbortSignal;
       /** Ends the request when Ollama sends nothing for this long. */
@@ -179,16 +176,7 @@ export class OllamaClient implements OllamaChat, OllamaModels {
         const what = `${method} ${path} to Ollama at ${this.base.origin}`;
         reject(signal?.aborted ? error : new OllamaError(0, `${what} failed: ${error.message}`));
       });
-      if (typeof options.body === 'string' || options.body === undefined) {
-        request.end(options.body);
-      } else {
-        const body = options.body;
-        body.once('error', (error) => request.destroy(error));
-        // A request that ends early (refused, reset, timed out) must not leave the file open: on a tmpfs, an open
-        // file keeps its memory, and its plaintext, after it is removed.
-        request.once('close', () => body.destroy());
-        body.pipe(request);
-      }
+      request.end(options.body);
     });
   }
 }

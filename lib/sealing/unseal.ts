@@ -44,8 +44,8 @@ export interface UnsealResult {
  * nothing unverified is ever made available.
  */
 export interface PlaintextSink {
-  /** Takes the next verified plaintext, in order. */
-  write(pieces: Buffer[]): Promise<void>;
+  /** Takes the next verified plaintext, in order; resolves once the sink no longer needs its memory. */
+  write(plaintext: Buffer): Promise<void>;
   /** Every chunk, the trailer and the digests are verified: make the plaintext available. */
   commit(): Promise<void>;
   /** Unsealing failed: drop whatever was written. */
@@ -76,7 +76,7 @@ async function openFileSink(destination: string): Promise<PlaintextSink> {
   );
   const output = await open(temporary, 'wx', 0o600);
   return {
-    write: async (pieces) => void (await output.writev(pieces)),
+    write: async (plaintext) => void (await output.write(plaintext)),
     commit: async () => {
       await output.sync();
       await output.close();
@@ -127,7 +127,7 @@ export async function unsealInto(
       openRecord(keys.chunks, digestOfHeader, index, false, ciphertext, tag, what, plaintext);
       await writing;
       const done = Math.min(header.plaintextSize, (index + 1) * header.chunkSize);
-      writing = sink.write([plaintext]).then(async () => {
+      writing = sink.write(plaintext).then(async () => {
         await digests.update([plaintext]);
         options.onProgress?.(done, header.plaintextSize);
       });

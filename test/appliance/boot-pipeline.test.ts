@@ -18,7 +18,7 @@ class RecordingLoader implements OllamaModels {
   uploadBlob(sha256: string, size: number): PlaintextSink {
     const received: Buffer[] = [];
     return {
-      write: async (pieces) => void received.push(...pieces.map((piece) => Buffer.from(piece))),
+      write: async (plaintext) => void received.push(Buffer.from(plaintext)),
       commit: async () => {
         const bytes = Buffer.concat(received);
         if (bytes.length !== size || createHash('sha256').update(bytes).digest('hex') !== sha256) {

@@ -29,11 +29,11 @@ function modelBytes(size = 200_000): { bytes: Buffer; sha256: string } {
   return { bytes, sha256: createHash('sha256').update(bytes).digest('hex') };
 }
 
-/** Uploads `bytes` in pieces, as the unsealer hands them over, and commits. */
+/** Uploads `bytes` a piece at a time, as the unsealer hands its chunks over, and commits. */
 async function upload(target: OllamaClient, sha256: string, bytes: Buffer, pieceSize = 64 * 1024): Promise<void> {
   const sink = target.uploadBlob(sha256, bytes.length);
   for (let offset = 0; offset < bytes.length; offset += pieceSize) {
-    await sink.write([Buffer.from(bytes.subarray(offset, offset + pieceSize))]);
+    await sink.write(Buffer.from(bytes.subarray(offset, offset + pieceSize)));
   }
   await sink.commit();
 }
@@ -86,7 +86,7 @@ test("a blob whose bytes do not match its digest is refused at the commit with O
 test('an upload broken off midway leaves Ollama nothing', async () => {
   const { bytes, sha256 } = modelBytes();
   const sink = client.uploadBlob(sha256, bytes.length);
-  await sink.write([bytes.subarray(0, 100_000)]);
+  await sink.write(bytes.subarray(0, 100_000));
 
   await sink.abort();
 
@@ -214,7 +214,7 @@ test('an Ollama that says nothing is given up on after the timeout', async () =>
   try {
     const client = new OllamaClient(server.url, { requestMs: 200, createMs: 200 });
     const sink = client.uploadBlob('a'.repeat(64), 10);
-    await sink.write([Buffer.alloc(10)]);
+    await sink.write(Buffer.alloc(10));
     await expect(sink.commit()).rejects.toThrow(/no answer for 0 s/);
     await expect(client.createModel('llama', 'a'.repeat(64), 'llama.gguf')).rejects.toThrow(/no answer/);
   } finally {

@@ -194,7 +194,7 @@ export async function loadTestModel(ollama: StubOllama, name: string): Promise<v
   const sha256 = createHash('sha256').update(bytes).digest('hex');
   const client = new OllamaClient(ollama.url);
   const upload = client.uploadBlob(sha256, bytes.length);
-  await upload.write([bytes]);
+  await upload.write(bytes);
   await upload.commit();
   await client.createModel(name, sha256, 'model.gguf');
 }
