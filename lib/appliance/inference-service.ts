@@ -134,7 +134,8 @@ function requestHandler(dependencies: InferenceServiceDependencies): http.Reques
     const started = process.hrtime.bigint();
     const exchange: Exchange = { bytesIn: 0, bytesOut: 0 };
     const method = request.method ?? '';
-    const path = new URL(request.url ?? '/', 'http://appliance').pathname;
+    const url = requestTarget(request);
+    const path = url?.pathname ?? '(malformed target)';
     response.on('close', () => {
       const ms = Number((process.hrtime.bigint() - started) / 1_000_000n);
       const ended = response.writableFinished ? '' : ' (closed before the end)';
@@ -143,7 +144,10 @@ function requestHandler(dependencies: InferenceServiceDependencies): http.Reques
     });
     for (const [name, value] of Object.entries(SECURITY_HEADERS)) response.setHeader(name, value);
 
-    route(dependencies, attestation, request, response, exchange).catch((error: unknown) => {
+    const answered = url === undefined
+      ? Promise.reject(new Refusal(400, 'Malformed request target: send a path such as /api/status'))
+      : route(dependencies, attestation, url, request, response, exchange);
+    answered.catch((error: unknown) => {
       if (response.headersSent) {
         response.destroy();
       } else if (error instanceof Refusal) {
@@ -155,14 +159,23 @@ function requestHandler(dependencies: InferenceServiceDependencies): http.Reques
   };
 }
 
+/** The request's target as a URL, or undefined when it is none (`//[`): parsing it must not throw in the listener. */
+function requestTarget(request: http.IncomingMessage): URL | undefined {
+  try {
+    return new URL(request.url ?? '/', 'http://appliance');
+  } catch {
+    return undefined;
+  }
+}
+
 async function route(
   dependencies: InferenceServiceDependencies,
   attestation: { inProgress: boolean },
+  url: URL,
   request: http.IncomingMessage,
   response: http.ServerResponse,
   exchange: Exchange,
 ): Promise<void> {
-  const url = new URL(request.url ?? '/', 'http://appliance');
   const asset = UI_ASSETS.get(url.pathname);
   if (asset) {
     allow(request, ['GET', 'HEAD']);

@@ -1,5 +1,6 @@
 import { randomBytes } from 'crypto';
 import * as http from 'http';
+import * as net from 'net';
 import type { ApplianceStatus } from '../../lib/appliance/appliance-status';
 import {
   AttestationEvidence,
@@ -136,6 +137,21 @@ describe('status and page', () => {
     const getChat = await fetch(`${service.url}/api/chat`);
     expect(getChat.status).toBe(405);
     expect(getChat.headers.get('allow')).toBe('POST');
+  });
+
+  test('a request target that is no URL path is a 400, and the service keeps serving', async () => {
+    const port = new URL(service.url).port;
+    const answer = await new Promise<string>((resolve, reject) => {
+      const socket = net.connect(Number(port), '127.0.0.1', () => socket.end('GET //[ HTTP/1.1\r\nHost: appliance\r\n\r\n'));
+      let received = '';
+      socket.on('data', (data) => (received += data.toString()));
+      socket.on('end', () => resolve(received));
+      socket.on('error', reject);
+    });
+    expect(answer.split('\r\n')[0]).toBe('HTTP/1.1 400 Bad Request');
+    expect(answer).toContain('Malformed request target');
+    expect((await fetch(`${service.url}/api/status`)).status).toBe(200);
+    expect(await logged(2)).toEqual(expect.arrayContaining([expect.stringMatching(/^GET \(malformed target\) 400 /)]));
   });
 });
 
