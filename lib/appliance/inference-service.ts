@@ -21,8 +21,6 @@ export interface InferenceServiceDependencies {
   status(): ApplianceStatus;
   /** The local Ollama. */
   readonly ollama: OllamaChat;
-  /** The name Ollama serves the model under; `undefined` until it is loaded. Chats always go to this model. */
-  servedModelName(): string | undefined;
   /** Produces an attestation document over `nonce`. Called for one request at a time. */
   attest(nonce: Buffer): Promise<AttestationEvidence>;
   /** Receives one line per request: method, path, status, byte counts, duration. Never prompts or answers. */
@@ -209,8 +207,9 @@ async function chat(
   exchange: Exchange,
 ): Promise<void> {
   const status = dependencies.status();
-  const model = dependencies.servedModelName();
-  if (status.phase !== 'ready' || model === undefined) {
+  // Once ready, the status names the model Ollama serves; chats always go to it.
+  const model = status.phase === 'ready' ? status.model?.name : undefined;
+  if (model === undefined) {
     request.resume();
     sendJson(request, response, exchange, 503, { error: 'The model is not ready yet', status }, { 'retry-after': '5' });
     return;

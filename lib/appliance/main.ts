@@ -93,12 +93,10 @@ export async function startAppliance(environment: ApplianceEnvironment): Promise
     failToStart(error);
   }
   let modelPcr: ModelPcr | undefined;
-  let served: string | undefined;
   const service = await startInferenceService(
     {
       status: () => status.current(),
       ollama,
-      servedModelName: () => served,
       attest: async (nonce) => {
         const attest = async (eventLog: readonly PcrEvent[]) => ({ document: await attester.attest({ nonce }), eventLog });
         return modelPcr ? modelPcr.whileStable(attest) : attest([]);
@@ -120,7 +118,7 @@ export async function startAppliance(environment: ApplianceEnvironment): Promise
       failToStart(error);
       return;
     }
-    const model = await runBootPipeline({
+    await runBootPipeline({
       config,
       clients: environment.clients,
       attester,
@@ -130,7 +128,6 @@ export async function startAppliance(environment: ApplianceEnvironment): Promise
       status,
       log,
     }).catch(() => undefined); // the failure is in the status, shown on port 3000
-    served = model?.name;
   })();
   return { service, booted, close: () => service.close() };
 }

@@ -38,7 +38,6 @@ beforeAll(async () => {
     {
       status: () => status,
       ollama: new OllamaClient(stub.url),
-      servedModelName: () => (status.phase === 'ready' ? SERVED : undefined),
       attest: () => Promise.reject(new Error('not used by the page')),
       log: () => undefined,
     },

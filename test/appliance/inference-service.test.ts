@@ -55,7 +55,6 @@ beforeEach(async () => {
     {
       status: () => status,
       ollama: new OllamaClient(stub.url),
-      servedModelName: () => (status.phase === 'ready' ? SERVED : undefined),
       attest: (nonce) => attest(nonce),
       log: (line) => logLines.push(line),
     },
