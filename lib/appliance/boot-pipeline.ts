@@ -1,4 +1,4 @@
-import { GetObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { S3Client } from '@aws-sdk/client-s3';
 import { KMSClient } from '@aws-sdk/client-kms';
 import { ApplianceConfig } from '../appliance-config';
 import { wipe } from '../sealing/format';
@@ -9,7 +9,7 @@ import { Attester } from './attester';
 import { DecryptDataKeyRequest } from './attested-decrypt';
 import { OllamaModels } from './ollama-client';
 import { BOOT_RETRY_POLICY, RetryPolicy, withRetries } from './retry';
-import { explainS3Failure, readS3Object } from './s3-object-reader';
+import { readS3Object, readS3Range } from './s3-object-reader';
 import { StatusBoard } from './status-board';
 
 /**
@@ -82,17 +82,12 @@ export async function runBootPipeline(deps: BootPipelineDependencies): Promise<S
     const { s3, kms } = deps.clients(config.region);
 
     enter('fetching');
+    // One byte more than the limit is asked for, to tell an object at the limit from a larger one.
     const readSmall = (key: string, limit: number) =>
-      withRetries(async () => {
-        const object = await s3.send(new GetObjectCommand({ Bucket: config.bucket, Key: key, Range: `bytes=0-${limit}` }));
-        // Read inside the retry: a connection dropped midway through the body is as transient as a refused one.
-        const bytes = Buffer.from(await object.Body!.transformToByteArray());
+      readS3Range({ s3, bucket: config.bucket, key, start: 0, end: limit }, { retry, onRetry }, (bytes) => {
         if (bytes.length > limit) {
           throw new Error(`s3://${config.bucket}/${key} is larger than ${limit} bytes: it is not what the appliance expects`);
         }
-        return bytes;
-      }, retry, onRetry).catch((error: unknown) => {
-        throw explainS3Failure(error, config.bucket, key);
       });
     const manifest = parseManifest((await readSmall(config.objects.manifest, MAX_MANIFEST_BYTES)).toString('utf8'));
     checkManifestAgainstConfig(manifest, config);

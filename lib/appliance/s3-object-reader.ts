@@ -68,27 +68,12 @@ export async function readS3Object(options: S3ObjectReadOptions): Promise<S3Obje
   const fetchPart = (index: number): Promise<Buffer> => {
     const start = index * partSize;
     const end = Math.min(size, start + partSize) - 1;
-    return withRetries(
-      async () => {
-        const answer = await s3.send(
-          new GetObjectCommand({ Bucket: bucket, Key: key, Range: `bytes=${start}-${end}`, IfMatch: etag }),
-          { abortSignal: signal },
-        );
-        if (!answer.Body) throw new S3ObjectReadError(`s3://${bucket}/${key} answered without a body`, true);
-        const bytes = Buffer.from(await answer.Body.transformToByteArray());
-        if (bytes.length !== end - start + 1) {
-          throw new S3ObjectReadError(
-            `s3://${bucket}/${key}: expected ${end - start + 1} bytes at ${start}, got ${bytes.length}`,
-            true,
-          );
-        }
-        return bytes;
-      },
-      retry,
-      options.onRetry,
-      signal,
-    ).catch((error: unknown) => {
-      throw explainS3Failure(error, bucket, key);
+    const range = { s3, bucket, key, start, end, ifMatch: etag };
+    return readS3Range(range, { retry, onRetry: options.onRetry, signal }, (bytes) => {
+      if (bytes.length !== end - start + 1) {
+        const expected = `expected ${end - start + 1} bytes at ${start}, got ${bytes.length}`;
+        throw new S3ObjectReadError(`s3://${bucket}/${key}: ${expected}`, true);
+      }
     });
   };
 
@@ -112,8 +97,47 @@ export async function readS3Object(options: S3ObjectReadOptions): Promise<S3Obje
   return { size, parts: parts() };
 }
 
+/** Bytes `start` to `end` (inclusive) of `s3://bucket/key`; fewer where the object ends before `end`. */
+export interface S3Range {
+  readonly s3: S3Client;
+  readonly bucket: string;
+  readonly key: string;
+  readonly start: number;
+  readonly end: number;
+  /** Read only if the object still has this ETag. */
+  readonly ifMatch?: string;
+}
+
+/**
+ * One ranged GET, retried as a whole: its body is read inside the retry, since a connection dropped midway through
+ * it is as transient as a refused one. `check` may refuse the bytes received (a transient error is retried).
+ * Failures come out in words a platform team can act on ({@link explainS3Failure}).
+ */
+export function readS3Range(
+  range: S3Range,
+  retrying: { readonly retry: RetryPolicy; readonly onRetry?: RetryListener; readonly signal?: AbortSignal },
+  check: (bytes: Buffer) => void,
+): Promise<Buffer> {
+  const { s3, bucket, key } = range;
+  return withRetries(
+    async () => {
+      const get = { Bucket: bucket, Key: key, Range: `bytes=${range.start}-${range.end}`, IfMatch: range.ifMatch };
+      const answer = await s3.send(new GetObjectCommand(get), { abortSignal: retrying.signal });
+      if (!answer.Body) throw new S3ObjectReadError(`s3://${bucket}/${key} answered without a body`, true);
+      const bytes = Buffer.from(await answer.Body.transformToByteArray());
+      check(bytes);
+      return bytes;
+    },
+    retrying.retry,
+    retrying.onRetry,
+    retrying.signal,
+  ).catch((error: unknown) => {
+    throw explainS3Failure(error, bucket, key);
+  });
+}
+
 /** An S3 failure in words a platform team can act on; other errors as they are. */
-export function explainS3Failure(error: unknown, bucket: string, key: string): Error {
+function explainS3Failure(error: unknown, bucket: string, key: string): Error {
   const status = (error as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;
   if (status === 412) {
     return new S3ObjectReadError(`s3://${bucket}/${key} was replaced while it was being read`, false);
