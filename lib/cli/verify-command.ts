@@ -147,9 +147,10 @@ export async function verify(
   const images = await expectedImages(options, output, dependencies);
   const modelSha384 = options.model === undefined ? undefined : parseManifest(readFile(options.model, 'manifest')).sha384;
 
+  // Read before the attestation is asked for, so that the document's age is judged as soon as it arrives.
+  const policy = options.key === undefined ? undefined : await getKeyPolicy(options.key, dependencies);
   const nonce = randomBytes(32);
   const response = await fetchAttestation(serviceUrl, nonce, options.timeout * 1000, dependencies.fetch);
-  const policy = options.key === undefined ? undefined : await getKeyPolicy(options.key, dependencies);
 
   // The key is audited whatever the document shows: a key that unseals for more than expected is a finding of its own.
   const audit = policy === undefined ? undefined : auditKeyPolicy(policy, images, { keyArn: options.key?.arn });
@@ -220,8 +221,11 @@ async function expectedImages(options: VerifyOptions, output: CliOutput, depende
 
 async function getKeyPolicy(key: KeyArn, dependencies: CliDependencies): Promise<string> {
   // Loaded only with --key, as the EC2 client is only with --image: the SDK clients are slow to load.
-  const { GetKeyPolicyCommand, KMSClient } = await import('@aws-sdk/client-kms');
-  const kms = dependencies.kmsClient?.(key.region) ?? new KMSClient({ region: key.region });
+  const [{ GetKeyPolicyCommand }, { newKmsClient }] = await Promise.all([
+    import('@aws-sdk/client-kms'),
+    import('../sealing/kms-data-key'),
+  ]);
+  const kms = dependencies.kmsClient?.(key.region) ?? newKmsClient(key.region);
   try {
     const { Policy: policy } = await kms.send(new GetKeyPolicyCommand({ KeyId: key.arn, PolicyName: 'default' }));
     if (policy === undefined) throw new Error('KMS returned no policy');
