@@ -159,10 +159,11 @@ export function auditKeyPolicy(
       });
     }
     const count = [...pins.values()].reduce((product, values) => product * values.length, 1);
-    const images = count <= MAX_LISTED_COMBINATIONS ? combinations(pins) : [];
+    const listed = count <= MAX_LISTED_COMBINATIONS;
+    const images = listed ? combinations(pins) : [];
     admitted.push({ statement, principals: principals(s), combinations: count, images });
     gatedPins.push(pins);
-    if (count <= MAX_LISTED_COMBINATIONS) {
+    if (listed) {
       for (const image of images) {
         if (!expectedImages.some((expected) => admits(image, expected))) {
           findings.push({
