@@ -34,12 +34,19 @@ export interface SealedModelObjects {
   readonly manifest: string;
 }
 
+/** An AWS Region's name, such as eu-west-1. */
+const REGION_NAME = String.raw`[a-z]{2}(?:-[a-z]+)+-\d{1,2}`;
+
+/** An AWS Region's name, whole. */
+export const AWS_REGION_PATTERN = new RegExp(`^${REGION_NAME}$`);
+
 /**
  * A KMS key ARN (not an alias): a single-Region key's id is a UUID, a multi-Region key's `mrk-` and 32 hex digits.
  * The first group is the key's Region.
  */
-export const KMS_KEY_ARN_PATTERN =
-  /^arn:aws[a-z-]*:kms:([a-z]{2}(?:-[a-z]+)+-\d{1,2}):\d{12}:key\/(?:[0-9a-f]{8}(?:-[0-9a-f]{4}){3}-[0-9a-f]{12}|mrk-[0-9a-f]{32})$/;
+export const KMS_KEY_ARN_PATTERN = new RegExp(
+  String.raw`^arn:aws[a-z-]*:kms:(${REGION_NAME}):\d{12}:key/(?:[0-9a-f]{8}(?:-[0-9a-f]{4}){3}-[0-9a-f]{12}|mrk-[0-9a-f]{32})$`,
+);
 
 /** The current {@link ApplianceConfig.configVersion}. */
 export const APPLIANCE_CONFIG_VERSION = 1;

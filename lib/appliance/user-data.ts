@@ -1,5 +1,11 @@
 import { MetadataService } from '@aws-sdk/ec2-metadata-service';
-import { APPLIANCE_CONFIG_VERSION, ApplianceConfig, KMS_KEY_ARN_PATTERN, sealedModelObjects } from '../appliance-config';
+import {
+  APPLIANCE_CONFIG_VERSION,
+  ApplianceConfig,
+  AWS_REGION_PATTERN,
+  KMS_KEY_ARN_PATTERN,
+  sealedModelObjects,
+} from '../appliance-config';
 import { checkModelName } from '../model-identity';
 
 /**
@@ -10,7 +16,6 @@ import { checkModelName } from '../model-identity';
  * trusted only once the attested key has unwrapped it and the sealed model has verified.
  */
 
-const REGION = /^[a-z]{2}(-[a-z]+)+-\d{1,2}$/;
 const BUCKET = /^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/;
 const PREFIX = /^([A-Za-z0-9!_.*'()-]+\/)*$/;
 
@@ -52,7 +57,7 @@ export function parseApplianceConfig(text: string): ApplianceConfig {
   if (version !== APPLIANCE_CONFIG_VERSION) {
     throw new ApplianceConfigError(`configVersion ${JSON.stringify(version)} is not supported (expected ${APPLIANCE_CONFIG_VERSION})`);
   }
-  const region = field(config, 'region', matching(REGION), 'an AWS Region such as eu-west-1');
+  const region = field(config, 'region', matching(AWS_REGION_PATTERN), 'an AWS Region such as eu-west-1');
   const bucket = field(config, 'bucket', matching(BUCKET), 'an S3 bucket name');
   const keyArn = field(config, 'keyArn', matching(KMS_KEY_ARN_PATTERN), 'the ARN of a KMS key (arn:aws:kms:<region>:<account>:key/<id>)');
   if (KMS_KEY_ARN_PATTERN.exec(keyArn)![1] !== region) {
