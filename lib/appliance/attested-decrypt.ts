@@ -12,8 +12,8 @@ import { isTransient } from './retry';
 /** Bytes of an AES-256 data key. */
 const DATA_KEY_BYTES = 32;
 
-/** KMS's length limit for `CiphertextBlob`. */
-const MAX_CIPHERTEXT_BLOB_BYTES = 6144;
+/** KMS's length limit for `CiphertextBlob`: the most a wrapped data key can be. */
+export const MAX_CIPHERTEXT_BLOB_BYTES = 6144;
 
 /** Why the data key could not be unwrapped. */
 export type DataKeyFailure =

@@ -6,7 +6,7 @@ import { modelEncryptionContext, parseManifest, SealedModelManifest } from '../s
 import { unsealInto } from '../sealing/unseal';
 import { AppliancePhase, ServedModel } from './appliance-status';
 import { Attester } from './attester';
-import { DecryptDataKeyRequest } from './attested-decrypt';
+import { DecryptDataKeyRequest, MAX_CIPHERTEXT_BLOB_BYTES } from './attested-decrypt';
 import { OllamaModels } from './ollama-client';
 import { BOOT_RETRY_POLICY, RetryPolicy, withRetries } from './retry';
 import { readS3Object, readS3Range } from './s3-object-reader';
@@ -49,9 +49,11 @@ export interface BootPipelineDependencies {
   readonly retry?: RetryPolicy;
 }
 
-/** Small objects are read whole; these bounds keep a hostile bucket from exhausting memory. */
+/**
+ * Small objects are read whole; their bounds keep a hostile bucket from exhausting memory. A wrapped data key is
+ * bounded by KMS's own limit.
+ */
 const MAX_MANIFEST_BYTES = 64 * 1024;
-const MAX_WRAPPED_KEY_BYTES = 8 * 1024;
 
 /** A failure in one phase, with the reason shown in the status. */
 export class BootFailure extends Error {
@@ -91,7 +93,7 @@ export async function runBootPipeline(deps: BootPipelineDependencies): Promise<S
       });
     const manifest = parseManifest((await readSmall(config.objects.manifest, MAX_MANIFEST_BYTES)).toString('utf8'));
     checkManifestAgainstConfig(manifest, config);
-    const wrappedKey = await readSmall(config.objects.dataKey, MAX_WRAPPED_KEY_BYTES);
+    const wrappedKey = await readSmall(config.objects.dataKey, MAX_CIPHERTEXT_BLOB_BYTES);
 
     enter('attesting');
     dataKey = await withRetries(
