@@ -3,6 +3,7 @@ import type { AddressInfo } from 'net';
 import type { Readable } from 'stream';
 import { pipeline } from 'stream/promises';
 import type { PcrEvent } from '../attestation/pcr-event-log';
+import { isJsonObject } from '../json-object';
 import type { ApplianceStatus } from './appliance-status';
 import type { OllamaChat, OllamaChatMessage } from './ollama-client';
 import { UI_ASSETS } from './ui-assets';
@@ -254,7 +255,7 @@ function parseChatRequest(body: string): OllamaChatMessage[] {
   } catch {
     throw new Refusal(400, 'The body is not valid JSON');
   }
-  if (!isPlainObject(value)) throw new Refusal(400, 'The body must be a JSON object: {"messages": [...]}');
+  if (!isJsonObject(value)) throw new Refusal(400, 'The body must be a JSON object: {"messages": [...]}');
   const unknown = Object.keys(value).find((key) => key !== 'messages');
   if (unknown !== undefined) {
     throw new Refusal(
@@ -268,7 +269,7 @@ function parseChatRequest(body: string): OllamaChatMessage[] {
   }
   return messages.map((message: unknown, index) => {
     const where = `messages[${index}]`;
-    if (!isPlainObject(message)) throw new Refusal(400, `${where} must be an object {"role", "content"}`);
+    if (!isJsonObject(message)) throw new Refusal(400, `${where} must be an object {"role", "content"}`);
     const extra = Object.keys(message).find((key) => key !== 'role' && key !== 'content');
     if (extra !== undefined) throw new Refusal(400, `${where} has an unknown field ${JSON.stringify(extra)}`);
     if (typeof message.role !== 'string' || !CHAT_ROLES.has(message.role)) {
@@ -353,10 +354,6 @@ function readBody(request: http.IncomingMessage, exchange: Exchange, limit: numb
     request.on('data', collect);
     request.once('end', finish);
   });
-}
-
-function isPlainObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
 function sendJson(

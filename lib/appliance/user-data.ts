@@ -6,6 +6,7 @@ import {
   KMS_KEY_ARN_PATTERN,
   sealedModelObjects,
 } from '../appliance-config';
+import { isJsonObject } from '../json-object';
 import { checkModelName } from '../model-identity';
 
 /**
@@ -46,10 +47,10 @@ export function parseApplianceConfig(text: string): ApplianceConfig {
   } catch {
     throw new ApplianceConfigError('it is not JSON');
   }
-  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
+  if (!isJsonObject(parsed)) {
     throw new ApplianceConfigError('it is not a JSON object');
   }
-  const config = parsed as Record<string, unknown>;
+  const config = parsed;
   const unknown = Object.keys(config).filter((name) => !FIELDS.includes(name));
   if (unknown.length > 0) throw new ApplianceConfigError(`unknown fields ${unknown.join(', ')}`);
 
@@ -76,7 +77,7 @@ export function parseApplianceConfig(text: string): ApplianceConfig {
   );
   const objects = field(
     config, 'objects',
-    (value): value is Record<string, unknown> => typeof value === 'object' && value !== null && !Array.isArray(value),
+    isJsonObject,
     'an object naming the sealed, dataKey and manifest objects',
   );
   const sealed = field(objects, 'sealed', isString, 'a string');

@@ -1,3 +1,4 @@
+import { isJsonObject } from '../json-object';
 import { HIGHEST_PCR, MAX_EVENT_DESCRIPTION_LENGTH, PcrEvent } from './pcr-event-log';
 
 /**
@@ -42,8 +43,8 @@ export function parseAttestationResponse(body: unknown): AttestationResponse {
   const fail = (message: string): never => {
     throw new MalformedAttestationResponseError(message);
   };
-  if (typeof body !== 'object' || body === null || Array.isArray(body)) fail('expected a JSON object');
-  const { document, eventLog } = body as Record<string, unknown>;
+  if (!isJsonObject(body)) return fail('expected a JSON object');
+  const { document, eventLog } = body;
   if (typeof document !== 'string' || document.length % 4 !== 0 || !BASE64.test(document)) {
     fail('"document" must be the base64 of the attestation document');
   }

@@ -1,4 +1,5 @@
 import { ExpectedImage, normalizeExpectedImage } from '../attestation/attestation-expectations';
+import { isJsonObject } from '../json-object';
 import { AMI_ID_PATTERN } from '../measurements';
 
 /**
@@ -47,7 +48,7 @@ export function readMeasurementsFile(text: string, name: string): ExpectedImage[
   if (entries.length === 0) throw new InvalidExpectationError(`Measurements file ${name} lists no image`);
   return entries.map((entry, i) => {
     const subject = `image ${i + 1} of ${name}`;
-    if (typeof entry !== 'object' || entry === null || Array.isArray(entry)) {
+    if (!isJsonObject(entry)) {
       throw new InvalidExpectationError(`${subject} must be an object like sealed-inference measurements prints`);
     }
     const unknown = Object.keys(entry).filter((key) => !MEASUREMENT_KEYS.includes(key));
@@ -71,10 +72,10 @@ const ALLOWED_IMAGE_OUTPUT = /^(.*)AllowedImage(\d+)(Id|Pcr4|Pcr7|Pcr12)(?:[0-9A
  */
 export function readStackOutputs(text: string, name: string, stack?: string): ExpectedImage[] {
   const value = parseJson(text, `Stack outputs file ${name}`);
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+  if (!isJsonObject(value)) {
     throw new InvalidExpectationError(`Stack outputs file ${name} must map stack names to their outputs, as cdk deploy --outputs-file writes`);
   }
-  const stacks = Object.entries(value as Record<string, unknown>).filter(
+  const stacks = Object.entries(value).filter(
     ([, outputs]) => typeof outputs === 'object' && outputs !== null && Object.keys(outputs).some((k) => ALLOWED_IMAGE_OUTPUT.test(k)),
   );
   let chosen: [string, unknown];
