@@ -7,6 +7,7 @@ import {
   replayPcrEvents,
   SHA384_LOWER_HEX,
 } from '../attestation/pcr-event-log';
+import { SerialQueue } from './serial-queue';
 import { extendSha384Pcr, readSha384Pcrs } from './tpm2-tools';
 
 /** Options for `ModelPcr.open`. */
@@ -120,7 +121,8 @@ export class ModelPcr {
     return pcr;
   }
 
-  private queue: Promise<unknown> = Promise.resolve();
+  /** Extends and reads of the log, one at a time. */
+  private readonly queue = new SerialQueue();
 
   private constructor(
     private readonly eventLogPath: string,
@@ -149,7 +151,7 @@ export class ModelPcr {
   async extend(digestHex: string, description: string): Promise<PcrEvent> {
     checkDigest(digestHex);
     checkDescription(description);
-    return this.serialized(() => this.extendNow(digestHex, description));
+    return this.queue.run(() => this.extendNow(digestHex, description));
   }
 
   /**
@@ -157,13 +159,7 @@ export class ModelPcr {
    * is the one the log replays to, never one extended a moment before its log was written.
    */
   async whileStable<T>(read: (events: readonly PcrEvent[]) => Promise<T>): Promise<T> {
-    return this.serialized(() => read(this.log));
-  }
-
-  private serialized<T>(run: () => Promise<T>): Promise<T> {
-    const result = this.queue.then(run, run);
-    this.queue = result.catch(() => undefined);
-    return result;
+    return this.queue.run(() => read(this.log));
   }
 
   private async extendNow(digest: string, description: string): Promise<PcrEvent> {

@@ -2,6 +2,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import * as path from 'node:path';
 import { AttestationRequest, Attester } from './attester';
 import { runCommand } from './run-command';
+import { SerialQueue } from './serial-queue';
 
 /** Options for `NitroTpmAttest`. */
 export interface NitroTpmAttestOptions {
@@ -53,7 +54,7 @@ export class NitroTpmAttest implements Attester {
   private readonly workDirectory: string;
   private readonly env: NodeJS.ProcessEnv | undefined;
   private readonly timeoutMs: number;
-  private queue: Promise<unknown> = Promise.resolve();
+  private readonly queue = new SerialQueue();
 
   constructor(options: NitroTpmAttestOptions) {
     if (typeof options.workDirectory !== 'string' || !path.isAbsolute(options.workDirectory)) {
@@ -82,10 +83,7 @@ export class NitroTpmAttest implements Attester {
         throw new Error(`attestation request field ${field} must be non-empty bytes when given`);
       }
     }
-    const run = () => this.attestNow(request);
-    const result = this.queue.then(run, run);
-    this.queue = result.catch(() => undefined);
-    return result;
+    return this.queue.run(() => this.attestNow(request));
   }
 
   private async attestNow(request: AttestationRequest): Promise<Buffer> {
