@@ -244,18 +244,24 @@ else
 fi
 pcr4="" pcr7="" pcr12="" measurements_sha256=""
 if [[ -f "$measurements" ]]; then
-    read_pcr() {
-        local value
-        value="$(jq -r --arg pcr "$1" '.Measurements[$pcr] // empty' "$measurements")"
-        [[ -z "$value" || "$value" =~ ^[0-9a-fA-F]{96}$ ]] \
-            || fail "$1 in $measurements is not a SHA-384 value (96 hex characters): '$value'"
-        echo "${value,,}"
-    }
-    pcr4="$(read_pcr PCR4)"
-    pcr7="$(read_pcr PCR7)"
-    pcr12="$(read_pcr PCR12)"
-    [[ -n "$pcr7" || ( -n "$pcr4" && -n "$pcr12" ) ]] \
-        || fail "$measurements pins no image: it needs PCR4 and PCR12 (standard boot) or PCR7 (Secure Boot)"
+    # The library's own checks, the ones the deploy-time reader applies to the tags: SHA-384 values that pin an
+    # image. One line each for PCR4, PCR7 and PCR12, lower case, empty where absent; or the reason they fail.
+    # shellcheck disable=SC2016 # JavaScript, not shell, expands ${...} here
+    pinned="$(node -e '
+        const { checkPinsImage, normalizePcrValue } = require(process.argv[1]);
+        const file = process.argv[2];
+        try {
+            const given = JSON.parse(require("fs").readFileSync(file, "utf8")).Measurements ?? {};
+            const pcr = (name) => given[name] === undefined ? undefined : normalizePcrValue(`${name} in ${file}`, given[name]);
+            const pcrs = { pcr4: pcr("PCR4"), pcr7: pcr("PCR7"), pcr12: pcr("PCR12") };
+            checkPinsImage(file, pcrs);
+            console.log([pcrs.pcr4, pcrs.pcr7, pcrs.pcr12].map((value) => value ?? "").join("\n"));
+        } catch (error) {
+            console.log(error.message);
+            process.exit(1);
+        }
+    ' "$measurements_module" "$measurements")" || fail "$pinned"
+    { read -r pcr4; read -r pcr7; read -r pcr12; } <<<"$pinned"
     measurements_sha256="$(sha256sum "$measurements" | cut -d' ' -f1)"
 elif [[ "$dry_run" == true ]]; then
     pcr4="<PCR4 of pcr_measurements.json>" pcr12="<PCR12 of pcr_measurements.json>"

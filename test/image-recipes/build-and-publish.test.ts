@@ -357,6 +357,18 @@ describe('refuses to start, saying what to do', () => {
     expect(run.stderr).toMatch(/kiwi-ng is 9\.24\.56; the description needs 10\.2\.21 or later/);
   });
 
+  test.each([
+    ['a PCR value that is no SHA-384', { PCR4: 'ab'.repeat(47), PCR12: 'cd'.repeat(48) }, /PCR4 in .*pcr_measurements\.json must be a SHA-384 value of 96 hex characters/],
+    ['measurements that pin no image', { PCR4: 'ab'.repeat(48) }, /pcr_measurements\.json is not pinned: missing pcr12/],
+  ])('when the build measured %s, before any AWS call', (_, values, reason) => {
+    const measurements = path.join(fs.mkdtempSync(path.join(work, 'measurements-')), 'pcr_measurements.json');
+    fs.writeFileSync(measurements, JSON.stringify({ Measurements: values }));
+    const run = publish([...INPUTS, '--appliance', appliance], { measurements });
+    expect(run.status).toBe(1);
+    expect(run.stderr).toMatch(reason);
+    expect(run.calls.filter((c) => c.tool === 'aws')).toEqual([]);
+  });
+
   test('when the downloaded archive does not have the pinned checksum', () => {
     const run = publish(['--ollama-version', '0.12.3', '--ollama-sha256', 'ab'.repeat(32), '--appliance', appliance]);
     expect(run.status).toBe(1);
