@@ -79,7 +79,8 @@ fi
 #--------------------------------------------------------------------------------------------------------------
 # No way in: none of the remote access packages, no getty, no shell for anyone, root locked.
 #--------------------------------------------------------------------------------------------------------------
-for package in openssh-server amazon-ssm-agent cloud-init ec2-instance-connect; do
+# The description's <ignore> list, checked again in the root that was built.
+for package in openssh-server amazon-ssm-agent cloud-init cloud-init-cfg-ec2 ec2-instance-connect; do
     if rpm -q "$package" >/dev/null 2>&1; then
         fail "$package is installed; it must not be"
     fi

@@ -104,3 +104,10 @@ test('config.sh locks root, refuses passwords, masks every getty and enables the
   expect(config).toMatch(/sha256sum --check --strict/);
   expect(config).not.toMatch(/curl|wget/);
 });
+
+test('config.sh refuses every remote access package the description keeps out', () => {
+  const ignored = [...fs.readFileSync(path.join(APPLIANCE, 'appliance.kiwi'), 'utf8').matchAll(/<ignore name="([^"]+)"\/>/g)];
+  const refused = /for package in ([^;]+); do\n\s+if rpm -q/.exec(fs.readFileSync(path.join(APPLIANCE, 'config.sh'), 'utf8'));
+  expect(ignored.map((match) => match[1])).toEqual(refused?.[1].split(' '));
+  expect(refused?.[1]).toContain('openssh-server');
+});
