@@ -161,7 +161,9 @@ fi
 #--------------------------------------------------------------------------------------------------------------
 # Running commands, or printing them
 #--------------------------------------------------------------------------------------------------------------
-# run <command...>: runs it, or with --dry-run prints it (shell-quoted) on stdout and returns no output.
+# run <command...>: runs it, or with --dry-run prints it (shell-quoted) on stdout and returns no output. The
+# printing goes to file descriptor 3, the script's stdout, so that it shows even when the output is captured.
+exec 3>&1
 run() {
     if [[ "$dry_run" == true ]]; then
         local word line="+"
@@ -172,7 +174,7 @@ run() {
                 line+=" '${word//"'"/"'\\''"}'"
             fi
         done
-        echo "$line"
+        echo "$line" >&3
     else
         "$@"
     fi
@@ -281,9 +283,7 @@ name="sealed-inference-appliance-$recipe_version${profile:+-$profile}-$name_suff
 image_id=""
 existing="$(run aws "${aws_region_args[@]}" ec2 describe-images --owners self \
     --filters "Name=name,Values=$name" --query 'Images[0].ImageId' --output text)"
-if [[ "$dry_run" == true ]]; then
-    echo "$existing"
-elif [[ -n "$existing" && "$existing" != None ]]; then
+if [[ -n "$existing" && "$existing" != None ]]; then
     image_id="$existing"
     note "reusing $image_id, already registered as $name"
 fi
@@ -299,10 +299,7 @@ if [[ -z "$image_id" ]]; then
         raw_disk="${raw_disks[0]}"
     fi
     snapshot_id="$(run coldsnap "${aws_region_args[@]}" upload --wait --description "$name" "$raw_disk")"
-    if [[ "$dry_run" == true ]]; then
-        echo "$snapshot_id"
-        snapshot_id="<snapshot id>"
-    fi
+    [[ "$dry_run" == false ]] || snapshot_id="<snapshot id>"
     [[ "$snapshot_id" =~ ^snap-[0-9a-f]+$ || "$dry_run" == true ]] \
         || fail "coldsnap upload returned no snapshot id: '$snapshot_id'"
     register_args=(
@@ -320,10 +317,7 @@ if [[ -z "$image_id" ]]; then
     [[ -z "$uefi_data" ]] || register_args+=(--uefi-data "file://$uefi_data")
     image_id="$(run aws "${aws_region_args[@]}" ec2 register-image "${register_args[@]}" \
         --query ImageId --output text)"
-    if [[ "$dry_run" == true ]]; then
-        echo "$image_id"
-        image_id="<image id>"
-    fi
+    [[ "$dry_run" == false ]] || image_id="<image id>"
     [[ "$image_id" =~ ^ami-[0-9a-f]+$ || "$dry_run" == true ]] \
         || fail "register-image returned no image id: '$image_id'"
     [[ "$dry_run" == true ]] || note "registered $image_id as $name"
