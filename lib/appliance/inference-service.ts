@@ -1,4 +1,5 @@
 import * as http from 'http';
+import * as https from 'https';
 import type { AddressInfo } from 'net';
 import type { Readable } from 'stream';
 import { pipeline } from 'stream/promises';
@@ -34,11 +35,13 @@ export interface InferenceServiceOptions {
   readonly host: string;
   /** e.g. 3000; 0 picks a free port. */
   readonly port: number;
+  /** The TLS key and certificate (PEM) the service answers with: TLS 1.3 only, no plaintext HTTP. */
+  readonly tls: { readonly key: string; readonly cert: string };
 }
 
 /** A listening service. */
 export interface InferenceService {
-  /** `http://<host>:<port>` as bound. */
+  /** `https://<host>:<port>` as bound. */
   readonly url: string;
   readonly port: number;
   /** Stops listening and ends open connections, including chats in progress. */
@@ -102,8 +105,15 @@ export async function startInferenceService(
   dependencies: InferenceServiceDependencies,
   options: InferenceServiceOptions,
 ): Promise<InferenceService> {
-  const server = http.createServer(
-    { headersTimeout: HEADERS_TIMEOUT_MS, requestTimeout: REQUEST_TIMEOUT_MS, keepAliveTimeout: KEEP_ALIVE_TIMEOUT_MS },
+  const server = https.createServer(
+    {
+      key: options.tls.key,
+      cert: options.tls.cert,
+      minVersion: 'TLSv1.3',
+      headersTimeout: HEADERS_TIMEOUT_MS,
+      requestTimeout: REQUEST_TIMEOUT_MS,
+      keepAliveTimeout: KEEP_ALIVE_TIMEOUT_MS,
+    },
     requestHandler(dependencies),
   );
   server.setTimeout(IDLE_TIMEOUT_MS);
@@ -117,7 +127,7 @@ export async function startInferenceService(
   const address = server.address() as AddressInfo;
   const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
   return {
-    url: `http://${host}:${address.port}`,
+    url: `https://${host}:${address.port}`,
     port: address.port,
     close: () =>
       new Promise<void>((resolve, reject) => {

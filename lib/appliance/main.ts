@@ -4,13 +4,16 @@ import * as path from 'node:path';
 import { ApplianceConfig } from '../appliance-config';
 import { PcrEvent } from '../attestation/pcr-event-log';
 import { decryptDataKey } from './attested-decrypt';
+import { encodeChannelBinding } from '../attestation/channel-binding';
 import { Attester } from './attester';
+import { ChannelBoundAttester } from './channel-bound-attester';
 import { runBootPipeline } from './boot-pipeline';
 import { InferenceService, startInferenceService } from './inference-service';
 import { ModelPcr } from './model-pcr';
 import { NitroTpmAttest } from './nitro-tpm-attest';
 import { OllamaClient } from './ollama-client';
 import { StatusBoard } from './status-board';
+import { createTlsIdentity } from './tls-identity';
 import { newMetadataService, readApplianceConfig } from './user-data';
 
 /**
@@ -75,11 +78,13 @@ export function environmentFromProcess(env: NodeJS.ProcessEnv = process.env): Ap
 export async function startAppliance(environment: ApplianceEnvironment): Promise<RunningAppliance> {
   const { log } = environment;
   const status = new StatusBoard();
-  const attester: Attester = new NitroTpmAttest({
+  // Made before anything is attested, so that every document, KMS's included, binds this key.
+  const tls = await createTlsIdentity();
+  const attester: Attester = new ChannelBoundAttester(new NitroTpmAttest({
     command: environment.attestCommand,
     workDirectory: environment.runtimeDirectory,
     env: environment.toolEnv,
-  });
+  }), encodeChannelBinding(tls.spkiSha256));
   const ollama = new OllamaClient(environment.ollamaUrl);
 
   const failToStart = (error: unknown) => {
@@ -103,9 +108,9 @@ export async function startAppliance(environment: ApplianceEnvironment): Promise
       },
       log,
     },
-    { host: environment.host, port: config?.servicePort ?? environment.defaultPort },
+    { host: environment.host, port: config?.servicePort ?? environment.defaultPort, tls },
   );
-  log(`listening on ${service.url}`);
+  log(`listening on ${service.url} (TLS 1.3, key SPKI SHA-256 ${tls.spkiSha256})`);
 
   const booted = (async () => {
     if (!config) return;

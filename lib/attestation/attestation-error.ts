@@ -16,6 +16,8 @@ export enum AttestationErrorKind {
   STALE_DOCUMENT = 'stale-document',
   /** The document does not carry the nonce the verifier asked for. */
   NONCE_MISMATCH = 'nonce-mismatch',
+  /** The document does not bind the TLS key of the connection it came over: a relay or a mirror answered. */
+  CHANNEL_MISMATCH = 'channel-mismatch',
 }
 
 /** An attestation document that cannot be trusted; `kind` says why, the message explains. */

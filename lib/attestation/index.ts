@@ -8,3 +8,4 @@ export * from './pcr-event-log';
 export * from './attestation-expectations';
 export * from './attestation-response';
 export * from './key-policy-audit';
+export * from './channel-binding';

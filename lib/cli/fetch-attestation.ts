@@ -1,7 +1,10 @@
+import type { IncomingMessage } from 'node:http';
 import { AttestationResponse, parseAttestationResponse, printableText } from '../attestation/attestation-response';
+import { PinnedConnection } from '../attestation/pinned-connection';
 
 /**
- * Asking an appliance for a fresh attestation: `GET <service-url>/api/attestation?nonce=<hex>`.
+ * Asking an appliance for a fresh attestation, over the TLS connection the attestation is to vouch for:
+ * `GET <service-url>/api/attestation?nonce=<hex>`.
  */
 
 /** The service could not be asked, or did not answer like an appliance: nothing was checked. */
@@ -24,37 +27,44 @@ export function attestationUrl(serviceUrl: URL, nonce: Buffer): URL {
 }
 
 /**
- * Fetches and parses the attestation of the service at `serviceUrl` for `nonce`, giving up after `timeoutMs`.
+ * Opens a TLS connection to `serviceUrl` within `timeoutMs`.
  *
- * @throws AttestationUnavailableError when the service is unreachable, slow, answers an HTTP error or something that
- * is not an attestation response
+ * @throws AttestationUnavailableError when the service is unreachable or does not complete a TLS 1.3 handshake
+ */
+export async function connectToService(serviceUrl: URL, timeoutMs: number): Promise<PinnedConnection> {
+  try {
+    return await PinnedConnection.open(serviceUrl, timeoutMs);
+  } catch (error) {
+    throw new AttestationUnavailableError((error as Error).message, { cause: error });
+  }
+}
+
+/**
+ * Fetches and parses the attestation of the service for `nonce` over `connection`, giving up after `timeoutMs`.
+ *
+ * @throws AttestationUnavailableError when the connection fails, the service is slow, answers an HTTP error or
+ * something that is not an attestation response
  */
 export async function fetchAttestation(
-  serviceUrl: URL,
+  connection: PinnedConnection,
   nonce: Buffer,
   timeoutMs: number,
-  fetchAnswer: typeof fetch = fetch,
 ): Promise<AttestationResponse> {
-  const url = attestationUrl(serviceUrl, nonce);
-  let response: Response;
-  let text: string;
+  const url = attestationUrl(connection.serviceUrl, nonce);
+  let answer: { status: number; text: string };
   try {
-    response = await fetchAnswer(url, { signal: AbortSignal.timeout(timeoutMs), headers: { accept: 'application/json' }, redirect: 'error' });
-    text = await readAtMost(response, MAX_RESPONSE_BYTES);
+    answer = await get(connection, `${url.pathname}${url.search}`, timeoutMs);
   } catch (error) {
     if (error instanceof AttestationUnavailableError) throw error;
-    const cause = (error as { cause?: { code?: string; message?: string } }).cause;
-    const reason = (error as Error).name === 'TimeoutError'
-      ? `no answer within ${timeoutMs / 1000} s`
-      : cause?.code ?? cause?.message ?? (error as Error).message;
-    throw new AttestationUnavailableError(`Could not reach ${url.origin}: ${reason}`, { cause: error });
+    throw new AttestationUnavailableError(`Could not reach ${url.origin}: ${(error as Error).message}`, { cause: error });
   }
-  if (!response.ok) {
-    throw new AttestationUnavailableError(`${url.origin}${url.pathname} answered HTTP ${response.status}: ${printableText(text.trim(), 200)}`);
+  if (answer.status !== 200) {
+    throw new AttestationUnavailableError(
+      `${url.origin}${url.pathname} answered HTTP ${answer.status}: ${printableText(answer.text.trim(), 200)}`);
   }
   let body: unknown;
   try {
-    body = JSON.parse(text);
+    body = JSON.parse(answer.text);
   } catch {
     throw new AttestationUnavailableError(`${url.origin}${url.pathname} did not answer JSON: is this a sealed-inference service?`);
   }
@@ -65,18 +75,36 @@ export async function fetchAttestation(
   }
 }
 
-/** The response body as text, refusing more than `limit` bytes without reading the rest. */
-async function readAtMost(response: Response, limit: number): Promise<string> {
-  const chunks: Uint8Array[] = [];
-  let size = 0;
-  const reader = response.body?.getReader();
-  for (let chunk = await reader?.read(); chunk !== undefined && !chunk.done; chunk = await reader?.read()) {
-    size += chunk.value.length;
-    if (size > limit) {
-      await reader?.cancel();
-      throw new AttestationUnavailableError(`${response.url} answered more than ${limit} bytes: is this a sealed-inference service?`);
-    }
-    chunks.push(chunk.value);
-  }
-  return Buffer.concat(chunks).toString('utf8');
+/** `GET path` over the connection: the status and the body as text, refusing more than MAX_RESPONSE_BYTES. */
+function get(connection: PinnedConnection, path: string, timeoutMs: number): Promise<{ status: number; text: string }> {
+  return new Promise((resolve, reject) => {
+    const request = connection.request(path, { method: 'GET', headers: { accept: 'application/json' } });
+    const timer = setTimeout(() => request.destroy(new Error(`no answer within ${timeoutMs / 1000} s`)), timeoutMs);
+    request.once('error', (error) => {
+      clearTimeout(timer);
+      reject(error);
+    });
+    request.once('response', (response: IncomingMessage) => {
+      response.once('error', (error) => {
+        clearTimeout(timer);
+        reject(error);
+      });
+      const chunks: Buffer[] = [];
+      let size = 0;
+      response.on('data', (chunk: Buffer) => {
+        size += chunk.length;
+        if (size > MAX_RESPONSE_BYTES) {
+          request.destroy(new AttestationUnavailableError(
+            `${connection.serviceUrl.origin} answered more than ${MAX_RESPONSE_BYTES} bytes: is this a sealed-inference service?`));
+        } else {
+          chunks.push(chunk);
+        }
+      });
+      response.once('end', () => {
+        clearTimeout(timer);
+        resolve({ status: response.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8') });
+      });
+    });
+    request.end();
+  });
 }

@@ -55,12 +55,6 @@ export interface CliDependencies {
    */
   readonly trustedRoots?: X509Certificate[];
   /**
-   * Fetches the service's attestation.
-   *
-   * @default - the global fetch, with Node's default certificate checks for https
-   */
-  readonly fetch?: typeof fetch;
-  /**
    * Makes the KMS client for a Region.
    *
    * @default - a KMS client with the SDK's credential chain

@@ -16,6 +16,7 @@ import { FakeS3, startFakeS3 } from './doubles/fake-s3';
 import { installNitroTpmAttestDouble } from './doubles/nitro-tpm-attest';
 import { SealedModelFixture, storeSealedModel, testApplianceConfig } from './doubles/sealed-model-fixture';
 import { StubOllama } from './doubles/stub-ollama';
+import { tlsFetch } from './doubles/tls-fetch';
 import { startSwtpm, Swtpm } from './doubles/swtpm';
 
 /**
@@ -113,7 +114,7 @@ describe('the appliance bundle', () => {
 
     // A chat round trip; the prompt goes to Ollama and never into the appliance's log.
     const prompt = `What is sealed inference? ${randomBytes(8).toString('hex')}`;
-    const chat = await fetch(`${appliance.url}/api/chat`, {
+    const chat = await tlsFetch(`${appliance.url}/api/chat`, {
       method: 'POST',
       headers: { 'Content-Type': 'application/json' },
       body: JSON.stringify({ messages: [{ role: 'user', content: prompt }] }),
@@ -126,7 +127,7 @@ describe('the appliance bundle', () => {
 
     // The attestation endpoint: a fresh document over the verifier's nonce, with the image's PCRs and the model's.
     const nonce = randomBytes(32);
-    const evidence = (await (await fetch(`${appliance.url}/api/attestation?nonce=${nonce.toString('hex')}`)).json()) as {
+    const evidence = (await (await tlsFetch(`${appliance.url}/api/attestation?nonce=${nonce.toString('hex')}`)).json()) as {
       document: string;
       eventLog: PcrEvent[];
     };
@@ -178,7 +179,7 @@ describe('the appliance bundle', () => {
     });
     expect(ollama.blobs.size).toBe(0);
     expect(s3.gets.filter((get) => get.includes('.sealed'))).toEqual([]);
-    const chat = await fetch(`${appliance.url}/api/chat`, {
+    const chat = await tlsFetch(`${appliance.url}/api/chat`, {
       method: 'POST',
       headers: { 'Content-Type': 'application/json' },
       body: JSON.stringify({ messages: [{ role: 'user', content: 'hello' }] }),

@@ -4,6 +4,7 @@ import { Browser, BrowserContext, chromium, Page } from 'playwright-core';
 import type { ApplianceStatus } from '../../lib/appliance/appliance-status';
 import { InferenceService, startInferenceService } from '../../lib/appliance/inference-service';
 import { OllamaClient } from '../../lib/appliance/ollama-client';
+import { createTlsIdentity } from '../../lib/appliance/tls-identity';
 import { loadTestModel, StubOllama } from './doubles/stub-ollama';
 
 /** Screenshots of each state, for a person to look at; not compared. */
@@ -41,7 +42,7 @@ beforeAll(async () => {
       attest: () => Promise.reject(new Error('not used by the page')),
       log: () => undefined,
     },
-    { host: '127.0.0.1', port: 0 },
+    { host: '127.0.0.1', port: 0, tls: await createTlsIdentity() },
   );
 });
 
@@ -53,7 +54,7 @@ afterAll(async () => {
 
 beforeEach(async () => {
   problems = [];
-  context = await browser.newContext({ viewport: { width: 900, height: 700 } });
+  context = await browser.newContext({ viewport: { width: 900, height: 700 }, ignoreHTTPSErrors: true });
   page = await context.newPage();
   page.on('console', (message) => {
     if (message.type() === 'error') problems.push(`console: ${message.text()}`);

@@ -1,6 +1,6 @@
 import { randomBytes } from 'crypto';
-import * as http from 'http';
-import * as net from 'net';
+import * as https from 'https';
+import * as tls from 'tls';
 import type { ApplianceStatus } from '../../lib/appliance/appliance-status';
 import {
   AttestationEvidence,
@@ -13,6 +13,8 @@ import { verifyAttestationDocument } from '../../lib/attestation';
 import { MODEL_PCR, PcrEvent, extendPcr, replayPcrEvents } from '../../lib/attestation/pcr-event-log';
 import { TestChain, buildTestAttestationDocument, createTestChain, testPcrs } from '../attestation/test-attestation';
 import { loadTestModel, StubOllama } from './doubles/stub-ollama';
+import { tlsFetch } from './doubles/tls-fetch';
+import { createTlsIdentity, TlsIdentity } from '../../lib/appliance/tls-identity';
 
 const SERVED = 'llama-sealed';
 const MODEL = { name: SERVED, sha256: 'a'.repeat(64), sha384: 'b'.repeat(96) };
@@ -28,6 +30,7 @@ const EVENT_LOG: PcrEvent[] = [
 ];
 
 let chain: TestChain;
+let identity: TlsIdentity;
 let stub: StubOllama;
 let service: InferenceService;
 let status: ApplianceStatus;
@@ -37,6 +40,7 @@ let attest: (nonce: Buffer) => Promise<AttestationEvidence>;
 
 beforeAll(async () => {
   chain = await createTestChain();
+  identity = await createTlsIdentity();
 });
 
 beforeEach(async () => {
@@ -58,7 +62,7 @@ beforeEach(async () => {
       attest: (nonce) => attest(nonce),
       log: (line) => logLines.push(line),
     },
-    { host: '127.0.0.1', port: 0 },
+    { host: '127.0.0.1', port: 0, tls: identity },
   );
 });
 
@@ -69,7 +73,7 @@ afterEach(async () => {
 
 
 function postChat(body: string, headers: Record<string, string> = { 'content-type': 'application/json' }) {
-  return fetch(`${service.url}/api/chat`, { method: 'POST', headers, body });
+  return tlsFetch(`${service.url}/api/chat`, { method: 'POST', headers, body });
 }
 
 function chatsReceived(): number {
@@ -87,7 +91,7 @@ describe('status and page', () => {
   test('GET /api/status answers the pipeline status, uncached', async () => {
     status = UNSEALING;
 
-    const response = await fetch(`${service.url}/api/status`);
+    const response = await tlsFetch(`${service.url}/api/status`);
 
     expect(response.status).toBe(200);
     expect(response.headers.get('content-type')).toBe('application/json; charset=utf-8');
@@ -101,7 +105,7 @@ describe('status and page', () => {
     ['/app.css', 'text/css; charset=utf-8', ':root {'],
     ['/favicon.svg', 'image/svg+xml', '<svg xmlns="http://www.w3.org/2000/svg"'],
   ])('GET %s serves the embedded file as %s with strict headers', async (route, contentType, start) => {
-    const response = await fetch(`${service.url}${route}`);
+    const response = await tlsFetch(`${service.url}${route}`);
 
     expect(response.status).toBe(200);
     expect(response.headers.get('content-type')).toBe(contentType);
@@ -113,9 +117,9 @@ describe('status and page', () => {
   });
 
   test('the page loads only its own script and stylesheet, and nothing from another origin', async () => {
-    const html = await (await fetch(`${service.url}/`)).text();
-    const script = await (await fetch(`${service.url}/app.js`)).text();
-    const style = await (await fetch(`${service.url}/app.css`)).text();
+    const html = await (await tlsFetch(`${service.url}/`)).text();
+    const script = await (await tlsFetch(`${service.url}/app.js`)).text();
+    const style = await (await tlsFetch(`${service.url}/app.css`)).text();
 
     expect([...html.matchAll(/<script[^>]*>/g)].map((tag) => tag[0])).toEqual(['<script src="/app.js" defer>']);
     expect(html).toMatch(/<script src="\/app.js" defer><\/script>/);
@@ -125,15 +129,15 @@ describe('status and page', () => {
   });
 
   test('unknown paths are 404 and wrong methods 405 with the allowed ones', async () => {
-    const missing = await fetch(`${service.url}/admin`);
+    const missing = await tlsFetch(`${service.url}/admin`);
     expect(missing.status).toBe(404);
     expect(await missing.json()).toEqual({ error: 'No such resource: /admin' });
 
-    const wrong = await fetch(`${service.url}/api/status`, { method: 'DELETE' });
+    const wrong = await tlsFetch(`${service.url}/api/status`, { method: 'DELETE' });
     expect(wrong.status).toBe(405);
     expect(wrong.headers.get('allow')).toBe('GET, HEAD');
 
-    const getChat = await fetch(`${service.url}/api/chat`);
+    const getChat = await tlsFetch(`${service.url}/api/chat`);
     expect(getChat.status).toBe(405);
     expect(getChat.headers.get('allow')).toBe('POST');
   });
@@ -141,7 +145,8 @@ describe('status and page', () => {
   test('a request target that is no URL path is a 400, and the service keeps serving', async () => {
     const port = new URL(service.url).port;
     const answer = await new Promise<string>((resolve, reject) => {
-      const socket = net.connect(Number(port), '127.0.0.1', () => socket.end('GET //[ HTTP/1.1\r\nHost: appliance\r\n\r\n'));
+      const socket = tls.connect({ port: Number(port), host: '127.0.0.1', rejectUnauthorized: false },
+        () => socket.end('GET //[ HTTP/1.1\r\nHost: appliance\r\n\r\n'));
       let received = '';
       socket.on('data', (data) => (received += data.toString()));
       socket.on('end', () => resolve(received));
@@ -149,7 +154,7 @@ describe('status and page', () => {
     });
     expect(answer.split('\r\n')[0]).toBe('HTTP/1.1 400 Bad Request');
     expect(answer).toContain('Malformed request target');
-    expect((await fetch(`${service.url}/api/status`)).status).toBe(200);
+    expect((await tlsFetch(`${service.url}/api/status`)).status).toBe(200);
     expect(await logged(2)).toEqual(expect.arrayContaining([expect.stringMatching(/^GET \(malformed target\) 400 /)]));
   });
 });
@@ -271,7 +276,7 @@ describe('chat', () => {
     const secret = 'my secret merger plan for ACME';
     const response = await postChat(JSON.stringify({ messages: [{ role: 'user', content: secret }] }));
     const answer = await response.text();
-    await fetch(`${service.url}/api/status`);
+    await tlsFetch(`${service.url}/api/status`);
     await postChat(JSON.stringify({ messages: [{ role: 'user', content: secret }], model: 'x' }));
 
     const lines = await logged(3);
@@ -289,7 +294,7 @@ describe('attestation', () => {
   test.each([16, 64])('answers a signed document over a %i-byte nonce, given in either case, and the event log', async (size) => {
     const nonce = randomBytes(size);
 
-    const response = await fetch(`${service.url}/api/attestation?nonce=${nonce.toString('hex').toUpperCase()}`);
+    const response = await tlsFetch(`${service.url}/api/attestation?nonce=${nonce.toString('hex').toUpperCase()}`);
 
     expect(response.status).toBe(200);
     expect(response.headers.get('cache-control')).toBe('no-store');
@@ -314,7 +319,7 @@ describe('attestation', () => {
     [`?nonce=${'ab'.repeat(16)}&nonce=${'cd'.repeat(16)}`, 'Expected one nonce, got 2'],
     [`?nonce=${'ab'.repeat(16)}&userData=x`, 'Unknown parameter "userData"'],
   ])('refuses the query "%s" with the reason', async (query, reason) => {
-    const response = await fetch(`${service.url}/api/attestation${query}`);
+    const response = await tlsFetch(`${service.url}/api/attestation${query}`);
 
     expect(response.status).toBe(400);
     expect(((await response.json()) as { error: string }).error).toBe(
@@ -328,7 +333,7 @@ describe('attestation', () => {
       throw new Error('nitro-tpm-attest exited with 1: TPM device busy');
     };
 
-    const response = await fetch(`${service.url}/api/attestation?nonce=${'ab'.repeat(16)}`);
+    const response = await tlsFetch(`${service.url}/api/attestation?nonce=${'ab'.repeat(16)}`);
 
     expect(response.status).toBe(500);
     expect(await response.json()).toEqual({ error: 'Attestation failed: nitro-tpm-attest exited with 1: TPM device busy' });
@@ -344,15 +349,15 @@ describe('attestation', () => {
       return inner(nonce);
     };
 
-    const first = fetch(`${service.url}/api/attestation?nonce=${'ab'.repeat(16)}`);
+    const first = tlsFetch(`${service.url}/api/attestation?nonce=${'ab'.repeat(16)}`);
     await waitFor(() => calls === 1);
-    const second = await fetch(`${service.url}/api/attestation?nonce=${'cd'.repeat(16)}`);
+    const second = await tlsFetch(`${service.url}/api/attestation?nonce=${'cd'.repeat(16)}`);
     release?.();
 
     expect(second.status).toBe(429);
     expect(second.headers.get('retry-after')).toBe('1');
     expect((await first).status).toBe(200);
-    const third = await fetch(`${service.url}/api/attestation?nonce=${'ef'.repeat(16)}`);
+    const third = await tlsFetch(`${service.url}/api/attestation?nonce=${'ef'.repeat(16)}`);
     expect(third.status).toBe(200);
     expect(calls).toBe(2);
   });
@@ -361,7 +366,7 @@ describe('attestation', () => {
 /** A POST through node:http, to control framing headers that fetch sets itself. */
 function rawPost(route: string, body: string, headers: Record<string, string>): Promise<{ status: number; text: string }> {
   return new Promise((resolve, reject) => {
-    const request = http.request(`${service.url}${route}`, { method: 'POST', headers }, (response) => {
+    const request = https.request(`${service.url}${route}`, { method: 'POST', headers, rejectUnauthorized: false }, (response) => {
       let text = '';
       response.on('data', (chunk) => (text += chunk));
       response.on('end', () => resolve({ status: response.statusCode ?? 0, text }));

@@ -15,6 +15,7 @@ import { synthesizedKeyPolicy } from '../attestation/synthesized-key-policy';
 import { publishedImage } from '../fixtures';
 import { endsWithFailure, failure, runCaptured } from './capture';
 import { FakeAnswer, FakeAppliance } from './doubles/fake-appliance';
+import type { AddressInfo } from 'node:net';
 
 const hex = (byte: string) => byte.repeat(48);
 const sha384 = (text: string) => createHash('sha384').update(text).digest('hex');
@@ -40,13 +41,15 @@ const kmsRegions: string[] = [];
 
 /** A document as the appliance serves it: signed by `chain`, the given PCRs over image IMAGE serving MODEL. */
 function attestation(nonce: Buffer | undefined, options: {
-  pcrs?: Record<number, string>; eventLog?: PcrEvent[]; timestamp?: Date; signer?: TestChain;
+  pcrs?: Record<number, string>; eventLog?: PcrEvent[]; timestamp?: Date; signer?: TestChain; userData?: Buffer;
 } = {}): FakeAnswer {
   const pcrs = testPcrs();
   for (const [index, value] of Object.entries({ 4: IMAGE.pcr4, 12: IMAGE.pcr12, 15: extended(MODEL), ...options.pcrs })) {
     pcrs.set(Number(index), value);
   }
-  const document = buildTestAttestationDocument({ chain: options.signer ?? chain, pcrs, nonce, timestamp: options.timestamp });
+  const document = buildTestAttestationDocument({
+    chain: options.signer ?? chain, pcrs, nonce, timestamp: options.timestamp, userData: options.userData ?? appliance.binding,
+  });
   return { body: { document: document.toString('base64'), eventLog: options.eventLog ?? [modelEvent(MODEL)] } };
 }
 
@@ -100,11 +103,11 @@ describe('verified: exit code 0', () => {
     expect({ code, stderr }).toEqual({ code: 0, stderr: '' });
     const lines = stdout.split('\n');
     expect(lines[0]).toMatch(new RegExp(`^Service ${appliance.url}/ \\(nonce [0-9a-f]{64}\\)$`));
-    expect(lines.slice(1, 5).map((l) => /^ {2}ok {4}[a-z-]+: \S+/.exec(l)?.[0])).toEqual([
-      '  ok    document: module', '  ok    image: ami-0123456789abcdef0', `  ok    event-log: PCR15=${extended(MODEL)}`,
-      `  ok    model: ${MODEL}`,
+    expect(lines.slice(1, 6).map((l) => /^ {2}ok {4}[a-z-]+: \S+/.exec(l)?.[0])).toEqual([
+      '  ok    document: module', '  ok    channel: TLS', '  ok    image: ami-0123456789abcdef0',
+      `  ok    event-log: PCR15=${extended(MODEL)}`, `  ok    model: ${MODEL}`,
     ]);
-    expect(lines[5]).toBe(`Verified: ${appliance.url}/ runs ami-0123456789abcdef0 and serves model ${MODEL}.`);
+    expect(lines[6]).toBe(`Verified: ${appliance.url}/ runs ami-0123456789abcdef0 and serves model ${MODEL}.`);
 
     await run(['--measurements', measurements]);
     const nonces = appliance.requests.map((url) => url.searchParams.get('nonce'));
@@ -123,7 +126,7 @@ describe('verified: exit code 0', () => {
     });
     expect(report.nonce).toBe(appliance.requests[0].searchParams.get('nonce'));
     expect(report.checks.map((c: { name: string; passed: boolean }) => [c.name, c.passed]))
-      .toEqual([['document', true], ['image', true], ['event-log', true]]);
+      .toEqual([['document', true], ['channel', true], ['image', true], ['event-log', true]]);
   });
 
   test('a service URL with a path prefix keeps it', async () => {
@@ -134,43 +137,82 @@ describe('verified: exit code 0', () => {
   });
 });
 
-describe('over https', () => {
-  let tls: { key: Buffer; cert: Buffer };
-  let secure: FakeAppliance;
+describe('the channel: the document must bind the TLS key of the connection it came over', () => {
+  let relay: https.Server;
+  let relayedChats: string[];
 
   beforeAll(async () => {
-    const keyFile = path.join(dir, 'tls-key.pem');
-    const certFile = path.join(dir, 'tls-cert.pem');
+    // A relay with a key of its own: it forwards /api/attestation to the genuine service and would answer chats itself.
+    const keyFile = path.join(dir, 'relay-key.pem');
+    const certFile = path.join(dir, 'relay-cert.pem');
     openssl(['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '1',
-      '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1', '-keyout', keyFile, '-out', certFile]);
-    tls = { key: fs.readFileSync(keyFile), cert: fs.readFileSync(certFile) };
-    secure = await FakeAppliance.start((nonce) => attestation(nonce), tls);
-  });
-  afterAll(() => secure.stop());
-
-  /** A fetch over node:https that trusts the test certificate, as a client with its own CA would. */
-  const fetchTrusting = (ca: Buffer): typeof fetch => async (input, init) => {
-    const url = new URL(String(input));
-    return new Promise<Response>((resolve, reject) => {
-      https.get(url, { ca, headers: { accept: 'application/json' }, signal: init?.signal ?? undefined }, (answer) => {
-        const chunks: Buffer[] = [];
-        answer.on('data', (chunk: Buffer) => chunks.push(chunk));
-        answer.on('end', () => resolve(new Response(Buffer.concat(chunks), { status: answer.statusCode })));
-        answer.on('error', reject);
-      }).on('error', reject);
+      '-subj', '/CN=127.0.0.1', '-keyout', keyFile, '-out', certFile]);
+    relay = https.createServer({ key: fs.readFileSync(keyFile), cert: fs.readFileSync(certFile) }, (req, res) => {
+      if (req.url?.startsWith('/api/attestation')) {
+        https.get(`${appliance.url}${req.url}`, { rejectUnauthorized: false }, (genuine) => {
+          res.writeHead(genuine.statusCode ?? 502, { 'content-type': 'application/json' });
+          genuine.pipe(res);
+        });
+      } else {
+        relayedChats.push(req.url ?? '');
+        res.writeHead(200).end('{}');
+      }
     });
-  };
+    await new Promise<void>((resolve) => relay.listen(0, '127.0.0.1', resolve));
+  });
+  afterAll(() => new Promise((resolve) => relay.close(resolve)));
+  beforeEach(() => {
+    relayedChats = [];
+  });
+  const relayUrl = () => `https://127.0.0.1:${(relay.address() as AddressInfo).port}`;
 
-  test('verifies a service whose certificate the client trusts', async () => {
-    const { code, stderr } = await runCaptured(['verify', secure.url, '--measurements', file('m.json', IMAGE)],
-      { ...deps, fetch: fetchTrusting(tls.cert) });
-    expect({ code, stderr }).toEqual({ code: 0, stderr: '' });
+  test("a relay's answer is the genuine document, and it is refused: it binds the genuine service's key", async () => {
+    const { code, stdout, stderr } = await runCaptured(['verify', relayUrl(), '--measurements', file('m.json', IMAGE)], deps);
+    expect(code).toBe(3);
+    expect(appliance.requests).toHaveLength(1);
+    expect(stdout).toMatch(/ {2}ok {4}document: module/);
+    expect(stdout).toMatch(/ {2}FAIL {2}channel: expected the document binds this connection's TLS key \(SPKI SHA-256 [0-9a-f]{64}\)/);
+    expect(stdout).not.toMatch(/ok {4}image/);
+    expect(stderr).toMatch(endsWithFailure(/not trustworthy: channel: .*found channel-mismatch: the connection's TLS key has SPKI SHA-256 [0-9a-f]{64}, but the document binds the TLS key with SPKI SHA-256 [0-9a-f]{64}: the service answering is not the attested instance/));
+    expect(relayedChats).toEqual([]);
   });
 
-  test('cannot check a service whose certificate nothing vouches for', async () => {
-    const { code, stdout, stderr } = await runCaptured(['verify', secure.url, '--measurements', file('m.json', IMAGE)], deps);
-    expect({ code, stdout }).toEqual({ code: 1, stdout: '' });
-    expect(stderr).toMatch(/Could not reach https:\/\/127.0.0.1:\d+: .*(SELF_SIGNED|self-signed|certificate)/i);
+  test('the report names the key it verified, the one the service presented', async () => {
+    const { code, stdout } = await run(['--measurements', file('m.json', IMAGE), '--json']);
+    expect(code).toBe(0);
+    const report = JSON.parse(stdout);
+    expect(appliance.binding.toString()).toBe(`sealed-inference-channel/1 tls-spki-sha256=${report.tlsSpkiSha256}`);
+    expect(report.checks.find((c: { name: string }) => c.name === 'channel')).toMatchObject({ passed: true });
+  });
+
+  test.each([
+    ['no binding at all', Buffer.alloc(0), /the document carries no channel binding/],
+    ['a binding of another key', Buffer.from(`sealed-inference-channel/1 tls-spki-sha256=${'ab'.repeat(32)}`),
+      new RegExp(`the document binds the TLS key with SPKI SHA-256 ${'ab'.repeat(32)}`)],
+    ['user data that is no binding', Buffer.from('hello'), /the document's user_data is not a channel binding \(5 bytes, hex 68656c6c6f\)/],
+  ])('a document with %s is refused', async (_name, userData, message) => {
+    appliance.answer = (n) => attestation(n, { userData: userData.length === 0 ? undefined : userData });
+    if (userData.length === 0) {
+      appliance.answer = (n) => ({ body: { document: buildTestAttestationDocument({ chain, pcrs: testPcrs(), nonce: n }).toString('base64'), eventLog: [] } });
+    }
+    const { code, stderr } = await run(['--measurements', file('m.json', IMAGE)]);
+    expect(code).toBe(3);
+    expect(stderr).toMatch(endsWithFailure(new RegExp(`not trustworthy: channel: .*${message.source}`)));
+  });
+
+  test('a TLS 1.2 service is not reached: the channel is TLS 1.3 only', async () => {
+    const keyFile = path.join(dir, 'relay-key.pem');
+    const old = https.createServer({ key: fs.readFileSync(keyFile), cert: fs.readFileSync(path.join(dir, 'relay-cert.pem')),
+      maxVersion: 'TLSv1.2' }, (_req, res) => res.end());
+    await new Promise<void>((resolve) => old.listen(0, '127.0.0.1', resolve));
+    try {
+      const url = `https://127.0.0.1:${(old.address() as AddressInfo).port}`;
+      const { code, stderr } = await runCaptured(['verify', url, '--measurements', file('m.json', IMAGE)], deps);
+      expect(code).toBe(1);
+      expect(stderr).toMatch(endsWithFailure(/Could not connect to 127.0.0.1:\d+ over TLS 1.3: .*(version|protocol)/i));
+    } finally {
+      await new Promise((resolve) => old.close(resolve));
+    }
   });
 });
 
@@ -247,7 +289,7 @@ describe("the service's unauthenticated text cannot forge lines of the report", 
     const { code, stderr } = await run(['--measurements', file('m.json', IMAGE)]);
     expect(code).toBe(1);
     expect(stderr).toMatch(failure(
-      /http:\/\/127.0.0.1:\d+\/api\/attestation answered HTTP 503: model loading\\x1b\[2K\\x0d {2}ok {4}image: forged\\x0aVerified: forged\.+… \(\d+ more characters\)/,
+      /https:\/\/127.0.0.1:\d+\/api\/attestation answered HTTP 503: model loading\\x1b\[2K\\x0d {2}ok {4}image: forged\\x0aVerified: forged\.+… \(\d+ more characters\)/,
     ));
   });
 });
@@ -259,23 +301,23 @@ describe('could not check: exit code 1, nothing on stdout', () => {
       const url = closed.url;
       await closed.stop();
       return runCaptured(['verify', url, '--measurements', file('m.json', IMAGE)], deps);
-    }, /Could not reach http:\/\/127.0.0.1:\d+: ECONNREFUSED/],
+    }, /Could not connect to 127.0.0.1:\d+ over TLS 1.3: .*ECONNREFUSED/],
     ['a service that does not answer in time', async () => {
       appliance.answer = () => 'hang';
       return run(['--measurements', file('m.json', IMAGE), '--timeout', '0.3']);
-    }, /Could not reach http:\/\/127.0.0.1:\d+: no answer within 0.3 s/],
+    }, /Could not reach https:\/\/127.0.0.1:\d+: no answer within 0.3 s/],
     ['an HTTP error', async () => {
       appliance.answer = () => ({ status: 503, body: 'model loading' });
       return run(['--measurements', file('m.json', IMAGE)]);
-    }, /http:\/\/127.0.0.1:\d+\/api\/attestation answered HTTP 503: model loading/],
+    }, /https:\/\/127.0.0.1:\d+\/api\/attestation answered HTTP 503: model loading/],
     ['an answer that is not JSON', async () => {
       appliance.answer = () => ({ body: '<html>' });
       return run(['--measurements', file('m.json', IMAGE)]);
-    }, /http:\/\/127.0.0.1:\d+\/api\/attestation did not answer JSON: is this a sealed-inference service\?/],
+    }, /https:\/\/127.0.0.1:\d+\/api\/attestation did not answer JSON: is this a sealed-inference service\?/],
     ['an answer too large for an attestation', async () => {
       appliance.answer = () => ({ body: 'x'.repeat(1024 * 1024 + 1) });
       return run(['--measurements', file('m.json', IMAGE)]);
-    }, /http:\/\/127.0.0.1:\d+\/api\/attestation\?nonce=[0-9a-f]{64} answered more than 1048576 bytes/],
+    }, /https:\/\/127.0.0.1:\d+ answered more than 1048576 bytes/],
     ['an answer without event log', async () => {
       appliance.answer = () => ({ body: { document: 'AAAA' } });
       return run(['--measurements', file('m.json', IMAGE)]);
@@ -438,9 +480,10 @@ describe('usage errors: exit code 2, without asking the service', () => {
   });
 
   test.each([
-    ['ftp://host/', /Expected an http or https URL/],
-    ['not a url', /Expected a URL like http:\/\/10.0.1.23:3000/],
-    ['http://host/?nonce=1', /Expected the service URL without query or fragment/],
+    ['ftp://host/', /Expected an https URL/],
+    ['not a url', /Expected a URL like https:\/\/10.0.1.23:3000/],
+    ['https://host/?nonce=1', /Expected the service URL without query or fragment/],
+    ['http://10.0.1.23:3000', /The service speaks TLS only: use https:\/\/. Over plain http a relay could answer in its place/],
   ])('service URL %s', async (url, message) => {
     const { code, stderr } = await runCaptured(['verify', url, '--measurements', 'm.json'], deps);
     expect(code).toBe(2);

@@ -4,6 +4,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { ApplianceStatus } from '../../../lib/appliance/appliance-status';
+import { tlsFetch } from './tls-fetch';
 
 /** The appliance bundle the image installs, as built by `npm run build`. */
 export const APPLIANCE_BUNDLE = path.join(__dirname, '..', '..', '..', 'assets', 'appliance', 'appliance.js');
@@ -58,8 +59,8 @@ export async function startApplianceProcess(
   child.stdout!.on('data', (chunk) => (output += chunk));
   child.stderr!.on('data', (chunk) => (output += chunk));
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  const url = `http://127.0.0.1:${port}`;
-  const status = async () => (await (await fetch(`${url}/api/status`)).json()) as ApplianceStatus;
+  const url = `https://127.0.0.1:${port}`;
+  const status = async () => (await (await tlsFetch(`${url}/api/status`)).json()) as ApplianceStatus;
   return {
     url,
     stateDirectory,
