@@ -1,4 +1,4 @@
-import { CfnOutput } from 'aws-cdk-lib';
+import { CfnOutput, Stack } from 'aws-cdk-lib';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as kms from 'aws-cdk-lib/aws-kms';
@@ -125,13 +125,15 @@ export class SealedInference extends Construct {
   /** The inference instance. */
   public readonly attestedInstance: AttestedInstance;
 
-  /** The URL of the inference service, reachable from the allowed peers. */
+  /** The URL of the inference service (TLS 1.3, its key bound to the instance's attestation), reachable from the allowed peers. */
   public readonly serviceUrl: string;
 
+  private readonly modelName: string;
   private readonly modelPrefix: string;
 
   constructor(scope: Construct, id: string, props: SealedInferenceProps) {
     super(scope, id);
+    this.modelName = props.modelName;
     this.modelPrefix = props.modelPrefix ?? 'models/';
     const allowedImages = [props.image, ...(props.additionalAllowedImages ?? [])];
 
@@ -165,7 +167,7 @@ export class SealedInference extends Construct {
     props.modelOwners?.forEach((owner) => this.allowModelOwner(owner));
 
     const instance = this.attestedInstance.instance;
-    this.serviceUrl = `http://${instance.instancePrivateIp}:${this.securityGroup.servicePort}`;
+    this.serviceUrl = `https://${instance.instancePrivateIp}:${this.securityGroup.servicePort}`;
     this.addOutputs(allowedImages);
   }
 
@@ -196,6 +198,16 @@ export class SealedInference extends Construct {
     output('ModelBucketName', this.modelBucket.bucket.bucketName, 'The bucket for the sealed model');
     output('ModelPrefix', this.modelPrefix || '(bucket root)', 'Where the sealed model is stored in the bucket');
     output('InstanceId', this.attestedInstance.instance.instanceId, 'The attested inference instance');
-    output('ServiceUrl', this.serviceUrl, 'The inference service (chat UI and API)');
+    output('ServiceUrl', this.serviceUrl, 'The inference service (chat page and API), over TLS bound to its attestation');
+    output('ModelName', this.modelName, 'The sealed model the instance serves');
+    const manifest = `${this.modelPrefix}${this.modelName}.manifest.json`;
+    output('ModelManifestUri', `s3://${this.modelBucket.bucket.bucketName}/${manifest}`,
+      "The model's manifest: download it for verify --model and gateway --model");
+    // What a client runs to check what it talks to, with this deployment's outputs as its expectations.
+    const expectations = `--stack-outputs outputs.json --stack ${Stack.of(this).stackName} --model ${this.modelName}.manifest.json`;
+    output('VerifyCommand', `npx sealed-inference verify ${this.serviceUrl} ${expectations}`,
+      'Proves which image and model serve the URL (outputs.json: cdk deploy --outputs-file; the manifest from ModelManifestUri)');
+    output('GatewayCommand', `npx sealed-inference gateway ${this.serviceUrl} ${expectations}`,
+      'A local OpenAI-compatible endpoint that forwards only to an instance it verified');
   }
 }

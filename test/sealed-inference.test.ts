@@ -121,6 +121,17 @@ test('outputs what the key is sealed to, for a reviewer to compare with the buil
     InferenceKeyArn: { 'Fn::GetAtt': [expect.any(String), 'Arn'] },
     InferenceModelBucketName: { Ref: expect.any(String) },
     InferenceModelPrefix: 'models/',
-    InferenceServiceUrl: { 'Fn::Join': ['', ['http://', { 'Fn::GetAtt': [expect.any(String), 'PrivateIp'] }, ':3000']] },
+    InferenceServiceUrl: { 'Fn::Join': ['', ['https://', { 'Fn::GetAtt': [expect.any(String), 'PrivateIp'] }, ':3000']] },
+    InferenceModelName: 'llama',
+    InferenceModelManifestUri: { 'Fn::Join': ['', ['s3://', { Ref: expect.any(String) }, '/models/llama.manifest.json']] },
   });
+});
+
+test('outputs the commands a client runs to verify the service, with this stack as the expectation', () => {
+  const { template } = pattern({ servicePeers: [ec2.Peer.ipv4('10.0.0.0/16')] });
+  const join = (command: string) => ({
+    'Fn::Join': ['', [`npx sealed-inference ${command} https://`, { 'Fn::GetAtt': [expect.any(String), 'PrivateIp'] },
+      ':3000 --stack-outputs outputs.json --stack Test --model llama.manifest.json']],
+  });
+  expect(outputs(template)).toMatchObject({ InferenceVerifyCommand: join('verify'), InferenceGatewayCommand: join('gateway') });
 });
