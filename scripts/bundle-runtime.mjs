@@ -5,22 +5,11 @@
 // The AWS SDK is bundled rather than taken from the runtime: each bundle then runs the exact, tested SDK version
 // pinned in package-lock.json, whatever the Lambda runtime or the image ships.
 import { build } from 'esbuild';
-import { readFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { uiAsText } from './ui-as-text.mjs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
-
-// The page's files, script included, are served as they are: loaded as text, not bundled as code.
-const uiAsText = {
-  name: 'ui-as-text',
-  setup(build) {
-    build.onLoad({ filter: /[\\/]lib[\\/]appliance[\\/]ui[\\/][^\\/]+\.(html|css|js|svg)$/ }, async (args) => ({
-      contents: await readFile(args.path, 'utf8'),
-      loader: 'text',
-    }));
-  },
-};
 
 const bundles = [
   { entry: 'lib/attestable-image/handler/index.ts', outfile: 'assets/published-measurements-handler/index.js' },
