@@ -1,5 +1,6 @@
 import { App } from 'aws-cdk-lib';
 import { Annotations, Match, Template } from 'aws-cdk-lib/assertions';
+import { CfnInstance } from 'aws-cdk-lib/aws-ec2';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import { addComplianceChecks } from '../bin/compliance';
 import { SampleStack, sampleStackPropsFromContext } from '../bin/sample-stack';
@@ -24,6 +25,26 @@ test('synthesizes with no credentials, environment-agnostic, and no unacknowledg
   const { app, stack } = sampleApp();
   expect(stack.account).toMatch(/^\$\{Token/);
   expect(() => app.synth()).not.toThrow();
+});
+
+describe("CloudFormation's built-in template validation, which cdk synth skips for speed, its findings as errors", () => {
+  const validated = (change: (stack: SampleStack) => void = () => undefined) => {
+    const { app, stack } = sampleApp({ '@aws-cdk/core:validateAgainstDefaultRules': true });
+    change(stack);
+    return () => app.synth();
+  };
+
+  test('passes on the sample template', () => {
+    expect(validated()).not.toThrow();
+  });
+
+  test('fails on a property CloudFormation does not know', () => {
+    const careless = validated((stack) => {
+      const instance = stack.node.findAll().find((c) => c instanceof CfnInstance) as CfnInstance;
+      instance.addPropertyOverride('NoSuchProperty', 'x');
+    });
+    expect(careless).toThrow(/ERROR NoSuchProperty: Additional properties are not allowed[\s\S]*CloudFormation Validate/);
+  });
 });
 
 test('takes the image as a parameter by default and reads its measurements at deploy time', () => {
