@@ -2,6 +2,7 @@ import type { X509Certificate } from 'node:crypto';
 import type { EC2Client } from '@aws-sdk/client-ec2';
 import type { KMSClient } from '@aws-sdk/client-kms';
 import { Command, CommanderError } from 'commander';
+import { addGatewayCommand } from './gateway-command';
 import { addInspectCommand } from './inspect-command';
 import { addMeasurementsCommand } from './measurements-command';
 import { addSealCommand } from './seal-command';
@@ -94,6 +95,7 @@ export function createProgram(output: CliOutput = PROCESS_OUTPUT, dependencies: 
   addInspectCommand(program, output);
   addMeasurementsCommand(program, output, dependencies);
   addVerifyCommand(program, output, dependencies);
+  addGatewayCommand(program, output, dependencies);
   return program;
 }
 
