@@ -22,6 +22,12 @@ export interface ApplianceConfig {
   readonly modelName: string;
   /** TCP port of the inference service. */
   readonly servicePort: number;
+  /**
+   * DNS names clients use to reach the inference service. The service answers requests naming it by an IP address
+   * or one of these names, and refuses every other `Host` (421), which stops DNS rebinding.
+   * @default - IP addresses only
+   */
+  readonly hostNames?: string[];
 }
 
 /** Object keys of one sealed model in its bucket. */

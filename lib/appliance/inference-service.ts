@@ -1,13 +1,15 @@
 import * as http from 'http';
 import * as https from 'https';
 import type { AddressInfo } from 'net';
-import type { Readable } from 'stream';
-import { pipeline } from 'stream/promises';
 import type { PcrEvent } from '../attestation/pcr-event-log';
-import { isJsonObject } from '../json-object';
 import type { ApplianceStatus } from './appliance-status';
-import type { OllamaChat, OllamaChatMessage } from './ollama-client';
+import { misdirectedHost } from './host-header';
+import { allow, declaredLength, Exchange, Refusal, sendJson, send } from './http-exchange';
+import type { OllamaChat } from './ollama-client';
+import { chatCompletions, listModels, MAX_CHAT_REQUEST_BYTES, OpenAiApiContext, openAiError } from './openai-api';
 import { UI_ASSETS } from './ui-assets';
+
+export { MAX_CHAT_REQUEST_BYTES } from './openai-api';
 
 /** What `GET /api/attestation` answers with: a fresh attestation document over the nonce, and how PCR15 was built. */
 export interface AttestationEvidence {
@@ -37,7 +39,42 @@ export interface InferenceServiceOptions {
   readonly port: number;
   /** The TLS key and certificate (PEM) the service answers with: TLS 1.3 only, no plaintext HTTP. */
   readonly tls: { readonly key: string; readonly cert: string };
+  /**
+   * DNS names the service answers to besides IP addresses; a request naming another host in `Host` is refused (421).
+   * @default - IP addresses only
+   */
+  readonly hostNames?: readonly string[];
+  /**
+   * Chats answered at once; more are refused with 503 and Retry-After.
+   * @default 8
+   */
+  readonly maxChatsInFlight?: number;
+  /** Time limits on clients. */
+  readonly timeouts?: Partial<InferenceServiceTimeouts>;
 }
+
+/** How long the service waits on a client, in milliseconds. */
+export interface InferenceServiceTimeouts {
+  /** To receive a request's headers. */
+  readonly headersMs: number;
+  /** To receive a whole request, body included (and the rest of a refused body). */
+  readonly requestMs: number;
+  /** For a client that has stopped reading a streamed answer: the answer is then broken off. */
+  readonly writeStallMs: number;
+  /** A silent connection; a chat waiting for a model to load stays under it. */
+  readonly idleMs: number;
+}
+
+/** The defaults: generous for people on slow links, short enough that idle sockets do not pile up. */
+export const DEFAULT_INFERENCE_SERVICE_TIMEOUTS: InferenceServiceTimeouts = {
+  headersMs: 10_000,
+  requestMs: 30_000,
+  writeStallMs: 30_000,
+  idleMs: 5 * 60_000,
+};
+
+/** Chats answered at once unless configured: Ollama answers a few at a time and queues the rest, so more would only wait. */
+export const DEFAULT_MAX_CHATS_IN_FLIGHT = 8;
 
 /** A listening service. */
 export interface InferenceService {
@@ -48,8 +85,6 @@ export interface InferenceService {
   close(): Promise<void>;
 }
 
-/** The largest chat request accepted: a conversation of text, not a document store. */
-export const MAX_CHAT_REQUEST_BYTES = 64 * 1024;
 /** Nonce sizes accepted, in bytes (the attestation document's nonce field). */
 export const MIN_NONCE_BYTES = 16;
 export const MAX_NONCE_BYTES = 64;
@@ -69,54 +104,58 @@ const SECURITY_HEADERS: Readonly<Record<string, string>> = {
   'cache-control': 'no-store',
 };
 
-/** Time to receive a request's headers, and all of it. */
-const HEADERS_TIMEOUT_MS = 10_000;
-const REQUEST_TIMEOUT_MS = 30_000;
-/** A connection silent this long is closed; a chat answer waiting for a model to load stays under it. */
-const IDLE_TIMEOUT_MS = 5 * 60_000;
 const KEEP_ALIVE_TIMEOUT_MS = 5_000;
+/** Node checks the headers and request timeouts only this often (30 s unless told): at most a second late. */
+const MAX_TIMEOUT_CHECK_INTERVAL_MS = 1000;
 
-const CHAT_ROLES: ReadonlySet<string> = new Set(['user', 'assistant', 'system']);
 const NONCE_HEX = /^[0-9a-fA-F]*$/;
-
-/** A request refused with a status and a one-line reason for the client. */
-class Refusal extends Error {
-  constructor(
-    public readonly status: number,
-    message: string,
-    public readonly headers: Readonly<Record<string, string>> = {},
-  ) {
-    super(message);
-  }
-}
-
-/** Byte counts of one request, for its log line. */
-interface Exchange {
-  bytesIn: number;
-  bytesOut: number;
-}
 
 /**
  * Starts the appliance's port-3000 service: the chat page (`GET /`, `/app.js`, `/app.css`), `GET /api/status`,
- * `POST /api/chat` (streamed ndjson from the served model, once ready) and `GET /api/attestation?nonce=<hex>`.
- * Resolves once listening.
+ * `GET /api/ready` (200 once the model is served, 503 before),
+ * `GET /api/attestation?nonce=<hex>` and the OpenAI-compatible `POST /v1/chat/completions` and `GET /v1/models`
+ * (once ready). Resolves once listening.
  */
 export async function startInferenceService(
   dependencies: InferenceServiceDependencies,
   options: InferenceServiceOptions,
 ): Promise<InferenceService> {
+  const timeouts = { ...DEFAULT_INFERENCE_SERVICE_TIMEOUTS, ...options.timeouts };
+  if (timeouts.headersMs > timeouts.requestMs) {
+    throw new Error(`The headers timeout (${timeouts.headersMs} ms) must not exceed the request timeout (${timeouts.requestMs} ms)`);
+  }
+  const maxChatsInFlight = options.maxChatsInFlight ?? DEFAULT_MAX_CHATS_IN_FLIGHT;
+  if (!Number.isInteger(maxChatsInFlight) || maxChatsInFlight < 1) {
+    throw new Error(`maxChatsInFlight must be a whole number of at least 1, got ${maxChatsInFlight}`);
+  }
+  const handle = requestHandler(dependencies, {
+    hostNames: new Set((options.hostNames ?? []).map((name) => name.toLowerCase().replace(/\.$/, ''))),
+    chats: { inFlight: 0, limit: maxChatsInFlight },
+    writeStallMs: timeouts.writeStallMs,
+  });
   const server = https.createServer(
     {
       key: options.tls.key,
       cert: options.tls.cert,
       minVersion: 'TLSv1.3',
-      headersTimeout: HEADERS_TIMEOUT_MS,
-      requestTimeout: REQUEST_TIMEOUT_MS,
+      headersTimeout: timeouts.headersMs,
+      requestTimeout: timeouts.requestMs,
+      connectionsCheckingInterval: Math.min(MAX_TIMEOUT_CHECK_INTERVAL_MS, Math.ceil(timeouts.headersMs / 4)),
       keepAliveTimeout: KEEP_ALIVE_TIMEOUT_MS,
     },
-    requestHandler(dependencies),
+    handle,
   );
-  server.setTimeout(IDLE_TIMEOUT_MS);
+  // Node would answer `Expect: 100-continue` itself, inviting an upload it is about to refuse.
+  server.on('checkContinue', (request: http.IncomingMessage, response: http.ServerResponse) => {
+    if (declaredLength(request) > MAX_CHAT_REQUEST_BYTES) {
+      // Refused before the upload: the client sends no body, so nothing is left to read on this connection.
+      response.setHeader('connection', 'close');
+    } else {
+      response.writeContinue();
+    }
+    handle(request, response);
+  });
+  server.setTimeout(timeouts.idleMs);
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(options.port, options.host, () => {
@@ -137,8 +176,22 @@ export async function startInferenceService(
   };
 }
 
-function requestHandler(dependencies: InferenceServiceDependencies): http.RequestListener {
+/** What the request handler keeps across requests. */
+interface ServiceState {
+  readonly hostNames: ReadonlySet<string>;
+  readonly chats: OpenAiApiContext['chats'];
+  readonly writeStallMs: number;
+}
+
+function requestHandler(dependencies: InferenceServiceDependencies, state: ServiceState): http.RequestListener {
   const attestation = { inProgress: false };
+  const openAi: OpenAiApiContext = {
+    status: () => dependencies.status(),
+    ollama: dependencies.ollama,
+    chats: state.chats,
+    writeStallMs: state.writeStallMs,
+    log: (line) => dependencies.log(line),
+  };
   return (request, response) => {
     const started = process.hrtime.bigint();
     const exchange: Exchange = { bytesIn: 0, bytesOut: 0 };
@@ -153,17 +206,28 @@ function requestHandler(dependencies: InferenceServiceDependencies): http.Reques
     });
     for (const [name, value] of Object.entries(SECURITY_HEADERS)) response.setHeader(name, value);
 
-    const answered = url === undefined
-      ? Promise.reject(new Refusal(400, 'Malformed request target: send a path such as /api/status'))
-      : route(dependencies, attestation, url, request, response, exchange);
+    const answered = (async () => {
+      const misdirected = misdirectedHost(request.headers.host, state.hostNames);
+      if (misdirected !== undefined) throw new Refusal(421, misdirected, { code: 'misdirected_request' });
+      if (url === undefined) {
+        throw new Refusal(400, 'Malformed request target: send a path such as /api/status', { code: 'invalid_request' });
+      }
+      await route(dependencies, openAi, attestation, url, request, response, exchange);
+    })();
     answered.catch((error: unknown) => {
+      if (!request.complete) request.resume(); // read and dropped, so the client can read the answer (readBody)
       if (response.headersSent) {
         response.destroy();
-      } else if (error instanceof Refusal) {
-        sendJson(request, response, exchange, error.status, { error: error.message }, error.headers);
-      } else {
-        sendJson(request, response, exchange, 500, { error: 'Internal error' });
+        return;
       }
+      const refusal = error instanceof Refusal
+        ? error
+        : new Refusal(500, 'Internal error', { code: 'internal_error', detail: `internal error (${(error as Error).name})` });
+      if (refusal.options.detail !== undefined) dependencies.log(`${method} ${path.slice(0, 200)}: ${refusal.options.detail}`);
+      const body = path.startsWith('/v1/')
+        ? openAiError(refusal.status, refusal.message, refusal.options.code)
+        : { error: refusal.message };
+      sendJson(request, response, exchange, refusal.status, body, refusal.options.headers);
     });
   };
 }
@@ -179,6 +243,7 @@ function requestTarget(request: http.IncomingMessage): URL | undefined {
 
 async function route(
   dependencies: InferenceServiceDependencies,
+  openAi: OpenAiApiContext,
   attestation: { inProgress: boolean },
   url: URL,
   request: http.IncomingMessage,
@@ -192,102 +257,23 @@ async function route(
   } else if (url.pathname === '/api/status') {
     allow(request, ['GET', 'HEAD']);
     sendJson(request, response, exchange, 200, dependencies.status());
-  } else if (url.pathname === '/api/chat') {
+  } else if (url.pathname === '/api/ready') {
+    // A load balancer's health check: in the pool only once the model is unsealed, verified and measured in PCR15.
+    allow(request, ['GET', 'HEAD']);
+    const { phase } = dependencies.status();
+    sendJson(request, response, exchange, phase === 'ready' ? 200 : 503, { ready: phase === 'ready', phase });
+  } else if (url.pathname === '/v1/chat/completions') {
     allow(request, ['POST']);
-    await chat(dependencies, request, response, exchange);
+    await chatCompletions(openAi, request, response, exchange);
+  } else if (url.pathname === '/v1/models') {
+    allow(request, ['GET']);
+    listModels(openAi, request, response, exchange);
   } else if (url.pathname === '/api/attestation') {
     allow(request, ['GET']);
     await attest(dependencies, attestation, url, request, response, exchange);
   } else {
-    throw new Refusal(404, `No such resource: ${url.pathname.slice(0, 200)}`);
+    throw new Refusal(404, `No such resource: ${url.pathname.slice(0, 200)}`, { code: 'not_found' });
   }
-}
-
-function allow(request: http.IncomingMessage, methods: string[]): void {
-  if (!methods.includes(request.method ?? '')) {
-    throw new Refusal(405, `Method ${request.method} is not allowed here; use ${methods.join(' or ')}`, {
-      allow: methods.join(', '),
-    });
-  }
-}
-
-async function chat(
-  dependencies: InferenceServiceDependencies,
-  request: http.IncomingMessage,
-  response: http.ServerResponse,
-  exchange: Exchange,
-): Promise<void> {
-  const status = dependencies.status();
-  // Once ready, the status names the model Ollama serves; chats always go to it.
-  const model = status.phase === 'ready' ? status.model?.name : undefined;
-  if (model === undefined) {
-    request.resume();
-    sendJson(request, response, exchange, 503, { error: 'The model is not ready yet', status }, { 'retry-after': '5' });
-    return;
-  }
-  const contentType = (request.headers['content-type'] ?? '').split(';')[0].trim().toLowerCase();
-  if (contentType !== 'application/json') {
-    throw new Refusal(415, 'Send the chat as JSON with content-type application/json');
-  }
-  const messages = parseChatRequest(await readBody(request, exchange, MAX_CHAT_REQUEST_BYTES));
-
-  const upstreamAbort = new AbortController();
-  response.on('close', () => {
-    if (!response.writableFinished) upstreamAbort.abort();
-  });
-  let answer: Readable;
-  try {
-    answer = await dependencies.ollama.chat({ model, messages }, upstreamAbort.signal);
-  } catch (error) {
-    if (upstreamAbort.signal.aborted) return;
-    throw new Refusal(502, `The inference server did not answer: ${(error as Error).message}`);
-  }
-  response.writeHead(200, { 'content-type': 'application/x-ndjson; charset=utf-8' });
-  await pipeline(
-    answer,
-    async function* count(chunks: AsyncIterable<Buffer>) {
-      for await (const chunk of chunks) {
-        exchange.bytesOut += chunk.length;
-        yield chunk;
-      }
-    },
-    response,
-  ).catch(() => {
-    // The client left, or Ollama broke off: pipeline has closed both ends, and the log line says it ended early.
-  });
-}
-
-/** The conversation of a chat request: `{"messages": [{"role", "content"}, …]}` and nothing else. */
-function parseChatRequest(body: string): OllamaChatMessage[] {
-  let value: unknown;
-  try {
-    value = JSON.parse(body);
-  } catch {
-    throw new Refusal(400, 'The body is not valid JSON');
-  }
-  if (!isJsonObject(value)) throw new Refusal(400, 'The body must be a JSON object: {"messages": [...]}');
-  const unknown = Object.keys(value).find((key) => key !== 'messages');
-  if (unknown !== undefined) {
-    throw new Refusal(
-      400,
-      `Unknown field ${JSON.stringify(unknown)}: the body takes only "messages" (this appliance serves one model)`,
-    );
-  }
-  const messages = value.messages;
-  if (!Array.isArray(messages) || messages.length === 0) {
-    throw new Refusal(400, '"messages" must be a non-empty array of {"role", "content"}');
-  }
-  return messages.map((message: unknown, index) => {
-    const where = `messages[${index}]`;
-    if (!isJsonObject(message)) throw new Refusal(400, `${where} must be an object {"role", "content"}`);
-    const extra = Object.keys(message).find((key) => key !== 'role' && key !== 'content');
-    if (extra !== undefined) throw new Refusal(400, `${where} has an unknown field ${JSON.stringify(extra)}`);
-    if (typeof message.role !== 'string' || !CHAT_ROLES.has(message.role)) {
-      throw new Refusal(400, `${where}.role must be "user", "assistant" or "system"`);
-    }
-    if (typeof message.content !== 'string') throw new Refusal(400, `${where}.content must be a string`);
-    return { role: message.role as OllamaChatMessage['role'], content: message.content };
-  });
 }
 
 async function attest(
@@ -300,14 +286,17 @@ async function attest(
 ): Promise<void> {
   const nonce = parseNonce(url.searchParams);
   if (attestation.inProgress) {
-    throw new Refusal(429, 'An attestation is in progress; retry in a moment', { 'retry-after': '1' });
+    throw new Refusal(429, 'An attestation is in progress; retry in a moment', { headers: { 'retry-after': '1' } });
   }
   attestation.inProgress = true;
   let evidence: AttestationEvidence;
   try {
     evidence = await dependencies.attest(nonce);
   } catch (error) {
-    throw new Refusal(500, `Attestation failed: ${(error as Error).message}`);
+    // The reason may quote nitro-tpm-attest's output: for the log, not for clients.
+    throw new Refusal(500, "Attestation failed; the appliance's log has the reason", {
+      detail: `attestation failed: ${(error as Error).message}`,
+    });
   } finally {
     attestation.inProgress = false;
   }
@@ -334,61 +323,4 @@ function parseNonce(query: URLSearchParams): Buffer {
     throw new Refusal(400, `The nonce is ${bytes} bytes; ${usage}`);
   }
   return Buffer.from(hex, 'hex');
-}
-
-/**
- * Reads a request body as UTF-8, refusing one larger than `limit` bytes with 413 before or while reading it. The rest
- * of a refused body is drained, not kept, so that the client reads the refusal rather than a reset connection.
- */
-function readBody(request: http.IncomingMessage, exchange: Exchange, limit: number): Promise<string> {
-  const tooLarge = new Refusal(413, `The request body exceeds ${limit} bytes`, { connection: 'close' });
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    const refuse = () => {
-      request.off('data', collect);
-      request.off('end', finish);
-      request.resume();
-      reject(tooLarge);
-    };
-    const collect = (chunk: Buffer) => {
-      exchange.bytesIn += chunk.length;
-      if (exchange.bytesIn > limit) refuse();
-      else chunks.push(chunk);
-    };
-    const finish = () => resolve(Buffer.concat(chunks).toString('utf8'));
-    request.once('error', reject);
-    request.once('close', () => {
-      if (!request.complete) reject(new Refusal(400, 'The request ended before its body'));
-    });
-    if (Number(request.headers['content-length'] ?? 0) > limit) return refuse();
-    request.on('data', collect);
-    request.once('end', finish);
-  });
-}
-
-function sendJson(
-  request: http.IncomingMessage,
-  response: http.ServerResponse,
-  exchange: Exchange,
-  status: number,
-  body: unknown,
-  headers: Readonly<Record<string, string>> = {},
-): void {
-  send(request, response, exchange, status, 'application/json; charset=utf-8', JSON.stringify(body), headers);
-}
-
-function send(
-  request: http.IncomingMessage,
-  response: http.ServerResponse,
-  exchange: Exchange,
-  status: number,
-  contentType: string,
-  body: string,
-  headers: Readonly<Record<string, string>> = {},
-): void {
-  const bytes = Buffer.from(body, 'utf8');
-  response.writeHead(status, { ...headers, 'content-type': contentType, 'content-length': bytes.length });
-  // Node sends no body to HEAD requests.
-  if (request.method !== 'HEAD') exchange.bytesOut += bytes.length;
-  response.end(bytes);
 }

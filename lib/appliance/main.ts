@@ -108,7 +108,7 @@ export async function startAppliance(environment: ApplianceEnvironment): Promise
       },
       log,
     },
-    { host: environment.host, port: config?.servicePort ?? environment.defaultPort, tls },
+    { host: environment.host, port: config?.servicePort ?? environment.defaultPort, tls, hostNames: config?.hostNames },
   );
   log(`listening on ${service.url} (TLS 1.3, key SPKI SHA-256 ${tls.spkiSha256})`);
 

@@ -1,27 +1,18 @@
 import * as http from 'http';
 import { isIP } from 'net';
 import type { Readable } from 'stream';
+import { isJsonObject } from '../json-object';
 import type { PlaintextSink } from '../sealing/unseal';
 
-/** A chat message as Ollama's `/api/chat` takes it. */
-export interface OllamaChatMessage {
-  readonly role: 'system' | 'user' | 'assistant';
-  readonly content: string;
-}
-
-/** What the appliance asks `/api/chat` for: always a streamed answer from one named model. */
-export interface OllamaChatRequest {
-  readonly model: string;
-  readonly messages: readonly OllamaChatMessage[];
-}
-
-/** Chats with the local Ollama: what the port-3000 service needs of it. */
+/** Chats with the local Ollama through its OpenAI-compatible API: what the port-3000 service needs of it. */
 export interface OllamaChat {
   /**
-   * Starts a streamed chat. Resolves once Ollama has accepted the request, with its ndjson answer (one JSON object
-   * per line); aborting `signal` ends the upstream request and the stream.
+   * Sends an OpenAI chat completion request (a JSON object, its `model` already the served one) to Ollama's
+   * `POST /v1/chat/completions`. Resolves once Ollama has accepted it (200), with its answer as it arrives: a
+   * `chat.completion` object, or server-sent events when the request asked for a stream. A refusal rejects with an
+   * {@link OllamaError} carrying Ollama's status and reason; aborting `signal` ends the upstream request and the answer.
    */
-  chat(request: OllamaChatRequest, signal: AbortSignal): Promise<Readable>;
+  chatCompletions(body: string, signal: AbortSignal): Promise<Readable>;
 }
 
 /** Loads a model into the local Ollama: what the boot pipeline needs of it. */
@@ -36,11 +27,20 @@ export interface OllamaModels {
   createModel(name: string, sha256: string, fileName: string): Promise<void>;
 }
 
-/** Ollama refused a request or answered something unexpected; `status` is its HTTP status (0 when none). */
+/**
+ * Ollama refused a request or answered something unexpected; `status` is its HTTP status (0 when none). The message
+ * names Ollama's address: it is for the appliance's log, not for clients.
+ */
 export class OllamaError extends Error {
+  /**
+   * @param status Ollama's HTTP status, 0 when it gave none
+   * @param message what failed, for the log
+   * @param reason Ollama's own words for a refusal (its `error` message), empty when it gave none
+   */
   constructor(
     public readonly status: number,
     message: string,
+    public readonly reason = '',
   ) {
     super(message);
     this.name = 'OllamaError';
@@ -141,14 +141,13 @@ export class OllamaClient implements OllamaChat, OllamaModels {
     }
   }
 
-  public async chat(request: OllamaChatRequest, signal: AbortSignal): Promise<Readable> {
-    const body = JSON.stringify({ model: request.model, messages: request.messages, stream: true });
-    const response = await this.request('POST', '/api/chat', {
+  public async chatCompletions(body: string, signal: AbortSignal): Promise<Readable> {
+    const response = await this.request('POST', '/v1/chat/completions', {
       body,
       headers: { 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(body)) },
       signal,
     });
-    if (response.statusCode !== 200) throw await refusal('POST /api/chat', response);
+    if (response.statusCode !== 200) throw await refusal('POST /v1/chat/completions', response);
     return response;
   }
 
@@ -212,18 +211,22 @@ function blobPath(sha256: string): string {
   return `/api/blobs/sha256:${checkSha256(sha256)}`;
 }
 
-/** An error for a refused request, carrying Ollama's own `{"error": …}` reason when it gave one. */
+/**
+ * An error for a refused request, carrying Ollama's own reason when it gave one: `{"error": "…"}` from its native API,
+ * `{"error": {"message": "…"}}` from its OpenAI-compatible one.
+ */
 async function refusal(what: string, response: http.IncomingMessage): Promise<OllamaError> {
   const answer = await readAnswer(response).catch(() => '');
   let reason: string = oneLine(answer);
   try {
     const error = (JSON.parse(answer) as { error?: unknown }).error;
     if (typeof error === 'string') reason = error;
+    else if (isJsonObject(error) && typeof error.message === 'string') reason = error.message;
   } catch {
     // not JSON: keep the raw text
   }
   const status = response.statusCode ?? 0;
-  return new OllamaError(status, `Ollama refused ${what} (${status})${reason ? `: ${reason}` : ''}`);
+  return new OllamaError(status, `Ollama refused ${what} (${status})${reason ? `: ${reason}` : ''}`, reason);
 }
 
 async function readAnswer(response: http.IncomingMessage): Promise<string> {

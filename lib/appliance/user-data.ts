@@ -20,7 +20,12 @@ import { checkModelName } from '../model-identity';
 const BUCKET = /^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/;
 const PREFIX = /^([A-Za-z0-9!_.*'()-]+\/)*$/;
 
-const FIELDS = ['configVersion', 'region', 'bucket', 'objects', 'keyArn', 'modelName', 'servicePort'];
+const FIELDS = ['configVersion', 'region', 'bucket', 'objects', 'keyArn', 'modelName', 'servicePort', 'hostNames'];
+
+/** A DNS name: dot-separated labels of letters, digits and inner hyphens, without a trailing dot. */
+const DNS_NAME = /^(?=.{1,253}$)[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*$/;
+/** More names than a service has: a list this long is a mistake. */
+const MAX_HOST_NAMES = 32;
 
 /** Thrown for user data that is not a valid appliance configuration; the message says what to fix. */
 export class ApplianceConfigError extends Error {
@@ -91,7 +96,27 @@ export function parseApplianceConfig(text: string): ApplianceConfig {
       `objects must be the artifacts of model ${modelName} under one prefix, e.g. ${JSON.stringify(expected)}`,
     );
   }
-  return { configVersion: version, region, bucket, objects: expected, keyArn, modelName, servicePort };
+  const hostNames = config.hostNames === undefined ? {} : { hostNames: parseHostNames(config.hostNames) };
+  return { configVersion: version, region, bucket, objects: expected, keyArn, modelName, servicePort, ...hostNames };
+}
+
+/** DNS names only, in lower case: an IP address needs no listing, as the service accepts any. */
+function parseHostNames(value: unknown): string[] {
+  const form = `a list of 1 to ${MAX_HOST_NAMES} DNS names such as ["chat.example.com"]`;
+  if (!Array.isArray(value) || value.length === 0 || value.length > MAX_HOST_NAMES) {
+    throw new ApplianceConfigError(`hostNames must be ${form}, got ${JSON.stringify(value)}`);
+  }
+  return value.map((name: unknown, index) => {
+    const lower = typeof name === 'string' ? name.toLowerCase() : undefined;
+    // The last label of a DNS name is never all digits: that is an IPv4 address.
+    if (lower === undefined || !DNS_NAME.test(lower) || /(^|\.)\d+$/.test(lower)) {
+      throw new ApplianceConfigError(
+        `hostNames[${index}] must be a DNS name (letters, digits, hyphens and dots; no IP address, port or trailing dot), ` +
+          `got ${JSON.stringify(name)}`,
+      );
+    }
+    return lower;
+  });
 }
 
 /** Reads the configuration from user data through IMDSv2 (`AWS_EC2_METADATA_SERVICE_ENDPOINT` overrides where). */

@@ -114,14 +114,16 @@ describe('the appliance bundle', () => {
 
     // A chat round trip; the prompt goes to Ollama and never into the appliance's log.
     const prompt = `What is sealed inference? ${randomBytes(8).toString('hex')}`;
-    const chat = await tlsFetch(`${appliance.url}/api/chat`, {
+    const chat = await tlsFetch(`${appliance.url}/v1/chat/completions`, {
       method: 'POST',
       headers: { 'Content-Type': 'application/json' },
-      body: JSON.stringify({ messages: [{ role: 'user', content: prompt }] }),
+      body: JSON.stringify({ messages: [{ role: 'user', content: prompt }], stream: true }),
     });
     expect(chat.status).toBe(200);
-    const answer = (await chat.text()).trim().split('\n').map((line) => JSON.parse(line));
-    expect(answer.map((part) => part.message?.content ?? '').join('')).toBe(StubOllama.answerTo(prompt));
+    const events = (await chat.text()).split('\n\n').filter(Boolean).map((event) => event.replace(/^data: /, ''));
+    expect(events.pop()).toBe('[DONE]');
+    const answer = events.map((data) => JSON.parse(data).choices[0].delta.content).join('');
+    expect(answer).toBe(StubOllama.answerTo(prompt));
     expect(appliance.output()).not.toContain(prompt);
     expect(appliance.output()).not.toContain(StubOllama.answerTo(prompt));
 
@@ -179,7 +181,7 @@ describe('the appliance bundle', () => {
     });
     expect(ollama.blobs.size).toBe(0);
     expect(s3.gets.filter((get) => get.includes('.sealed'))).toEqual([]);
-    const chat = await tlsFetch(`${appliance.url}/api/chat`, {
+    const chat = await tlsFetch(`${appliance.url}/v1/chat/completions`, {
       method: 'POST',
       headers: { 'Content-Type': 'application/json' },
       body: JSON.stringify({ messages: [{ role: 'user', content: 'hello' }] }),

@@ -121,7 +121,7 @@ test('once ready, a question gets an answer streamed into the conversation', asy
   await page.locator('.message.assistant.streaming').waitFor({ state: 'detached' });
   expect(await reply.count()).toBe(1);
   expect(await page.locator('#send').isEnabled()).toBe(true);
-  expect(stub.calls.filter((call) => call.path === '/api/chat').at(-1)?.body).toEqual({
+  expect(stub.calls.filter((call) => call.path === '/v1/chat/completions').at(-1)?.body).toEqual({
     model: SERVED,
     messages: [{ role: 'user', content: question }],
     stream: true,
@@ -143,9 +143,31 @@ test('a conversation longer than a request may be goes on, without its oldest tu
       (await page.locator('.message.assistant.streaming').count()) === 0) || undefined);
   }
   expect(await page.locator('#chat-error').isHidden()).toBe(true);
-  const sent = stub.calls.filter((call) => call.path === '/api/chat').at(-1)?.body as { messages: Array<{ content: string }> };
+  const sent = stub.calls.filter((call) => call.path === '/v1/chat/completions').at(-1)?.body as { messages: Array<{ content: string }> };
   expect(sent.messages.map((message) => message.content.slice(0, 6))).toEqual(['second']);
   expect(problems).toEqual([]);
+});
+
+test("a refused chat shows the appliance's reason, and the conversation goes on", async () => {
+  status = { phase: 'ready', model: MODEL, since: new Date().toISOString() };
+  stub.fail('chat', { status: 503, error: 'server busy, please try again.  maximum pending requests exceeded' });
+  await page.goto(service.url);
+  await page.locator('#chat').waitFor({ state: 'visible' });
+
+  await page.fill('#prompt', 'are you there?');
+  await page.press('#prompt', 'Enter');
+
+  await expectText('#chat-error', 'No answer: The inference server is busy; retry in a moment');
+  expect(await page.locator('.message.assistant').count()).toBe(0);
+  stub.succeed('chat');
+  await page.fill('#prompt', 'now?');
+  await page.press('#prompt', 'Enter');
+  await expectText('.message.assistant .content', StubOllama.answerTo('now?'));
+  expect(await page.locator('#chat-error').isHidden()).toBe(true);
+  // The refused question is not sent again.
+  expect((stub.calls.at(-1)?.body as { messages: unknown[] }).messages).toEqual([{ role: 'user', content: 'now?' }]);
+  // The browser logs the 503 itself; nothing else went wrong.
+  expect(problems.filter((problem) => !problem.includes('503'))).toEqual([]);
 });
 
 test('a failed attestation shows the phase that failed and why, and no chat', async () => {

@@ -38,10 +38,11 @@ async function upload(target: OllamaClient, sha256: string, bytes: Buffer, piece
   await sink.commit();
 }
 
-async function lines(stream: Readable): Promise<unknown[]> {
+/** The data of each server-sent event of a streamed answer, `[DONE]` included as is. */
+async function events(stream: Readable): Promise<string[]> {
   let text = '';
   for await (const chunk of stream) text += chunk;
-  return text.split('\n').filter(Boolean).map((line) => JSON.parse(line));
+  return text.split('\n\n').filter(Boolean).map((event) => event.replace(/^data: /, ''));
 }
 
 test.each(['http://127.0.0.1:11434', 'http://127.0.0.2:11434', 'http://localhost:11434', 'http://[::1]:11434/'])(
@@ -132,26 +133,32 @@ test('refuses a file name with a path before sending anything', async () => {
   expect(stub.calls).toEqual([]);
 });
 
-test('streams a chat answer as ndjson from the named model', async () => {
+test("streams a chat completion as server-sent events from Ollama's OpenAI-compatible API, the body as given", async () => {
   const { bytes, sha256 } = modelBytes();
   await upload(client, sha256, bytes);
   await client.createModel('llama-sealed', sha256, 'model.gguf');
-  const messages = [{ role: 'user' as const, content: 'why is the sky blue?' }];
+  const body = JSON.stringify({
+    model: 'llama-sealed',
+    messages: [{ role: 'user', content: 'why is the sky blue?' }],
+    stream: true,
+    temperature: 0.2,
+  });
 
-  const answer = await lines(await client.chat({ model: 'llama-sealed', messages }, new AbortController().signal));
+  const answer = await events(await client.chatCompletions(body, new AbortController().signal));
 
-  const text = answer.map((line) => (line as { message: { content: string } }).message.content).join('');
-  expect(text).toBe(StubOllama.answerTo('why is the sky blue?'));
-  expect(answer.length).toBeGreaterThan(2);
-  expect(answer.at(-1)).toMatchObject({ done: true });
-  expect(stub.calls.at(-1)?.body).toEqual({ model: 'llama-sealed', messages, stream: true });
+  expect(answer.at(-1)).toBe('[DONE]');
+  const chunks = answer.slice(0, -1).map((data) => JSON.parse(data));
+  expect(chunks.map((chunk) => chunk.choices[0].delta.content).join('')).toBe(StubOllama.answerTo('why is the sky blue?'));
+  expect(chunks.length).toBeGreaterThan(2);
+  expect(chunks.at(-1)).toMatchObject({ object: 'chat.completion.chunk', choices: [{ finish_reason: 'stop' }] });
+  expect(stub.calls.at(-1)).toEqual({ method: 'POST', path: '/v1/chat/completions', body: JSON.parse(body) });
 });
 
-test('a chat with a model Ollama does not have fails with its status and reason', async () => {
-  const chat = client.chat({ model: 'missing', messages: [] }, new AbortController().signal);
+test("a refused chat fails with Ollama's status and its reason, from the OpenAI error shape", async () => {
+  const chat = client.chatCompletions(JSON.stringify({ model: 'missing', messages: [] }), new AbortController().signal);
 
-  await expect(chat).rejects.toThrow('Ollama refused POST /api/chat (404): model "missing" not found');
-  await expect(chat).rejects.toMatchObject({ status: 404 });
+  await expect(chat).rejects.toThrow('Ollama refused POST /v1/chat/completions (404): model "missing" not found');
+  await expect(chat).rejects.toMatchObject({ status: 404, reason: 'model "missing" not found, try pulling it first' });
 });
 
 test('aborting a chat ends the upstream request', async () => {
@@ -160,11 +167,12 @@ test('aborting a chat ends the upstream request', async () => {
   await client.createModel('m', sha256, 'model.gguf');
   stub.chunkDelayMs = 50;
   const controller = new AbortController();
+  const body = JSON.stringify({ model: 'm', messages: [{ role: 'user', content: 'a b c d e f' }], stream: true });
 
-  const stream = await client.chat({ model: 'm', messages: [{ role: 'user', content: 'a b c d e f' }] }, controller.signal);
+  const stream = await client.chatCompletions(body, controller.signal);
   controller.abort();
 
-  await expect(lines(stream)).rejects.toThrow();
+  await expect(events(stream)).rejects.toThrow();
   await waitFor(() => stub.abortedChats === 1);
 });
 

@@ -36,6 +36,27 @@ describe('parseApplianceConfig', () => {
     expect(parseApplianceConfig(withChange({ objects })).objects).toEqual(objects);
   });
 
+  test('accepts host names, in lower case', () => {
+    expect(parseApplianceConfig(withChange({ hostNames: ['chat.example.com', 'Appliance-1.internal'] })).hostNames)
+      .toEqual(['chat.example.com', 'appliance-1.internal']);
+  });
+
+  test.each([
+    ['an empty list', []],
+    ['a string', 'chat.example.com'],
+    ['an IPv4 address', ['10.0.0.5']],
+    ['an IPv6 address', ['::1']],
+    ['a name with a port', ['chat.example.com:3000']],
+    ['a trailing dot', ['chat.example.com.']],
+    ['a wildcard', ['*.example.com']],
+    ['a URL', ['https://chat.example.com']],
+    ['a label over 63 characters', [`${'a'.repeat(64)}.example.com`]],
+    ['a label starting with a hyphen', ['-chat.example.com']],
+    ['a number', [42]],
+  ])('refuses hostNames that are %s', (_what, hostNames) => {
+    expect(() => parseApplianceConfig(withChange({ hostNames }))).toThrow(/hostNames(\[0\])? must be/);
+  });
+
   test.each([
     ['not JSON', '{', /it is not JSON/],
     ['an array', '[]', /not a JSON object/],

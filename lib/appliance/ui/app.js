@@ -1,5 +1,6 @@
-// The appliance's chat page: follows GET /api/status until the model is ready, then chats through POST /api/chat,
-// showing the answer as it streams. Everything it shows goes through textContent, never HTML.
+// The appliance's chat page: follows GET /api/status until the model is ready, then chats through the
+// OpenAI-compatible POST /v1/chat/completions, showing the answer as its server-sent events arrive. Everything it
+// shows goes through textContent, never HTML.
 'use strict';
 
 (() => {
@@ -109,7 +110,10 @@
     return body;
   }
 
-  /** Reads the ndjson answer line by line, appending each chunk of the assistant's message as it arrives. */
+  /**
+   * Reads the server-sent events of a streamed chat completion (`data: {chunk}` each, `data: [DONE]` last), appending
+   * each piece of the assistant's message as it arrives.
+   */
   async function streamAnswer(response, target) {
     const reader = response.body.getReader();
     const decoder = new TextDecoder();
@@ -117,18 +121,20 @@
     let answer = '';
     for (;;) {
       const { value, done } = await reader.read();
-      pending += decoder.decode(value || new Uint8Array(), { stream: !done });
-      const lines = pending.split('\n');
-      pending = lines.pop();
-      for (const line of lines) {
-        if (line.trim() === '') continue;
-        const chunk = JSON.parse(line);
-        if (chunk.error) throw new Error(chunk.error);
-        if (chunk.message && chunk.message.content) {
-          answer += chunk.message.content;
+      pending += decoder.decode(value || new Uint8Array(), { stream: !done }).replace(/\r\n?/g, '\n');
+      const events = pending.split('\n\n');
+      pending = events.pop();
+      for (const event of events) {
+        const data = event.split('\n').filter((line) => line.startsWith('data:')).map((line) => line.slice(5).trim()).join('\n');
+        if (data === '') continue;
+        if (data === '[DONE]') return answer;
+        const chunk = JSON.parse(data);
+        if (chunk.error) throw new Error(chunk.error.message || 'the model failed');
+        const content = chunk.choices && chunk.choices[0] && chunk.choices[0].delta && chunk.choices[0].delta.content;
+        if (content) {
+          answer += content;
           target.textContent = answer;
         }
-        if (chunk.done) return answer;
       }
       if (done) throw new Error('the answer ended early');
     }
@@ -141,7 +147,7 @@
 
   function recentTurns() {
     let start = 0;
-    const size = (from) => encoder.encode(JSON.stringify({ messages: history.slice(from) })).length;
+    const size = (from) => encoder.encode(JSON.stringify({ messages: history.slice(from), stream: true })).length;
     while (start < history.length - 1 && size(start) > MAX_REQUEST_BYTES) start += 2;
     return history.slice(start);
   }
@@ -155,14 +161,15 @@
     const target = addMessage('assistant', '');
     target.parentElement.classList.add('streaming');
     try {
-      const response = await fetch('/api/chat', {
+      // No model named: the appliance always answers with the one it serves.
+      const response = await fetch('/v1/chat/completions', {
         method: 'POST',
         headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({ messages: recentTurns() }),
+        body: JSON.stringify({ messages: recentTurns(), stream: true }),
       });
       if (!response.ok) {
         const refusal = await response.json().catch(() => ({}));
-        throw new Error(refusal.error || `the appliance answered ${response.status}`);
+        throw new Error((refusal.error && refusal.error.message) || `the appliance answered ${response.status}`);
       }
       history.push({ role: 'assistant', content: await streamAnswer(response, target) });
     } catch (error) {

@@ -16,13 +16,22 @@ export interface StubOllamaFailure {
   readonly error: string;
 }
 
-/** The routes a failure can be set for. */
-export type StubOllamaRoute = 'blobs' | 'create' | 'chat' | 'tags';
+/** The routes a failure can be set for; `chat` and `models` are the OpenAI-compatible `/v1` ones. */
+export type StubOllamaRoute = 'blobs' | 'create' | 'chat' | 'models' | 'tags';
+
+/** The body of an OpenAI chat completion request, as far as the stub reads it. */
+interface ChatCompletionRequest {
+  model?: string;
+  messages?: Array<{ role: string; content: string }>;
+  stream?: boolean;
+}
 
 /**
  * A local HTTP server speaking the part of Ollama's API the appliance uses: `HEAD`/`POST /api/blobs/sha256:<d>`
- * (verifying the SHA-256 of the upload, 400 on a mismatch), `POST /api/create` from uploaded blobs, `POST /api/chat`
- * streaming ndjson, `GET /api/tags`. Its answer to a chat is `You said: <last user message>`, in word chunks.
+ * (verifying the SHA-256 of the upload, 400 on a mismatch), `POST /api/create` from uploaded blobs, `GET /api/tags`,
+ * and Ollama's OpenAI-compatible `POST /v1/chat/completions` (a `chat.completion`, or with `"stream": true`
+ * `chat.completion.chunk` server-sent events ending in `data: [DONE]`) and `GET /v1/models`, with errors in OpenAI's
+ * shape as Ollama sends them. Its answer to a chat is `You said: <last user message>`, in word chunks.
  */
 export class StubOllama {
   public static async start(): Promise<StubOllama> {
@@ -41,6 +50,8 @@ export class StubOllama {
   public abortedChats = 0;
   /** Pause before each streamed chat chunk. */
   public chunkDelayMs = 0;
+  /** How many times a streamed answer repeats its words: a long answer without a long prompt. */
+  public answerRepeats = 1;
 
   private readonly failures = new Map<StubOllamaRoute, StubOllamaFailure>();
   private readonly server: http.Server;
@@ -112,11 +123,16 @@ export class StubOllama {
       this.calls.push({ method, path, body });
       if (this.refuse('create', response)) return;
       this.create(body as { model?: string; files?: Record<string, string>; stream?: boolean }, response);
-    } else if (path === '/api/chat' && method === 'POST') {
+    } else if (path === '/v1/chat/completions' && method === 'POST') {
       const body = await readJson(request);
       this.calls.push({ method, path, body });
-      if (this.refuse('chat', response)) return;
-      await this.chat(body as { model?: string; messages?: { role: string; content: string }[] }, response);
+      if (this.refuseInOpenAiShape('chat', response)) return;
+      await this.chatCompletion(body as ChatCompletionRequest, response);
+    } else if (path === '/v1/models' && method === 'GET') {
+      this.calls.push({ method, path });
+      if (this.refuseInOpenAiShape('models', response)) return;
+      const data = [...this.models.keys()].map((id) => ({ id, object: 'model', created: CREATED, owned_by: 'library' }));
+      answer(response, 200, { object: 'list', data });
     } else if (path === '/api/tags' && method === 'GET') {
       this.calls.push({ method, path });
       if (this.refuse('tags', response)) return;
@@ -130,6 +146,13 @@ export class StubOllama {
   private refuse(route: StubOllamaRoute, response: http.ServerResponse): boolean {
     const failure = this.failures.get(route);
     if (failure) answer(response, failure.status, { error: failure.error });
+    return failure !== undefined;
+  }
+
+  /** As Ollama's OpenAI middleware answers a failure: `{"error": {"message", "type", "param", "code"}}`. */
+  private refuseInOpenAiShape(route: StubOllamaRoute, response: http.ServerResponse): boolean {
+    const failure = this.failures.get(route);
+    if (failure) answer(response, failure.status, openAiError(failure.status, failure.error));
     return failure !== undefined;
   }
 
@@ -152,26 +175,66 @@ export class StubOllama {
     }
   }
 
-  private async chat(body: { model?: string; messages?: { role: string; content: string }[] }, response: http.ServerResponse) {
+  private async chatCompletion(body: ChatCompletionRequest, response: http.ServerResponse): Promise<void> {
     if (!body.model || !this.models.has(body.model)) {
-      answer(response, 404, { error: `model "${body.model}" not found, try pulling it first` });
+      answer(response, 404, openAiError(404, `model "${body.model}" not found, try pulling it first`));
       return;
     }
     const prompt = [...(body.messages ?? [])].reverse().find((message) => message.role === 'user')?.content ?? '';
-    const words = StubOllama.answerTo(prompt).split(/(?<= )/);
+    const text = StubOllama.answerTo(prompt);
+    const id = `chatcmpl-${Math.floor(Math.random() * 999)}`;
+    const common = { id, created: CREATED, model: body.model, system_fingerprint: 'fp_ollama' };
+    if (body.stream !== true) {
+      answer(response, 200, {
+        ...common,
+        object: 'chat.completion',
+        choices: [{ index: 0, message: { role: 'assistant', content: text }, finish_reason: 'stop' }],
+        usage: { prompt_tokens: prompt.split(' ').length, completion_tokens: text.split(' ').length, total_tokens: 0 },
+      });
+      return;
+    }
+    const words = Array.from({ length: this.answerRepeats }, () => text.split(/(?<= )/)).flat();
     let closed = false;
     response.on('close', () => (closed = !response.writableFinished));
-    response.writeHead(200, { 'content-type': 'application/x-ndjson' });
+    response.writeHead(200, { 'content-type': 'text/event-stream' });
+    const event = (delta: Record<string, string>, finishReason: string | null) =>
+      `data: ${JSON.stringify({ ...common, object: 'chat.completion.chunk', choices: [{ index: 0, delta, finish_reason: finishReason }] })}\n\n`;
     for (const word of words) {
       if (this.chunkDelayMs > 0) await new Promise((resolve) => setTimeout(resolve, this.chunkDelayMs));
       if (closed) {
         this.abortedChats++;
         return;
       }
-      response.write(`${JSON.stringify({ model: body.model, message: { role: 'assistant', content: word }, done: false })}\n`);
+      // As a server does: wait for the client to read before writing more.
+      if (!response.write(event({ role: 'assistant', content: word }, null))) await drainedOrClosed(response);
     }
-    response.end(`${JSON.stringify({ model: body.model, message: { role: 'assistant', content: '' }, done: true, done_reason: 'stop' })}\n`);
+    if (closed) {
+      this.abortedChats++;
+      return;
+    }
+    response.end(`${event({ role: 'assistant', content: '' }, 'stop')}data: [DONE]\n\n`);
   }
+}
+
+/** The `created` time of the stub's answers and models (unix seconds). */
+const CREATED = 1_764_000_000;
+
+/** Ollama's OpenAI error body: its type follows the status. */
+function openAiError(status: number, message: string) {
+  const type = status === 400 ? 'invalid_request_error' : status === 404 ? 'not_found_error' : 'api_error';
+  return { error: { message, type, param: null, code: null } };
+}
+
+function drainedOrClosed(response: http.ServerResponse): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      response.off('drain', done);
+      response.off('close', done);
+      resolve();
+    };
+    response.once('drain', done);
+    response.once('close', done);
+  });
 }
 
 function answer(response: http.ServerResponse, status: number, body?: unknown): void {
