@@ -15,6 +15,10 @@ import { FakeKms } from './doubles/fake-kms';
 import { FakeS3, startFakeS3 } from './doubles/fake-s3';
 import { installNitroTpmAttestDouble } from './doubles/nitro-tpm-attest';
 import { SealedModelFixture, storeSealedModel, testApplianceConfig } from './doubles/sealed-model-fixture';
+import OpenAI from 'openai';
+import { PinnedConnection } from '../../lib/attestation/pinned-connection';
+import { startGateway } from '../../lib/gateway/gateway';
+import { parseLoopbackAddress } from '../../lib/gateway/loopback-address';
 import { StubOllama } from './doubles/stub-ollama';
 import { tlsFetch } from './doubles/tls-fetch';
 import { startSwtpm, Swtpm } from './doubles/swtpm';
@@ -168,6 +172,47 @@ describe('the appliance bundle', () => {
     // The model went straight to Ollama: the appliance keeps only PCR15's event log, and no key material.
     expect(await readdir(appliance.stateDirectory)).toEqual(['pcr15-event-log.json']);
     expect(await readdir(appliance.runtimeDirectory)).toEqual([]);
+  }, 60_000);
+
+  test('the gateway verifies the running bundle and carries any OpenAI client to it, and the documents KMS saw bind its key', async () => {
+    const { kms, model, appliance } = await boot([image]);
+    await appliance.waitFor((status) => status.phase === 'ready' || status.phase === 'failed');
+    const connection = await PinnedConnection.open(new URL(appliance.url), 5000);
+    const servedKey = connection.peerSpkiSha256;
+    connection.close();
+    // KMS's own document, made before the service had served anything, already named the key it serves with.
+    expect(kms.requests.map((request) => request.attestationUserData?.toString())).toEqual([
+      `sealed-inference-channel/1 tls-spki-sha256=${servedKey}`,
+    ]);
+
+    const stdout: string[] = [];
+    const gateway = await startGateway({
+      serviceUrl: new URL(appliance.url),
+      expectations: { images: [image], modelSha384: model.sha384 },
+      listen: parseLoopbackAddress('127.0.0.1:0'),
+      maxAgeSeconds: 60,
+      timeoutSeconds: 10,
+      reverifySeconds: 300,
+      maxConnections: 2,
+      trustedRoots: [chain.root.certificate],
+      stdout: (text) => stdout.push(text),
+      stderr: (text) => stdout.push(`stderr: ${text}`),
+    });
+    running.push({ stop: () => gateway.close() });
+    expect(stdout).toEqual([expect.stringContaining(servedKey)]);
+    expect(gateway.health()).toMatchObject({ verified: true, tlsSpkiSha256: servedKey, servedModels: [model.sha384] });
+
+    const client = new OpenAI({ baseURL: `${gateway.url}/v1`, apiKey: 'unused', maxRetries: 0 });
+    const prompt = `Through the gateway ${randomBytes(8).toString('hex')}`;
+    const whole = await client.chat.completions.create({ model: 'any', messages: [{ role: 'user', content: prompt }] });
+    expect(whole.choices[0].message.content).toBe(StubOllama.answerTo(prompt));
+    const stream = await client.chat.completions.create({ model: 'any', messages: [{ role: 'user', content: prompt }], stream: true });
+    const tokens: string[] = [];
+    for await (const chunk of stream) tokens.push(chunk.choices[0]?.delta?.content ?? '');
+    expect(tokens.join('')).toBe(StubOllama.answerTo(prompt));
+    expect(tokens.filter(Boolean).length).toBeGreaterThan(1);
+    expect((await client.models.list()).data.map((m) => m.id)).toEqual(['llama']);
+    expect(appliance.output()).not.toContain(prompt);
   }, 60_000);
 
   test('an image whose PCRs are not in the key policy is refused by KMS, and the status says so', async () => {

@@ -8,7 +8,7 @@ import { createCipheriv, createDecipheriv, createPublicKey, randomBytes, X509Cer
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { KMSClient } from '@aws-sdk/client-kms';
-import { AttestationDocument, AttestationError, verifyAttestationDocument } from '../../../lib/attestation';
+import { AttestationDocument, AttestationError, parseAttestationDocument, verifyAttestationDocument } from '../../../lib/attestation';
 import { checkPinsImage, normalizePcrValue, PcrMeasurements, pinnedPcrs } from '../../../lib/measurements';
 import { buildRecipientEnvelope } from '../../attestation/recipient-envelope-builder';
 
@@ -28,6 +28,8 @@ export interface FakeKmsRequest {
   readonly operation: string;
   /** Whether the request carried a Recipient (an attestation document). */
   readonly withRecipient: boolean;
+  /** The `user_data` of the Recipient's attestation document, when it had one that parses. */
+  readonly attestationUserData?: Buffer;
   readonly keyId?: string;
   readonly encryptionContext?: Record<string, string>;
 }
@@ -147,6 +149,7 @@ export class FakeKms {
     this.requests.push({
       operation,
       withRecipient: request?.Recipient !== undefined,
+      attestationUserData: userDataOf(request?.Recipient?.AttestationDocument),
       keyId: request?.KeyId,
       encryptionContext: request?.EncryptionContext,
     });
@@ -256,5 +259,14 @@ export class FakeKms {
     } catch {
       throw new KmsFault('InvalidCiphertextException', '');
     }
+  }
+}
+
+/** The user_data of a base64 attestation document, unverified: what a request carried, for tests to inspect. */
+function userDataOf(document: string | undefined): Buffer | undefined {
+  try {
+    return document === undefined ? undefined : parseAttestationDocument(Buffer.from(document, 'base64')).document.userData;
+  } catch {
+    return undefined;
   }
 }
