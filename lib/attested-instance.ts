@@ -1,13 +1,11 @@
-import { Annotations, Aws, Size, Stack, Token, Validations } from 'aws-cdk-lib';
-import * as s3 from 'aws-cdk-lib/aws-s3';
+import { Size, Validations } from 'aws-cdk-lib';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import { Construct } from 'constructs';
-import { APPLIANCE_CONFIG_VERSION, ApplianceConfig, sealedModelObjects } from './appliance-config';
+import { ApplianceConfig } from './appliance-config';
 import { IAttestableImage } from './attestable-image';
-import { checkModelName } from './model-identity';
+import { acknowledgePinnedImage, attestedLaunch, attestedSubnets, launchViolations } from './attested-launch';
 import { ModelBucket } from './model-bucket';
-import { NitroTpmSupport, nitroTpmSupport } from './nitro-tpm-support';
 import { SealedModelKey } from './sealed-model-key';
 import { ZeroOperatorAccessSecurityGroup } from './zero-operator-access';
 
@@ -79,55 +77,19 @@ export class AttestedInstance extends Construct {
 
   constructor(scope: Construct, id: string, props: AttestedInstanceProps) {
     super(scope, id);
-    const instanceType = props.instanceType ?? new ec2.InstanceType('m7i.2xlarge');
-    checkNitroTpm(this, instanceType.toString());
-    if (props.vpcSubnets?.subnetType === ec2.SubnetType.PUBLIC) {
-      throw new Error(`${this.node.path}: a Zero Operator Access instance never goes in a public subnet`);
-    }
-    const modelName = Token.isUnresolved(props.modelName) ? props.modelName : checkModelName(props.modelName);
-    const modelPrefix = props.modelPrefix ?? 'models/';
-
-    this.role = new iam.Role(this, 'Role', {
-      assumedBy: new iam.ServicePrincipal('ec2.amazonaws.com'),
-      description: 'Attested inference instance: fetch the sealed model, unseal it with an attestation document',
-    });
-    props.modelBucket.grantFetch(this.role, modelPrefix);
-    const bucketLogicalId = Stack.of(this).resolve((props.modelBucket.bucket.node.defaultChild as s3.CfnBucket).logicalId);
-    Validations.of(this.role).acknowledge(
-      {
-        id: `AwsSolutions-IAM5[Resource::<${bucketLogicalId}.Arn>/${modelPrefix}*]`,
-        reason: 'Read-only (s3:GetObject) on the sealed-model prefix: the objects are encrypted and only unseal here.',
-      },
-      {
-        id: 'NIST.800.53.R5-IAMNoInlinePolicy',
-        reason: "The role's only policy is inline so that it lives and dies with this instance's role.",
-      },
-    );
-    props.key.allowUnseal(this.role);
-    // The key policy is what gates decrypt; the identity policy is needed too when the key is in another account.
-    this.role.addToPrincipalPolicy(
-      new iam.PolicyStatement({ actions: ['kms:Decrypt'], resources: [props.key.keyArn] }),
-    );
-
-    this.applianceConfig = {
-      configVersion: APPLIANCE_CONFIG_VERSION,
-      region: Aws.REGION,
-      bucket: props.modelBucket.bucket.bucketName,
-      objects: sealedModelObjects(modelPrefix, modelName),
-      keyArn: props.key.keyArn,
-      modelName,
-      servicePort: props.securityGroup.servicePort,
-    };
-    const userData = ec2.UserData.custom(Stack.of(this).toJsonString(this.applianceConfig));
+    const launch = attestedLaunch(this, props);
+    const vpcSubnets = attestedSubnets(this, props.vpc, props.vpcSubnets);
+    this.role = launch.role;
+    this.applianceConfig = launch.applianceConfig;
 
     this.instance = new ec2.Instance(this, 'Resource', {
       vpc: props.vpc,
-      vpcSubnets: props.vpcSubnets ?? defaultSubnets(props.vpc),
-      instanceType,
-      machineImage: new AttestableMachineImage(props.image),
+      vpcSubnets,
+      instanceType: launch.instanceType,
+      machineImage: launch.machineImage,
       securityGroup: props.securityGroup,
       role: this.role,
-      userData,
+      userData: launch.userData,
       userDataCausesReplacement: true,
       httpTokens: ec2.HttpTokens.REQUIRED,
       httpPutResponseHopLimit: 1,
@@ -135,81 +97,18 @@ export class AttestedInstance extends Construct {
       detailedMonitoring: true,
       ebsOptimized: true,
       ssmSessionPermissions: false,
-      blockDevices: [
-        {
-          deviceName: '/dev/xvda',
-          volume: ec2.BlockDeviceVolume.ebs((props.rootVolumeSize ?? Size.gibibytes(30)).toGibibytes(), {
-            encrypted: true,
-            volumeType: ec2.EbsDeviceVolumeType.GP3,
-            deleteOnTermination: true,
-          }),
-        },
-      ],
+      blockDevices: launch.blockDevices,
     });
 
     Validations.of(this.instance).acknowledge({
       id: 'AwsSolutions-EC29',
       reason: 'The instance is stateless and replaced on every image upgrade; termination protection would block it.',
     });
-    if (!Token.isUnresolved(props.image.imageId)) {
-      Validations.of(this.instance).acknowledge({
-        id: 'CloudFormation-Validate::W9010',
-        reason: 'The image is pinned on purpose: the key policy is sealed to this image and a reviewer reads its id.',
-      });
-    }
+    acknowledgePinnedImage(this.instance, props.image);
     const cfnInstance = this.instance.node.defaultChild as ec2.CfnInstance;
     // Hibernating writes the instance's memory, the unsealed model with it, to the root volume. Stated, not left to
     // a default, so that a reviewer reads it in the template.
     cfnInstance.hibernationOptions = { configured: false };
-    this.node.addValidation({
-      validate: () => [
-        ...(cfnInstance.keyName === undefined
-          ? []
-          : ['a key pair was set on the instance: Zero Operator Access instances have no way to log in']),
-        ...(isHibernationOff(cfnInstance.hibernationOptions)
-          ? []
-          : ['hibernation was turned on: it would write the unsealed model in memory to the root volume']),
-      ],
-    });
-  }
-}
-
-/** The image as CDK's Instance needs it: a plain AMI id, valid in whatever Region the stack deploys to. */
-class AttestableMachineImage implements ec2.IMachineImage {
-  constructor(private readonly image: IAttestableImage) {}
-
-  public getImage(): ec2.MachineImageConfig {
-    return { imageId: this.image.imageId, osType: ec2.OperatingSystemType.LINUX, userData: ec2.UserData.forLinux() };
-  }
-}
-
-function isHibernationOff(options: ec2.CfnInstance['hibernationOptions']): boolean {
-  return (options as ec2.CfnInstance.HibernationOptionsProperty | undefined)?.configured === false;
-}
-
-function defaultSubnets(vpc: ec2.IVpc): ec2.SubnetSelection {
-  return {
-    subnetType: vpc.isolatedSubnets.length > 0 ? ec2.SubnetType.PRIVATE_ISOLATED : ec2.SubnetType.PRIVATE_WITH_EGRESS,
-  };
-}
-
-function checkNitroTpm(scope: Construct, instanceType: string): void {
-  if (Token.isUnresolved(instanceType)) return;
-  switch (nitroTpmSupport(instanceType)) {
-    case NitroTpmSupport.UNSUPPORTED:
-      throw new Error(
-        `Instance type ${instanceType} has no NitroTPM (bare-metal or pre-Nitro), so it cannot attest. ` +
-          'Choose a Nitro type such as m7i.2xlarge.',
-      );
-    case NitroTpmSupport.UNKNOWN:
-      Annotations.of(scope).addWarningV2(
-        'sealed-inference:nitro-tpm-unknown',
-        `NitroTPM support of instance type ${instanceType} is not known to this library. Check it with ` +
-          `aws ec2 describe-instance-types --instance-types ${instanceType} --query ` +
-          "'InstanceTypes[].NitroTpmInfo'",
-      );
-      break;
-    case NitroTpmSupport.SUPPORTED:
-      break;
+    this.node.addValidation({ validate: () => launchViolations(cfnInstance.keyName, cfnInstance.hibernationOptions) });
   }
 }

@@ -11,5 +11,8 @@ export * from './zero-operator-access';
 export * from './isolated-network';
 export * from './nitro-tpm-support';
 export * from './attested-instance';
+export * from './attested-launch-template';
 export * from './sealed-inference';
+export * from './service-load-balancer-security-group';
+export * from './sealed-inference-fleet';
 export * from './attestation';

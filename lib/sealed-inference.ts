@@ -1,4 +1,4 @@
-import { CfnOutput, Stack } from 'aws-cdk-lib';
+import { CfnOutput } from 'aws-cdk-lib';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as kms from 'aws-cdk-lib/aws-kms';
@@ -7,9 +7,8 @@ import { AttestedInstance } from './attested-instance';
 import { IAttestableImage } from './attestable-image';
 import { IsolatedNetwork } from './isolated-network';
 import { KeyAdministration } from './key-administration';
-import { pinnedPcrs } from './measurements';
 import { ModelBucket } from './model-bucket';
-import { PublishedImageMeasurements } from './published-image';
+import { addReviewerOutputs } from './reviewer-outputs';
 import { SealedModelKey } from './sealed-model-key';
 import { ZeroOperatorAccessSecurityGroup } from './zero-operator-access';
 
@@ -183,31 +182,18 @@ export class SealedInference extends Construct {
   }
 
   private addOutputs(allowedImages: IAttestableImage[]): void {
-    const output = (id: string, value: string, description: string) => new CfnOutput(this, id, { value, description });
-    output('ImageId', allowedImages[0].imageId, 'The attestable image the instance runs');
-    allowedImages.forEach((image, i) => {
-      output(`AllowedImage${i + 1}Id`, image.imageId, `Image ${i + 1} the key unseals for`);
-      for (const { index, value } of pinnedPcrs(image.measurements)) {
-        output(`AllowedImage${i + 1}Pcr${index}`, value, `PCR${index} the key requires of image ${i + 1}`);
-      }
-      if (image instanceof PublishedImageMeasurements) {
-        output(`AllowedImage${i + 1}Warnings`, image.warnings, `What the deploy-time reader noticed about image ${i + 1}`);
-      }
+    addReviewerOutputs(this, {
+      allowedImages,
+      workload: 'the instance',
+      key: this.key,
+      modelBucket: this.modelBucket,
+      modelName: this.modelName,
+      modelPrefix: this.modelPrefix,
+      serviceUrl: this.serviceUrl,
     });
-    output('KeyArn', this.key.keyArn, 'The sealing key');
-    output('ModelBucketName', this.modelBucket.bucket.bucketName, 'The bucket for the sealed model');
-    output('ModelPrefix', this.modelPrefix || '(bucket root)', 'Where the sealed model is stored in the bucket');
-    output('InstanceId', this.attestedInstance.instance.instanceId, 'The attested inference instance');
-    output('ServiceUrl', this.serviceUrl, 'The inference service (chat page and API), over TLS bound to its attestation');
-    output('ModelName', this.modelName, 'The sealed model the instance serves');
-    const manifest = `${this.modelPrefix}${this.modelName}.manifest.json`;
-    output('ModelManifestUri', `s3://${this.modelBucket.bucket.bucketName}/${manifest}`,
-      "The model's manifest: download it for verify --model and gateway --model");
-    // What a client runs to check what it talks to, with this deployment's outputs as its expectations.
-    const expectations = `--stack-outputs outputs.json --stack ${Stack.of(this).stackName} --model ${this.modelName}.manifest.json`;
-    output('VerifyCommand', `npx sealed-inference verify ${this.serviceUrl} ${expectations}`,
-      'Proves which image and model serve the URL (outputs.json: cdk deploy --outputs-file; the manifest from ModelManifestUri)');
-    output('GatewayCommand', `npx sealed-inference gateway ${this.serviceUrl} ${expectations}`,
-      'A local OpenAI-compatible endpoint that forwards only to an instance it verified');
+    new CfnOutput(this, 'InstanceId', {
+      value: this.attestedInstance.instance.instanceId,
+      description: 'The attested inference instance',
+    });
   }
 }
