@@ -1,47 +1,15 @@
-import { Size, Validations } from 'aws-cdk-lib';
+import { Validations } from 'aws-cdk-lib';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import { Construct } from 'constructs';
 import { ApplianceConfig } from './appliance-config';
-import { IAttestableImage } from './attestable-image';
 import { acknowledgePinnedImage, attestedLaunch, attestedSubnets, launchViolations } from './attested-launch';
-import { ModelBucket } from './model-bucket';
-import { SealedModelKey } from './sealed-model-key';
-import { ZeroOperatorAccessSecurityGroup } from './zero-operator-access';
+import { AttestedLaunchTemplateProps } from './attested-launch-template';
 
-/** Properties of an {@link AttestedInstance}. */
-export interface AttestedInstanceProps {
+/** Properties of an {@link AttestedInstance}: what every attested launch takes, and where to launch. */
+export interface AttestedInstanceProps extends AttestedLaunchTemplateProps {
   /** The VPC to launch in. */
   readonly vpc: ec2.IVpc;
-
-  /** The attestable image to boot. Its measurements must be allowed by `key`. */
-  readonly image: IAttestableImage;
-
-  /** The instance's only security group. */
-  readonly securityGroup: ZeroOperatorAccessSecurityGroup;
-
-  /** The key the model's data key is wrapped with; the instance's role is allowed to unseal with it. */
-  readonly key: SealedModelKey;
-
-  /** The bucket holding the sealed model; the instance's role may read `modelPrefix` in it. */
-  readonly modelBucket: ModelBucket;
-
-  /** The sealed model's name. */
-  readonly modelName: string;
-
-  /**
-   * The prefix the sealed model's artifacts are stored under: empty or ending in '/'.
-   *
-   * @default 'models/'
-   */
-  readonly modelPrefix?: string;
-
-  /**
-   * The instance type. It must offer NitroTPM 2.0; bare-metal and pre-Nitro types are rejected.
-   *
-   * @default m7i.2xlarge
-   */
-  readonly instanceType?: ec2.InstanceType;
 
   /**
    * Where to launch. Public subnets are rejected.
@@ -49,13 +17,6 @@ export interface AttestedInstanceProps {
    * @default - the VPC's isolated subnets, or its private subnets with egress if it has no isolated ones
    */
   readonly vpcSubnets?: ec2.SubnetSelection;
-
-  /**
-   * Size of the encrypted root volume. The root file system is read-only; the plaintext model lives in memory.
-   *
-   * @default Size.gibibytes(30)
-   */
-  readonly rootVolumeSize?: Size;
 }
 
 /**

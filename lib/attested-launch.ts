@@ -5,28 +5,16 @@ import * as s3 from 'aws-cdk-lib/aws-s3';
 import { Construct } from 'constructs';
 import { APPLIANCE_CONFIG_VERSION, ApplianceConfig, sealedModelObjects } from './appliance-config';
 import { IAttestableImage } from './attestable-image';
+import type { AttestedLaunchTemplateProps } from './attested-launch-template';
 import { checkModelName } from './model-identity';
-import { ModelBucket } from './model-bucket';
 import { NitroTpmSupport, nitroTpmSupport } from './nitro-tpm-support';
-import { SealedModelKey } from './sealed-model-key';
-import { ZeroOperatorAccessSecurityGroup } from './zero-operator-access';
 
 /**
  * What every launch of an attested instance is made of, whether one instance (AttestedInstance) or a fleet of them
  * (AttestedLaunchTemplate): the instance type check, the role, the appliance's configuration, the image and the
  * encrypted root volume. Kept in one place so that the two cannot drift apart.
  */
-export interface AttestedLaunchOptions {
-  readonly image: IAttestableImage;
-  readonly securityGroup: ZeroOperatorAccessSecurityGroup;
-  readonly key: SealedModelKey;
-  readonly modelBucket: ModelBucket;
-  readonly modelName: string;
-  readonly modelPrefix?: string;
-  readonly instanceType?: ec2.InstanceType;
-  readonly rootVolumeSize?: Size;
-  readonly hostNames?: string[];
-}
+type AttestedLaunchOptions = AttestedLaunchTemplateProps;
 
 /** The parts of an attested launch, ready for an instance or a launch template. */
 export interface AttestedLaunch {
