@@ -8,6 +8,7 @@ import { allow, declaredLength, Exchange, Refusal, sendJson, send } from './http
 import type { OllamaChat } from './ollama-client';
 import { chatCompletions, listModels, MAX_CHAT_REQUEST_BYTES, OpenAiApiContext, openAiError } from './openai-api';
 import { UI_ASSETS } from './ui-assets';
+import { setSecurityHeaders } from '../security-headers';
 
 export { MAX_CHAT_REQUEST_BYTES } from './openai-api';
 
@@ -88,21 +89,6 @@ export interface InferenceService {
 /** Nonce sizes accepted, in bytes (the attestation document's nonce field). */
 export const MIN_NONCE_BYTES = 16;
 export const MAX_NONCE_BYTES = 64;
-
-/**
- * Every answer forbids framing, sniffing, referrers and caching; the page may load only its own script and
- * stylesheet, and no inline script.
- */
-const SECURITY_HEADERS: Readonly<Record<string, string>> = {
-  'content-security-policy':
-    "default-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'; object-src 'none'",
-  'x-content-type-options': 'nosniff',
-  'referrer-policy': 'no-referrer',
-  'x-frame-options': 'DENY',
-  'cross-origin-opener-policy': 'same-origin',
-  'cross-origin-resource-policy': 'same-origin',
-  'cache-control': 'no-store',
-};
 
 const KEEP_ALIVE_TIMEOUT_MS = 5_000;
 /** Node checks the headers and request timeouts only this often (30 s unless told): at most a second late. */
@@ -204,7 +190,7 @@ function requestHandler(dependencies: InferenceServiceDependencies, state: Servi
       const sizes = `in=${exchange.bytesIn}B out=${exchange.bytesOut}B`;
       dependencies.log(`${method} ${path.slice(0, 200)} ${response.statusCode} ${sizes} ${ms}ms${ended}`);
     });
-    for (const [name, value] of Object.entries(SECURITY_HEADERS)) response.setHeader(name, value);
+    setSecurityHeaders(response);
 
     const answered = (async () => {
       const misdirected = misdirectedHost(request.headers.host, state.hostNames);

@@ -11,6 +11,7 @@ import { allowedHostHeaders, LoopbackAddress } from './loopback-address';
 import { sendOpenAiError } from './openai-error';
 import { BodyTooLargeError, readRequestBody } from './read-request-body';
 import { VerifiedUpstreamPool } from './verified-upstream-pool';
+import { setSecurityHeaders } from '../security-headers';
 
 /** What the gateway needs: the service, what to expect of it, where to listen and how often to check. */
 export interface GatewayOptions {
@@ -47,18 +48,6 @@ export interface Gateway {
 
 /** The largest request body accepted: a conversation, not a document store. */
 export const MAX_REQUEST_BODY_BYTES = 64 * 1024;
-
-/** The page and every answer are for this origin only, as the appliance's. */
-const SECURITY_HEADERS: Readonly<Record<string, string>> = {
-  'content-security-policy':
-    "default-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'; object-src 'none'",
-  'x-content-type-options': 'nosniff',
-  'referrer-policy': 'no-referrer',
-  'x-frame-options': 'DENY',
-  'cross-origin-opener-policy': 'same-origin',
-  'cross-origin-resource-policy': 'same-origin',
-  'cache-control': 'no-store',
-};
 
 /** The longest text from the service printed on one line. */
 const MAX_PRINTED_LENGTH = 512;
@@ -112,7 +101,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   const hostHeaders = allowedHostHeaders(options.listen, port);
   url = `http://${options.listen.host.includes(':') ? `[${options.listen.host}]` : options.listen.host}:${port}`;
   server.on('request', (request: http.IncomingMessage, response: http.ServerResponse) => {
-    for (const [name, value] of Object.entries(SECURITY_HEADERS)) response.setHeader(name, value);
+    setSecurityHeaders(response);
     route(pool, hostHeaders, request, response).catch(() => {
       if (response.headersSent) response.destroy();
       else sendOpenAiError(response, 500, { message: 'Internal error of the gateway', type: 'server_error', code: 'internal-error' });
