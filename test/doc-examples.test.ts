@@ -2,16 +2,21 @@ import * as fs from 'fs';
 import * as path from 'path';
 import * as ts from 'typescript';
 
-const root = path.join(__dirname, '..');
-const readme = fs.readFileSync(path.join(root, 'README.md'), 'utf8');
-const examples = [...readme.matchAll(/```ts\n([\s\S]*?)```/g)].map((m) => m[1]);
+/** The TypeScript examples of the README and of every page under docs/, type-checked as a user would import them. */
 
-test('the README shows TypeScript examples', () => {
-  expect(examples.length).toBeGreaterThanOrEqual(2);
+const root = path.join(__dirname, '..');
+const pages = ['README.md', ...fs.readdirSync(path.join(root, 'docs'), { recursive: true, encoding: 'utf8' })
+  .filter((file) => file.endsWith('.md'))
+  .map((file) => path.join('docs', file))];
+const examples = pages.flatMap((page) => [...fs.readFileSync(path.join(root, page), 'utf8').matchAll(/```ts\n([\s\S]*?)```/g)]
+  .map((match, i) => ({ page, file: path.join(root, 'test', `${page.replace(/[/.]/g, '-')}-example-${i + 1}.ts`), code: match[1] })));
+
+test.each([['README.md', 2], ['docs/fleet.md', 1]])('%s shows TypeScript examples', (page, least) => {
+  expect(examples.filter((example) => example.page === page).length).toBeGreaterThanOrEqual(least);
 });
 
-test('every README example type-checks against the library', () => {
-  const files = new Map(examples.map((code, i) => [path.join(root, 'test', `readme-example-${i + 1}.ts`), code]));
+test('every example type-checks against the library', () => {
+  const files = new Map(examples.map(({ file, code }) => [file, code]));
   const options: ts.CompilerOptions = {
     ...ts.parseJsonConfigFileContent(ts.readConfigFile(path.join(root, 'tsconfig.json'), ts.sys.readFile).config, ts.sys, root)
       .options,
