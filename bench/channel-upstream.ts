@@ -16,6 +16,8 @@ const MODEL = 'bench-model';
 async function main(): Promise<void> {
   const [chain, tls, ollama] = await Promise.all([createTestChain(), createTlsIdentity(), StubOllama.start()]);
   await loadTestModel(ollama, MODEL);
+  // A long answer, so that the stream's rate, not the request's fixed costs, is what is measured.
+  ollama.answerRepeats = 20;
   const pcrs = testPcrs();
   const binding = encodeChannelBinding(tls.spkiSha256);
   const service = await startInferenceService({

@@ -1,5 +1,5 @@
 /**
- * `npm run bench`: sealing and unsealing throughput and peak RSS, against in the same run:
+ * `npm run bench:sealing` (part of `npm run bench`): sealing and unsealing throughput and peak RSS, against in the same run:
  *   (a) AES-256-GCM over 8 KiB chunks, the chunking of AWS's sample;
  *   (b) age (X25519 recipient; ChaCha20-Poly1305 over 64 KiB chunks) on the same file;
  *   (c) this format again, its process started with glibc's malloc told to keep freed memory
