@@ -7,6 +7,7 @@ import { addInspectCommand } from './inspect-command';
 import { addMeasurementsCommand } from './measurements-command';
 import { addSealCommand } from './seal-command';
 import { addUnsealCommand } from './unseal-command';
+import { InterruptedError } from './interruption';
 import { NotTrustworthyError } from './not-trustworthy-error';
 import { addVerifyCommand } from './verify-command';
 
@@ -116,6 +117,7 @@ export async function runCli(
     if (error instanceof CommanderError) return error.exitCode === 0 ? EXIT_CODE.success : EXIT_CODE.usage;
     const message = error instanceof Error ? error.message : String(error);
     output.stderr(`${PROGRAM_NAME}: ${message.replace(/\s*\n\s*/g, ' ')}\n`);
+    if (error instanceof InterruptedError) return error.exitCode;
     return error instanceof NotTrustworthyError ? EXIT_CODE.notTrustworthy : EXIT_CODE.failure;
   }
 }

@@ -5,9 +5,11 @@ import { sealedModelObjects } from '../appliance-config';
 import { checkModelName } from '../model-identity';
 import { DEFAULT_CHUNK_SIZE, MAX_CHUNK_SIZE } from '../sealing/format';
 import type { SealedModelManifest } from '../sealing/manifest';
-import { sealToDirectory } from '../sealing/seal-to-directory';
+import { removeAbandonedPartialFiles } from '../sealing/partial-file';
+import { sealedModelFiles, sealToDirectory } from '../sealing/seal-to-directory';
 import { requireRegion } from './aws-region';
 import { readDataKeyFile } from './data-key-file';
+import { runInterruptibly } from './interruption';
 import type { CliOutput } from './program';
 import { formatBytes, startProgress } from './progress';
 
@@ -88,7 +90,10 @@ export function addSealCommand(program: Command, output: CliOutput): Command {
       } catch (error) {
         usage(`${(error as Error).message}, from the file name: pass --name <name>`);
       }
-      const result = await sealCommand(modelFile, { ...options, name }, output);
+      const aftermath = offline
+        ? `nothing was written to ${options.out}, and the partial file was removed`
+        : `nothing was published to s3://${options.bucket}/${options.prefix ?? ''}`;
+      const result = await runInterruptibly(aftermath, (signal) => sealCommand(modelFile, { ...options, name }, output, signal));
       output.stdout(`${JSON.stringify(result, null, 2)}\n`);
     });
 }
@@ -98,6 +103,7 @@ export async function sealCommand(
   modelFile: string,
   options: SealCommandOptions & { name: string },
   output: CliOutput,
+  signal?: AbortSignal,
 ): Promise<SealOutput> {
   const total = (await stat(modelFile)).size;
   const progress = startProgress(output, 'sealing', total);
@@ -105,8 +111,8 @@ export async function sealCommand(
   try {
     const result =
       options.out !== undefined
-        ? await sealOffline(modelFile, options, output, onProgress)
-        : await sealIntoS3(modelFile, options, onProgress);
+        ? await sealOffline(modelFile, options, output, onProgress, signal)
+        : await sealIntoS3(modelFile, options, onProgress, signal);
     progress.stop();
     const where = options.out ?? `s3://${options.bucket}/${options.prefix ?? ''}`;
     output.stderr(`Sealed ${options.name} (${formatBytes(total)}) into ${where}\n`);
@@ -121,7 +127,13 @@ async function sealOffline(
   options: SealCommandOptions & { name: string },
   output: CliOutput,
   onProgress: (bytes: number) => void,
+  signal: AbortSignal | undefined,
 ): Promise<SealOutput> {
+  for (const file of Object.values(sealedModelFiles(options.out!, options.name))) {
+    for (const abandoned of await removeAbandonedPartialFiles(file)) {
+      output.stderr(`Removed ${abandoned}, the partial output of a sealing that was killed\n`);
+    }
+  }
   const dataKey = await readDataKeyFile(options.dataKeyFile!, output);
   try {
     const { files, manifest } = await sealToDirectory(modelFile, options.out!, {
@@ -129,6 +141,7 @@ async function sealOffline(
       dataKey,
       chunkSize: options.chunkSize,
       onProgress,
+      signal,
     });
     return { artifacts: files, manifest };
   } finally {
@@ -140,6 +153,7 @@ async function sealIntoS3(
   modelFile: string,
   options: SealCommandOptions & { name: string },
   onProgress: (bytes: number) => void,
+  signal: AbortSignal | undefined,
 ): Promise<SealOutput> {
   // Loaded only here, so that offline commands start without the AWS SDK.
   const { generateDataKey, newKmsClient } = await import('../sealing/kms-data-key');
@@ -162,6 +176,7 @@ async function sealIntoS3(
         keyArn: dataKey.keyArn,
         chunkSize: options.chunkSize,
         onProgress,
+        signal,
       });
       const uri = (key: string) => `s3://${bucket}/${key}`;
       return {

@@ -3,8 +3,10 @@ import { createReadStream, existsSync } from 'fs';
 import { readFile } from 'fs/promises';
 import * as path from 'path';
 import { parseManifest, SealedModelManifest } from '../sealing/manifest';
+import { removeAbandonedPartialFiles } from '../sealing/partial-file';
 import { unseal } from '../sealing/unseal';
 import { readDataKeyFile } from './data-key-file';
+import { InterruptedError, runInterruptibly } from './interruption';
 import type { CliOutput } from './program';
 import { ByteProgress, formatBytes, startProgress } from './progress';
 
@@ -47,7 +49,9 @@ export function addUnsealCommand(program: Command, output: CliOutput): Command {
     .requiredOption('--out <model-file>', 'where to write the model; must not exist')
     .option('--manifest <file>', 'the manifest to check against (default: <name>.manifest.json beside it, if any)')
     .action(async (sealedFile: string, options: UnsealCommandOptions) => {
-      output.stdout(`${JSON.stringify(await unsealCommand(sealedFile, options, output), null, 2)}\n`);
+      const unsealed = await runInterruptibly(`${options.out} was not written, and its partial file was removed`,
+        (signal) => unsealCommand(sealedFile, options, output, signal));
+      output.stdout(`${JSON.stringify(unsealed, null, 2)}\n`);
     });
 }
 
@@ -56,9 +60,16 @@ export async function unsealCommand(
   sealedFile: string,
   options: UnsealCommandOptions,
   output: CliOutput,
+  signal?: AbortSignal,
 ): Promise<UnsealOutput> {
   if (existsSync(options.out)) {
     throw new Error(`${options.out} already exists: remove it or choose another --out`);
+  }
+  if (!existsSync(path.dirname(path.resolve(options.out)))) {
+    throw new Error(`${path.dirname(options.out)} does not exist: create it or choose another --out`);
+  }
+  for (const abandoned of await removeAbandonedPartialFiles(options.out)) {
+    output.stderr(`Removed ${abandoned}, the partial plaintext of an unsealing that was killed\n`);
   }
   const manifestFile = options.manifest ?? defaultManifest(sealedFile);
   let manifest: SealedModelManifest | undefined;
@@ -71,9 +82,13 @@ export async function unsealCommand(
   const dataKey = await readDataKeyFile(options.dataKeyFile, output);
   let progress: ByteProgress | undefined;
   try {
-    const result = await unseal(createReadStream(sealedFile, { highWaterMark: 1024 * 1024 }), options.out, {
+    const source = createReadStream(sealedFile, { highWaterMark: 1024 * 1024 });
+    // A read that waits (a slow disk, a pipe) is broken off too, not only the next chunk.
+    signal?.addEventListener('abort', () => source.destroy(signal.reason as Error), { once: true });
+    const result = await unseal(source, options.out, {
       dataKey,
       manifest,
+      signal,
       onProgress: (bytes, total) => {
         progress ??= startProgress(output, 'unsealing', total);
         progress.update(bytes);
@@ -90,6 +105,7 @@ export async function unsealCommand(
       ...(manifestFile !== undefined ? { manifest: manifestFile } : {}),
     };
   } catch (error) {
+    if (error instanceof InterruptedError) throw error;
     throw new Error(`Could not unseal ${sealedFile}: ${(error as Error).message}`, { cause: error });
   } finally {
     progress?.stop();

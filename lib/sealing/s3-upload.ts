@@ -56,6 +56,10 @@ export interface ObjectUploadOptions {
   readonly partSize?: number;
   /** @default UPLOAD_QUEUE_SIZE */
   readonly queueSize?: number;
+  /**
+   * Stops sealing and uploading: the multipart upload is then aborted and no manifest is written, as on any failure.
+   */
+  readonly signal?: AbortSignal;
 }
 
 /**
@@ -135,6 +139,10 @@ export interface SealToS3Options {
   readonly partSize?: number;
   /** @default UPLOAD_QUEUE_SIZE */
   readonly queueSize?: number;
+  /**
+   * Stops sealing and uploading: the multipart upload is then aborted and no manifest is written, as on any failure.
+   */
+  readonly signal?: AbortSignal;
 }
 
 /**
@@ -160,6 +168,9 @@ export async function sealToS3(sourcePath: string, options: SealToS3Options): Pr
       step = uploading;
       throw error;
     });
+  // Parts still uploading when the signal comes are stopped too, not only the sealing that feeds them.
+  const stop = () => void upload.fail(options.signal!.reason as Error);
+  options.signal?.addEventListener('abort', stop, { once: true });
   let result;
   try {
     result = await seal(sourcePath, sink, {
@@ -167,8 +178,10 @@ export async function sealToS3(sourcePath: string, options: SealToS3Options): Pr
       modelName: options.modelName,
       chunkSize: options.chunkSize,
       onProgress: options.onProgress && ((bytes) => options.onProgress!(bytes, total)),
+      signal: options.signal,
     });
   } catch (error) {
+    options.signal?.removeEventListener('abort', stop);
     await upload.fail(error as Error);
     throw failed(step, error, 'the multipart upload was aborted');
   }
@@ -176,11 +189,14 @@ export async function sealToS3(sourcePath: string, options: SealToS3Options): Pr
     await upload.finish();
   } catch (error) {
     throw failed(uploading, error, 'the multipart upload was aborted');
+  } finally {
+    options.signal?.removeEventListener('abort', stop);
   }
 
   const manifest = buildManifest(result, { keyArn: options.keyArn });
   step = `writing s3://${bucket}/${objects.dataKey}`;
   try {
+    options.signal?.throwIfAborted();
     await client.send(
       new PutObjectCommand({
         Bucket: bucket,
@@ -190,6 +206,7 @@ export async function sealToS3(sourcePath: string, options: SealToS3Options): Pr
       }),
     );
     step = `writing s3://${bucket}/${objects.manifest}`;
+    options.signal?.throwIfAborted();
     await client.send(
       new PutObjectCommand({
         Bucket: bucket,

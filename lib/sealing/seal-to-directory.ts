@@ -1,7 +1,7 @@
-import { randomBytes } from 'crypto';
 import { mkdir, open, rename, rm, stat, unlink, writeFile } from 'fs/promises';
 import * as path from 'path';
 import { buildManifest, SealedModelManifest } from './manifest';
+import { partialFileFor } from './partial-file';
 import { seal } from './seal';
 
 /**
@@ -33,6 +33,8 @@ export interface SealToDirectoryOptions {
   readonly chunkSize?: number;
   /** Called with the plaintext bytes sealed so far, and the total. */
   readonly onProgress?: (bytes: number, total: number) => void;
+  /** Stops sealing before the next chunk; the temporary file is then removed and nothing is renamed. */
+  readonly signal?: AbortSignal;
 }
 
 /**
@@ -57,6 +59,7 @@ export async function sealToDirectory(
         modelName: options.modelName,
         chunkSize: options.chunkSize,
         onProgress: options.onProgress && ((bytes) => options.onProgress!(bytes, total)),
+        signal: options.signal,
       });
       await output.sync();
       return sealed;
@@ -80,10 +83,7 @@ async function writeAtomically<T>(
   write: (temporary: string) => Promise<T>,
   beforeRename?: () => Promise<void>,
 ): Promise<T> {
-  const temporary = path.join(
-    path.dirname(destination),
-    `.${path.basename(destination)}.${randomBytes(6).toString('hex')}.partial`,
-  );
+  const temporary = partialFileFor(destination);
   try {
     const result = await write(temporary);
     await beforeRename?.();

@@ -33,6 +33,8 @@ export interface SealOptions {
   readonly chunkSize?: number;
   /** Called after each chunk with the plaintext bytes sealed so far. */
   readonly onProgress?: (bytes: number) => void;
+  /** Stops sealing before the next chunk: it then fails with the signal's reason. */
+  readonly signal?: AbortSignal;
 }
 
 /** What was sealed. */
@@ -60,6 +62,8 @@ export async function seal(sourcePath: string, sink: SealedSink, options: SealOp
   const file = await open(sourcePath, 'r');
   const digests = new PlaintextDigests();
   let keys;
+  // Delivering chunk i - 1 overlaps with sealing chunk i; on a failure, the delivery in flight is waited for.
+  let delivering: Promise<void> = Promise.resolve();
   try {
     const plaintextSize = (await file.stat()).size;
     const header = newHeader(options.modelName, plaintextSize, chunkSize, randomBytes(SALT_LENGTH));
@@ -79,8 +83,8 @@ export async function seal(sourcePath: string, sink: SealedSink, options: SealOp
     };
     // Reading chunk i + 1 and delivering chunk i - 1 overlap with encrypting chunk i.
     let next = count > 0 ? readChunk(0) : undefined;
-    let delivering: Promise<void> = Promise.resolve();
     for (let index = 0; index < count; index++) {
+      options.signal?.throwIfAborted();
       const plaintext = await next!;
       next = index + 1 < count ? readChunk(index + 1) : undefined;
       const sealed = sealRecord(keys.chunks, digestOfHeader, index, false, plaintext);
@@ -100,6 +104,7 @@ export async function seal(sourcePath: string, sink: SealedSink, options: SealOp
     sealedSize += byteLength(sealedTrailer);
     return { header, trailer, headerSha256: digestOfHeader.toString('hex'), sealedSize };
   } finally {
+    await delivering.catch(() => undefined);
     wipe(keys?.header, keys?.chunks);
     await digests.close();
     await file.close();

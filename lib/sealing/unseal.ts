@@ -1,6 +1,5 @@
-import { createDecipheriv, randomBytes } from 'crypto';
+import { createDecipheriv } from 'crypto';
 import { open, rename, unlink } from 'fs/promises';
-import * as path from 'path';
 import { ByteReader } from './byte-reader';
 import {
   additionalData,
@@ -19,6 +18,7 @@ import {
   wipe,
 } from './format';
 import { checkManifestHeader, checkManifestTrailer, SealedModelManifest } from './manifest';
+import { partialFileFor } from './partial-file';
 import { PlaintextDigests } from './plaintext-digests';
 import { SealedModelError } from './sealed-model-error';
 import { byteLength, cryptInto } from './slices';
@@ -31,6 +31,8 @@ export interface UnsealOptions {
   readonly manifest?: SealedModelManifest;
   /** Called after each chunk with the plaintext bytes verified so far. */
   readonly onProgress?: (bytes: number, total: number) => void;
+  /** Stops unsealing before the next chunk: it then fails with the signal's reason, and nothing is committed. */
+  readonly signal?: AbortSignal;
 }
 
 /** What was unsealed. */
@@ -70,10 +72,7 @@ export async function unseal(
 
 /** A file written under a temporary name beside `destination` (mode 0600), renamed there on commit. */
 async function openFileSink(destination: string): Promise<PlaintextSink> {
-  const temporary = path.join(
-    path.dirname(destination),
-    `.${path.basename(destination)}.${randomBytes(6).toString('hex')}.partial`,
-  );
+  const temporary = partialFileFor(destination);
   const output = await open(temporary, 'wx', 0o600);
   return {
     write: async (plaintext) => void (await output.write(plaintext)),
@@ -120,6 +119,7 @@ export async function unsealInto(
 
     const count = chunkCount(header);
     for (let index = 0; index < count; index++) {
+      options.signal?.throwIfAborted();
       const what = `chunk ${index} of ${count}`;
       const ciphertext = await exactPieces(chunkLength(header, index), what);
       const tag = await exact(TAG_LENGTH, what);

@@ -147,6 +147,24 @@ test('a sealing failure midway aborts the multipart upload', async () => {
   expect(s3.commandCalls(PutObjectCommand)).toHaveLength(0);
 });
 
+test('a stop signal midway aborts the multipart upload, with parts still uploading, and writes no manifest', async () => {
+  const { file } = model(20 * MiB);
+  const controller = new AbortController();
+  const reason = new Error('interrupted by SIGINT');
+  // The signal comes while parts are in flight: they are stopped too.
+  s3.on(UploadPartCommand).callsFake(async (input: UploadPartCommandInput) => {
+    controller.abort(reason);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    return { ETag: `"etag-${input.PartNumber}"` };
+  });
+  await expect(sealToS3(file, options({ signal: controller.signal }))).rejects.toThrow(
+    /^Failed (sealing into|uploading) s3:\/\/models-bucket\/models\/llama.sealed: interrupted by SIGINT; the multipart upload was aborted, so the model is not published$/,
+  );
+  expect(s3.commandCalls(AbortMultipartUploadCommand)).toHaveLength(1);
+  expect(s3.commandCalls(CompleteMultipartUploadCommand)).toHaveLength(0);
+  expect(s3.commandCalls(PutObjectCommand)).toHaveLength(0);
+});
+
 test('a manifest that cannot be written is not left from an earlier sealing', async () => {
   const { file } = model(1000);
   s3.on(PutObjectCommand, { Key: OBJECTS.manifest }).rejects(Object.assign(new Error('Slow Down'), { name: 'SlowDown' }));
