@@ -102,9 +102,18 @@ export class ModelBucket extends Construct {
     ]);
   }
 
-  /** Lets the workload read sealed artifacts under `prefix`. */
+  /**
+   * Lets the workload read sealed artifacts under `prefix`, and list that prefix: S3 tells a missing object (404) from
+   * a refused one (403) only to a caller allowed `s3:ListBucket`, and the workload waits for a model not uploaded yet.
+   */
   public grantFetch(grantee: iam.IGrantable, prefix: string): iam.Grant {
-    return this.grantOnObjects(grantee, prefix, ['s3:GetObject']);
+    return this.grantOnObjects(grantee, prefix, ['s3:GetObject']).combine(iam.Grant.addToPrincipalOrResource({
+      grantee,
+      actions: ['s3:ListBucket'],
+      resourceArns: [this.bucket.bucketArn],
+      resource: this.bucket,
+      conditions: { StringLike: { 's3:prefix': [`${prefix}*`] } },
+    }));
   }
 
   private grantOnObjects(grantee: iam.IGrantable, prefix: string, actions: string[]): iam.Grant {

@@ -97,7 +97,7 @@ test('has a role that may only fetch the model and decrypt: no Session Manager, 
   expect(role.Properties.ManagedPolicyArns).toBeUndefined();
   const policies = Object.values(template.findResources('AWS::IAM::Policy'));
   const granted = policies.flatMap((p) => p.Properties.PolicyDocument.Statement.flatMap((s: { Action: string }) => s.Action));
-  expect(granted.sort()).toEqual(['kms:Decrypt', 's3:GetObject']);
+  expect(granted.sort()).toEqual(['kms:Decrypt', 's3:GetObject', 's3:ListBucket']);
   expect(JSON.stringify(template.toJSON())).not.toMatch(/ssm:|ssmmessages:|ec2-instance-connect:|AmazonSSM/);
 });
 

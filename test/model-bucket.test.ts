@@ -74,7 +74,7 @@ test('refuses the sealing key for encryption at rest', () => {
   expect(() => app.synth()).toThrow(/encryptionKey is the sealing key S\/Sealing: S3 could not decrypt with it/);
 });
 
-test('grants upload and fetch on the prefix only, across accounts through the bucket policy', () => {
+test('grants upload, fetch and listing on the prefix only, across accounts through the bucket policy', () => {
   const { stack, models } = bucket();
   models.grantUpload(new iam.ArnPrincipal('arn:aws:iam::222222222222:role/owner'), 'models/');
   const workload = new iam.Role(stack, 'Workload', { assumedBy: new iam.ServicePrincipal('ec2.amazonaws.com') });
@@ -96,6 +96,8 @@ test('grants upload and fetch on the prefix only, across accounts through the bu
     PolicyDocument: {
       Statement: [
         { Effect: 'Allow', Action: 's3:GetObject', Resource: { 'Fn::Join': ['', [Match.anyValue(), '/models/*']] } },
+        // Listing only the prefix, so that a model not uploaded yet reads as missing (404), not as refused (403).
+        { Effect: 'Allow', Action: 's3:ListBucket', Resource: Match.anyValue(), Condition: { StringLike: { 's3:prefix': ['models/*'] } } },
       ],
     },
   });

@@ -104,7 +104,7 @@ describe('launch template', () => {
     const statements = Object.values(template.findResources('AWS::IAM::Policy', {
       Properties: { Roles: [{ Ref: Match.stringLikeRegexp('^FleetLaunchTemplateRole') }] },
     })).flatMap((p) => p.Properties.PolicyDocument.Statement);
-    expect(statements.flatMap((s: { Action: string }) => s.Action).sort()).toEqual(['kms:Decrypt', 's3:GetObject']);
+    expect(statements.flatMap((s: { Action: string }) => s.Action).sort()).toEqual(['kms:Decrypt', 's3:GetObject', 's3:ListBucket']);
     const unseal = only(template, 'AWS::KMS::Key').Properties.KeyPolicy.Statement
       .find((s: { Sid: string }) => s.Sid === 'UnsealOnlyOnAttestedImage1');
     expect(unseal.Principal.AWS).toEqual({ 'Fn::GetAtt': [expect.stringMatching(/^FleetLaunchTemplateRole/), 'Arn'] });

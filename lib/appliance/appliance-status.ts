@@ -1,9 +1,11 @@
 /**
- * Where the appliance's boot pipeline is: starting (configuration, PCR15's event log), fetching (manifest and
+ * Where the appliance's boot pipeline is: starting (configuration, PCR15's event log), waiting (for a model not
+ * uploaded yet), fetching (manifest and
  * wrapped key), attesting (key pair, attestation document, KMS), unsealing (streaming the sealed model from S3
  * through the unsealer), loading (into Ollama), then ready; or failed, with the phase it failed in and why.
  */
-export type AppliancePhase = 'starting' | 'fetching' | 'attesting' | 'unsealing' | 'loading' | 'ready' | 'failed';
+export type AppliancePhase =
+  'starting' | 'waiting' | 'fetching' | 'attesting' | 'unsealing' | 'loading' | 'ready' | 'failed';
 
 /** The model being served, as its manifest and the verified plaintext name it. */
 export interface ServedModel {
@@ -19,6 +21,8 @@ export interface ApplianceStatus {
   readonly phase: AppliancePhase;
   /** Bytes done and expected in the current phase, when it moves data. */
   readonly progress?: { readonly bytes: number; readonly total: number };
+  /** For `waiting`: what the appliance waits for (the model's manifest, not uploaded yet) and what it last saw. */
+  readonly waitingFor?: string;
   /** For `failed`: the phase that failed, then a one-line reason saying what went wrong. */
   readonly failedPhase?: AppliancePhase;
   readonly reason?: string;

@@ -9,13 +9,14 @@ import { Attester } from './attester';
 import { DecryptDataKeyRequest, MAX_CIPHERTEXT_BLOB_BYTES } from './attested-decrypt';
 import { OllamaModels } from './ollama-client';
 import { BOOT_RETRY_POLICY, RetryPolicy, withRetries } from './retry';
-import { readS3Object, readS3Range } from './s3-object-reader';
+import { readS3Object, readS3Range, S3ObjectReadError } from './s3-object-reader';
 import { StatusBoard } from './status-board';
 
 /**
  * The boot pipeline: from user data to a model served by Ollama, through the attested key.
  *
  * 1. starting   read the configuration (user data; where to fetch from, nothing more)
+ *    waiting    for a model not uploaded yet: the manifest is looked for again, soon at first, then once a minute
  * 2. fetching   the manifest and the wrapped data key from S3
  * 3. attesting  ephemeral key pair, attestation document, KMS Decrypt with a Recipient, CMS unwrap in memory
  * 4. unsealing  the sealed model streamed from S3 through the unsealer into an upload to Ollama (loopback), which
@@ -47,7 +48,19 @@ export interface BootPipelineDependencies {
   readonly log: (line: string) => void;
   /** @default BOOT_RETRY_POLICY */
   readonly retry?: RetryPolicy;
+  /** @default MODEL_WAIT_POLICY */
+  readonly modelWait?: ModelWaitPolicy;
 }
+
+/** How often the appliance looks again for a model not uploaded yet. */
+export interface ModelWaitPolicy {
+  /** The first pause; each next one is twice as long, up to `maxDelayMs`. */
+  readonly firstDelayMs: number;
+  readonly maxDelayMs: number;
+}
+
+/** Soon at first, for a model being uploaded as the instance boots; then once a minute, for as long as it takes. */
+export const MODEL_WAIT_POLICY: ModelWaitPolicy = { firstDelayMs: 5000, maxDelayMs: 60_000 };
 
 /**
  * Small objects are read whole; their bounds keep a hostile bucket from exhausting memory. A wrapped data key is
@@ -91,7 +104,14 @@ export async function runBootPipeline(deps: BootPipelineDependencies): Promise<S
           throw new Error(`s3://${config.bucket}/${key} is larger than ${limit} bytes: it is not what the appliance expects`);
         }
       });
-    const manifest = parseManifest((await readSmall(config.objects.manifest, MAX_MANIFEST_BYTES)).toString('utf8'));
+    const manifestBytes = await untilUploaded(() => readSmall(config.objects.manifest, MAX_MANIFEST_BYTES), {
+      uri: `s3://${config.bucket}/${config.objects.manifest}`,
+      policy: deps.modelWait ?? MODEL_WAIT_POLICY,
+      status: deps.status,
+      log: deps.log,
+      resume: () => enter('fetching'),
+    });
+    const manifest = parseManifest(manifestBytes.toString('utf8'));
     checkManifestAgainstConfig(manifest, config);
     const wrappedKey = await readSmall(config.objects.dataKey, MAX_CIPHERTEXT_BLOB_BYTES);
 
@@ -141,6 +161,37 @@ export async function runBootPipeline(deps: BootPipelineDependencies): Promise<S
     throw new BootFailure(phase, reason);
   } finally {
     wipe(dataKey);
+  }
+}
+
+/**
+ * Reads the manifest, waiting while it is missing: the model owner may seal the model after the instance booted. The
+ * manifest is written last, so once it is there the whole model is. Without `s3:ListBucket`, S3 answers a missing
+ * object with 403, not 404, so a 403 is waited out too, the status naming both causes.
+ */
+async function untilUploaded(
+  read: () => Promise<Buffer>,
+  waiting: { uri: string; policy: ModelWaitPolicy; status: StatusBoard; log: (line: string) => void; resume: () => void },
+): Promise<Buffer> {
+  let delayMs = waiting.policy.firstDelayMs;
+  let told: string | undefined;
+  for (;;) {
+    try {
+      const bytes = await read();
+      if (told !== undefined) waiting.resume();
+      return bytes;
+    } catch (error) {
+      const status = error instanceof S3ObjectReadError ? error.httpStatus : undefined;
+      if (status !== 404 && status !== 403) throw error;
+      const what = status === 404
+        ? `${waiting.uri}: the model is not uploaded yet`
+        : `${waiting.uri}: the model is not uploaded yet, or the instance role may not read it (S3 answers 403 for both)`;
+      waiting.status.wait(what);
+      if (what !== told) waiting.log(`waiting for ${what}`);
+      told = what;
+    }
+    await new Promise((resolve) => setTimeout(resolve, delayMs));
+    delayMs = Math.min(delayMs * 2, waiting.policy.maxDelayMs);
   }
 }
 

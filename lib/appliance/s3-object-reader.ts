@@ -35,6 +35,8 @@ export class S3ObjectReadError extends Error {
   constructor(
     message: string,
     public readonly transient: boolean,
+    /** S3's HTTP status, when S3 refused the read. */
+    public readonly httpStatus?: number,
   ) {
     super(message);
     this.name = 'S3ObjectReadError';
@@ -143,12 +145,13 @@ function explainS3Failure(error: unknown, bucket: string, key: string): Error {
     return new S3ObjectReadError(`s3://${bucket}/${key} was replaced while it was being read`, false);
   }
   if (status === 404) {
-    return new S3ObjectReadError(`s3://${bucket}/${key} does not exist: was the model sealed under this name and prefix?`, false);
+    return new S3ObjectReadError(`s3://${bucket}/${key} does not exist: was the model sealed under this name and prefix?`, false, 404);
   }
   if (status === 403) {
     return new S3ObjectReadError(
       `access to s3://${bucket}/${key} denied: check the instance role, the bucket policy and the S3 endpoint policy`,
       false,
+      403,
     );
   }
   return error instanceof Error ? error : new Error(String(error));

@@ -12,6 +12,12 @@ export class StatusBoard {
     this.status = { phase, model: this.status.model, since: new Date().toISOString() };
   }
 
+  /** In phase `waiting` for `what`; the time waiting began is kept while the appliance keeps looking. */
+  wait(what: string): void {
+    const since = this.status.phase === 'waiting' ? this.status.since : new Date().toISOString();
+    this.status = { phase: 'waiting', waitingFor: what, since };
+  }
+
   progress(bytes: number, total: number): void {
     this.status = { ...this.status, progress: { bytes, total } };
   }

@@ -133,11 +133,41 @@ describe('runBootPipeline', () => {
     expect(deps.status.current()).toMatchObject({ failedPhase: 'fetching' });
   });
 
-  test('a missing manifest is named', async () => {
+  test('waits for a model not uploaded yet, says for what, and serves it once its manifest is there', async () => {
+    // S3 answers a missing object with 403 to a role that may not list the bucket, as this double does by default.
     const model = await storeSealedModel(s3);
-    const config = { ...model.config, objects: { ...model.config.objects, manifest: 'models/absent.manifest.json' } };
-    await expect(runBootPipeline(dependencies(config))).rejects.toThrow(
-      's3://sealed-models/models/absent.manifest.json does not exist: was the model sealed under this name and prefix?');
+    const manifest = s3.get(model.config.bucket, model.config.objects.manifest);
+    const config = { ...model.config, objects: { ...model.config.objects, manifest: 'models/later.manifest.json' } };
+    const deps = dependencies(config, { modelWait: { firstDelayMs: 20, maxDelayMs: 40 } });
+    const served = runBootPipeline(deps);
+    await waitUntil(() => deps.status.current().phase === 'waiting');
+    const waiting = deps.status.current();
+    expect(waiting).toEqual({
+      phase: 'waiting',
+      waitingFor: 's3://sealed-models/models/later.manifest.json: the model is not uploaded yet, or the instance role ' +
+        'may not read it (S3 answers 403 for both)',
+      since: expect.any(String),
+    });
+    // It keeps looking, once a while, without a new line in the log each time.
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    expect(deps.status.current().since).toBe(waiting.since);
+    expect(logs.filter((line) => line.startsWith('waiting for'))).toHaveLength(1);
+
+    s3.put(config.bucket, config.objects.manifest, manifest);
+    await expect(served).resolves.toMatchObject({ name: 'llama', sha384: model.sha384 });
+    expect(phases).toEqual(['starting', 'fetching', 'fetching', 'attesting', 'unsealing', 'loading', 'ready']);
+  });
+
+  test('a role allowed to list the prefix sees a missing manifest as not uploaded yet', async () => {
+    await s3.close();
+    s3 = await startFakeS3({ missingObjectStatus: 404 });
+    const model = await storeSealedModel(s3);
+    const config = { ...model.config, objects: { ...model.config.objects, manifest: 'models/later.manifest.json' } };
+    const deps = dependencies(config, { modelWait: { firstDelayMs: 20, maxDelayMs: 40 } });
+    void runBootPipeline(deps).catch(() => undefined);
+    await waitUntil(() => deps.status.current().phase === 'waiting');
+    expect(deps.status.current().waitingFor).toBe('s3://sealed-models/models/later.manifest.json: the model is not uploaded yet');
+    await s3.close(); // the pipeline, still waiting, fails on the closed endpoint and ends
   });
 
   test('a sealed model of the wrong size is named', async () => {
@@ -170,4 +200,13 @@ async function readObject(s3: FakeS3, bucket: string, key: string): Promise<Uint
   const { GetObjectCommand } = await import('@aws-sdk/client-s3');
   const answer = await s3.client().send(new GetObjectCommand({ Bucket: bucket, Key: key }));
   return answer.Body!.transformToByteArray();
+}
+
+/** Polls `condition` every 5 ms for up to 5 s. */
+async function waitUntil(condition: () => boolean): Promise<void> {
+  const deadline = Date.now() + 5000;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error('the condition did not hold within 5 s');
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
 }

@@ -97,6 +97,16 @@ test('while loading, the page shows the phase and its progress, and follows the 
   expect(problems).toEqual([]);
 });
 
+test('before the model is uploaded, the page says what the appliance waits for', async () => {
+  const waitingFor = 's3://sealed-models/models/llama.manifest.json: the model is not uploaded yet';
+  status = { phase: 'waiting', waitingFor, since: new Date().toISOString() };
+  await page.goto(service.url);
+  await expectText('#phase', `Waiting for the sealed model: ${waitingFor}`);
+  expect(await page.locator('#chat').isHidden()).toBe(true);
+  expect(await page.locator('#failure').isHidden()).toBe(true);
+  expect(problems).toEqual([]);
+});
+
 test('once ready, a question gets an answer streamed into the conversation', async () => {
   status = { phase: 'ready', model: MODEL, since: new Date().toISOString() };
   stub.chunkDelayMs = 150;

@@ -82,7 +82,14 @@ describe('readS3Object', () => {
     expect(Date.now() - started).toBeLessThan(500);
   });
 
-  test('says which object is missing', async () => {
-    await expect(read({ key: 'm/absent.sealed' })).rejects.toThrow('s3://models/m/absent.sealed does not exist');
+  test('says which object is missing, or could not be read, with the status S3 answered', async () => {
+    await expect(read({ key: 'm/absent.sealed' })).rejects.toMatchObject({
+      message: expect.stringContaining('access to s3://models/m/absent.sealed denied'), httpStatus: 403,
+    });
+    await s3.close();
+    s3 = await startFakeS3({ missingObjectStatus: 404 });
+    await expect(read({ key: 'm/absent.sealed' })).rejects.toMatchObject({
+      message: expect.stringContaining('s3://models/m/absent.sealed does not exist'), httpStatus: 404,
+    });
   });
 });

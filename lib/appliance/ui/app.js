@@ -9,6 +9,7 @@
 
   const PHASES = {
     starting: 'Starting',
+    waiting: 'Waiting for the sealed model',
     attesting: 'Attesting this instance and asking KMS for the model key',
     fetching: 'Fetching the sealed model manifest and wrapped key',
     unsealing: 'Unsealing the model',
@@ -53,7 +54,8 @@
 
   function showStatus(status) {
     const label = PHASES[status.phase] || status.phase;
-    view.phase.textContent = status.phase === 'ready' || status.phase === 'failed' ? label : `${label}…`;
+    view.phase.textContent = status.phase === 'waiting' ? `${label}: ${status.waitingFor}`
+      : status.phase === 'ready' || status.phase === 'failed' ? label : `${label}…`;
     view.phase.dataset.phase = status.phase;
 
     const progress = status.phase !== 'ready' && status.phase !== 'failed' ? status.progress : undefined;

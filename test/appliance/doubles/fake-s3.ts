@@ -30,7 +30,17 @@ interface StoredObject {
   readonly etag: string;
 }
 
-export async function startFakeS3(): Promise<FakeS3> {
+/**
+ * How the fake answers a missing object. S3 answers 404 only to a caller allowed `s3:ListBucket` on the bucket, and
+ * 403 AccessDenied to one that is not: the default, as for a role allowed only `s3:GetObject`.
+ */
+export interface FakeS3Options {
+  /** @default 403 */
+  readonly missingObjectStatus?: 403 | 404;
+}
+
+export async function startFakeS3(options: FakeS3Options = {}): Promise<FakeS3> {
+  const missing = options.missingObjectStatus === 404 ? { status: 404, code: 'NoSuchKey' } : { status: 403, code: 'AccessDenied' };
   const objects = new Map<string, StoredObject>();
   const gets: string[] = [];
   let failures: { count: number; status: number; code: string } = { count: 0, status: 500, code: '' };
@@ -49,8 +59,8 @@ export async function startFakeS3(): Promise<FakeS3> {
     const object = objects.get(`${bucket}/${key}`);
     if (request.method !== 'HEAD' && request.method !== 'GET') return error(response, 405, 'MethodNotAllowed');
     if (!object) {
-      if (request.method === 'HEAD') return void response.writeHead(404).end();
-      return error(response, 404, 'NoSuchKey');
+      if (request.method === 'HEAD') return void response.writeHead(missing.status).end();
+      return error(response, missing.status, missing.code);
     }
     if (request.method === 'HEAD') {
       response.writeHead(200, { 'Content-Length': object.body.length, ETag: object.etag });
