@@ -7,6 +7,7 @@
 #   tpm2-tools    tpm2_pcrextend / tpm2_pcrread, as the appliance runs them on the instance
 #   chromium      the appliance's chat UI in a headless browser (driven by playwright-core)
 #   openssl       an independent CMS implementation the KMS recipient envelope is checked against
+#   HAProxy       a TCP load balancer in front of appliance doubles, as the fleet's NLB is in front of its instances
 #   python3-*     what kiwi-ng (provisioned by scripts/provision-kiwi.sh) needs of Debian's Python 3
 set -euo pipefail
 
@@ -18,6 +19,7 @@ declare -A packages=(
     [tpm2_pcrextend]=tpm2-tools
     [chromium]=chromium
     [openssl]=openssl
+    [haproxy]=haproxy
 )
 # Python module of Debian's /usr/bin/python3 -> Debian package
 declare -A python_packages=(

@@ -1,8 +1,9 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { Gateway, startGateway } from '../gateway/gateway';
+import { DEFAULT_FLEET_ATTEMPTS, Gateway, startGateway } from '../gateway/gateway';
 import { DEFAULT_LISTEN, LoopbackAddress, parseLoopbackAddress } from '../gateway/loopback-address';
 import { CliDependencies, CliOutput, EXIT_CODE } from './program';
-import { addExpectationOptions, checkExpectationOptions, readVerifyExpectations, VerifyExpectations, VerifyOptions } from './verify-command';
+import { addExpectationOptions, checkExpectationOptions, readVerifyExpectations, VerifyOptions } from './verify-command';
+import type { VerifyExpectations } from './verify-connection';
 
 /**
  * `sealed-inference gateway <service-url>`: a local, plain-HTTP, OpenAI-compatible endpoint that forwards to the
@@ -16,12 +17,17 @@ export interface GatewayCommandOptions extends VerifyOptions {
   /** Seconds. */
   readonly reverify: number;
   readonly connections: number;
+  readonly fleet?: boolean;
+  /** With `fleet`: fresh connections tried for one request. */
+  readonly attempts?: number;
 }
 
 const DEFAULT_REVERIFY_SECONDS = 300;
 const DEFAULT_CONNECTIONS = 4;
 /** More connections than this would only load the appliance, which answers one chat at a time per model anyway. */
 const MAX_CONNECTIONS = 64;
+/** More attempts than this would only hide a fleet that mostly fails verification. */
+const MAX_ATTEMPTS = 32;
 
 export function addGatewayCommand(program: Command, output: CliOutput, dependencies: CliDependencies = {}): Command {
   const command = program
@@ -32,7 +38,11 @@ export function addGatewayCommand(program: Command, output: CliOutput, dependenc
         'request over a TLS connection that was verified as `verify` does (fresh nonce, channel binding of that ' +
         "connection's key, image, event log, model) before a byte of any request went over it. A failed verification " +
         'stops forwarding: requests are answered 502 (type attestation_failed) until a fresh connection verifies. ' +
-        'Also serves a chat page at / and the verification state at /health. Runs until interrupted.',
+        'Also serves a chat page at / and the verification state at /health. Runs until interrupted. With --fleet, ' +
+        'the service is a load balancer in front of several attested instances: each new connection may end in another ' +
+        'instance and is verified on its own; one that fails is refused (closed, nothing sent over it) while the ' +
+        'connections to the instances that verified keep serving, a request tries up to --attempts fresh connections ' +
+        'before it is answered 502, and /health reports each instance by the SPKI hash of its TLS key.',
     );
   return addExpectationOptions(command)
     .addOption(new Option('--listen <address:port>', 'where to listen, a loopback address only: the local leg is plain HTTP')
@@ -40,9 +50,15 @@ export function addGatewayCommand(program: Command, output: CliOutput, dependenc
     .option('--reverify <seconds>', 'retire connections older than this, and verify a fresh one this often', parseSeconds,
       DEFAULT_REVERIFY_SECONDS)
     .option('--connections <n>', 'the most upstream connections at once', parseConnections, DEFAULT_CONNECTIONS)
+    .option('--fleet', 'the service is a load balancer in front of several instances: refuse only the instances that fail')
+    .option('--attempts <n>', `with --fleet: fresh connections tried for one request before answering 502 (default ${DEFAULT_FLEET_ATTEMPTS})`,
+      parseAttempts)
     .addHelpText('after', [
       '',
       'Use it with any OpenAI client: baseURL http://127.0.0.1:8080/v1 (any API key).',
+      '',
+      'A fleet (SealedInferenceFleet): sealed-inference gateway https://<load-balancer-dns>:3000 --fleet ...; GET /health',
+      'is 200 while at least one instance verified within two --reverify intervals, and lists every instance reached.',
       '',
       'Exit codes:',
       `  ${EXIT_CODE.success}  stopped by SIGINT or SIGTERM`,
@@ -51,6 +67,7 @@ export function addGatewayCommand(program: Command, output: CliOutput, dependenc
     ].join('\n'))
     .action(async function (this: Command, serviceUrl: URL, options: GatewayCommandOptions) {
       checkExpectationOptions(this, options);
+      if (options.attempts !== undefined && options.fleet !== true) this.error('--attempts only applies with --fleet');
       const expectations = await readVerifyExpectations(options, output, dependencies);
       const gateway = await startListening(serviceUrl, expectations, options, output, dependencies);
       await untilSignalled();
@@ -74,6 +91,8 @@ async function startListening(
       timeoutSeconds: options.timeout,
       reverifySeconds: options.reverify,
       maxConnections: options.connections,
+      fleet: options.fleet === true,
+      fleetAttempts: options.attempts,
       trustedRoots: dependencies.trustedRoots,
       stdout: output.stdout,
       stderr: output.stderr,
@@ -118,6 +137,14 @@ function parseConnections(value: string): number {
   const count = Number(value);
   if (!/^\d+$/.test(value) || count < 1 || count > MAX_CONNECTIONS) {
     throw new InvalidArgumentError(`Expected a whole number of connections from 1 to ${MAX_CONNECTIONS}.`);
+  }
+  return count;
+}
+
+function parseAttempts(value: string): number {
+  const count = Number(value);
+  if (!/^\d+$/.test(value) || count < 1 || count > MAX_ATTEMPTS) {
+    throw new InvalidArgumentError(`Expected a whole number of attempts from 1 to ${MAX_ATTEMPTS}.`);
   }
   return count;
 }

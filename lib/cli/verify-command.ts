@@ -1,21 +1,16 @@
-import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { KMS_KEY_ARN_PATTERN } from '../appliance-config';
-import type { AttestationDocument } from '../attestation/attestation-document';
-import { AttestationError } from '../attestation/attestation-error';
 import { printableText } from '../attestation/attestation-response';
-import { checkChannelBinding } from '../attestation/channel-binding';
-import { compareAttestation, ExpectedImage, expectedImageName } from '../attestation/attestation-expectations';
-import { auditKeyPolicy, KeyPolicyFinding } from '../attestation/key-policy-audit';
-import { AWS_NITRO_ROOT_SHA256_FINGERPRINT } from '../attestation/nitro-root';
-import type { PinnedConnection } from '../attestation/pinned-connection';
-import { DEFAULT_ATTESTATION_MAX_AGE_MS, verifyAttestationDocument } from '../attestation/verify-attestation';
+import type { ExpectedImage } from '../attestation/attestation-expectations';
+import { DEFAULT_ATTESTATION_MAX_AGE_MS } from '../attestation/verify-attestation';
 import { parseManifest } from '../sealing/manifest';
-import { connectToService, fetchAttestation } from './fetch-attestation';
+import { connectToService } from './fetch-attestation';
 import { collectAccount, measurements, parseImageId } from './measurements-command';
 import { NotTrustworthyError } from './not-trustworthy-error';
+import { DEFAULT_VERIFY_ATTEMPTS, formatFleetReport, verifyEachConnection } from './verify-all';
 import { CliDependencies, CliOutput, EXIT_CODE } from './program';
+import { VerifyExpectations, verifyConnection, VerifyReport } from './verify-connection';
 import { readMeasurementsFile, readStackOutputs } from './verify-expectations';
 
 /**
@@ -42,38 +37,21 @@ export interface VerifyOptions {
   readonly json?: boolean;
 }
 
+/** The options of `verify` alone. */
+interface VerifyCommandOptions extends VerifyOptions {
+  /** Verify several connections, each perhaps to another instance, and report each instance. */
+  readonly all?: boolean;
+  /** With `all`: the connections opened. */
+  readonly attempts?: number;
+}
+
+/** More connections than this would only load the service. */
+const MAX_VERIFY_ATTEMPTS = 256;
+
 /** A KMS key ARN, with the Region its policy is read in. */
 export interface KeyArn {
   readonly arn: string;
   readonly region: string;
-}
-
-/** One line of the report: a check, what it expected and what it found. */
-export interface VerifyCheck {
-  /** `document`, `channel`, `image`, `event-log`, `model` or `key-policy`. */
-  readonly name: string;
-  readonly passed: boolean;
-  readonly expected: string;
-  readonly found: string;
-}
-
-/** What `verify --json` prints. */
-export interface VerifyReport {
-  readonly verified: boolean;
-  readonly service: string;
-  /** The nonce sent, hex. */
-  readonly nonce: string;
-  /** The SHA-256 (hex) of the SubjectPublicKeyInfo of the TLS key the service presented. */
-  readonly tlsSpkiSha256: string;
-  /** The verified document's facts; absent when it did not verify. */
-  readonly document?: { moduleId: string; timestamp: string; pcrs: Record<string, string> };
-  /** Expected image the document matched, by AMI id or position. */
-  readonly image?: string;
-  /** Model digests the event log reports on PCR15. */
-  readonly servedModels: string[];
-  readonly checks: VerifyCheck[];
-  /** The key policy audit's findings, with `--key`. */
-  readonly keyPolicyFindings?: KeyPolicyFinding[];
 }
 
 const DEFAULT_TIMEOUT_SECONDS = 10;
@@ -95,11 +73,15 @@ export function addVerifyCommand(program: Command, output: CliOutput, dependenci
         'connection, verify the NitroTPM document (certificate chain to the AWS Nitro root, signature, age, nonce), ' +
         "check that it binds the connection's TLS key, that its PCRs are those of an expected image, " +
         'that PCR15 replays from the event log and (with --model) that the log names only the expected model; with ' +
-        '--key, also check that the live key policy unseals for exactly the expected images',
+        '--key, also check that the live key policy unseals for exactly the expected images. With --all, for a fleet ' +
+        'behind a load balancer: open --attempts connections, verify each on its own and report each instance reached ' +
+        '(by the SPKI hash of its TLS key and the module id of its NitroTPM)',
     );
   return addExpectationOptions(command)
     .option('--key <key-arn>', "also audit this key's live policy (GetKeyPolicy, with your credentials)", parseKeyArn)
     .option('--json', 'print the report as JSON')
+    .option('--all', 'verify several connections, each perhaps to another instance of a fleet, and report each instance')
+    .option('--attempts <n>', `with --all: the connections to open (default ${DEFAULT_VERIFY_ATTEMPTS})`, parseAttempts)
     .addHelpText('after', [
       '',
       'Exit codes:',
@@ -108,9 +90,18 @@ export function addVerifyCommand(program: Command, output: CliOutput, dependenci
       `  ${EXIT_CODE.failure}  could not check: service unreachable or not answering an attestation, unreadable`,
       '     expectations or manifest, an AWS error',
       `  ${EXIT_CODE.usage}  usage: unknown option, malformed argument, no or several expectation sources`,
+      '',
+      `With --all: ${EXIT_CODE.success} when every instance reached verified, ${EXIT_CODE.notTrustworthy} when one failed a check, ` +
+        `${EXIT_CODE.failure} when no connection`,
+      'reached an instance or one did not answer an attestation.',
     ].join('\n'))
-    .action(async function (this: Command, serviceUrl: URL, options: VerifyOptions) {
+    .action(async function (this: Command, serviceUrl: URL, options: VerifyCommandOptions) {
       checkExpectationOptions(this, options);
+      if (options.attempts !== undefined && options.all !== true) this.error('--attempts only applies with --all');
+      if (options.all === true) {
+        await verifyAll(serviceUrl, options, output, dependencies);
+        return;
+      }
       const report = await verify(serviceUrl, options, output, dependencies);
       output.stdout(options.json ? `${JSON.stringify(report, null, 2)}\n` : formatReport(report));
       const failed = report.checks.filter((check) => !check.passed);
@@ -120,6 +111,27 @@ export function addVerifyCommand(program: Command, output: CliOutput, dependenci
         );
       }
     });
+}
+
+/** `verify --all`: prints each instance reached and throws unless every one verified. */
+async function verifyAll(serviceUrl: URL, options: VerifyCommandOptions, output: CliOutput, dependencies: CliDependencies): Promise<void> {
+  const expectations = await readVerifyExpectations(options, output, dependencies);
+  const fleet = await verifyEachConnection(serviceUrl, expectations, options.attempts ?? DEFAULT_VERIFY_ATTEMPTS, options, dependencies);
+  output.stdout(options.json ? `${JSON.stringify(fleet, null, 2)}\n` : formatFleetReport(fleet));
+  const refused = fleet.instances.filter((instance) => instance.verdict === 'not-trustworthy');
+  if (refused.length > 0) {
+    throw new NotTrustworthyError(refused.map((instance) => {
+      const failed = instance.report!.checks.find((check) => !check.passed)!;
+      return `instance ${instance.tlsSpkiSha256}: ${failed.name}: expected ${printable(failed.expected)}; found ${printable(failed.found)}`;
+    }).join('; '));
+  }
+  if (fleet.instances.length === 0) {
+    throw new Error(`Could not check ${serviceUrl.href}: none of ${fleet.attempts} connections reached an instance: ${fleet.unreachable[0]}`);
+  }
+  const unchecked = fleet.instances.find((instance) => instance.verdict === 'could-not-check');
+  if (unchecked !== undefined) {
+    throw new Error(`Could not check instance ${unchecked.tlsSpkiSha256} of ${serviceUrl.href}: ${unchecked.reason}`);
+  }
 }
 
 /**
@@ -151,15 +163,6 @@ export function checkExpectationOptions(command: Command, options: VerifyOptions
   if (options.stack !== undefined && options.stackOutputs === undefined) command.error('--stack needs --stack-outputs');
   const imageOnly = [options.region && '--region', options.secureBoot && '--secure-boot', options.owner && '--owner'].filter(Boolean);
   if (imageOnly.length > 0 && options.image === undefined) command.error(`${imageOnly.join(', ')} only apply with --image`);
-}
-
-/** What a service must show, read once before any attestation is asked for. */
-export interface VerifyExpectations {
-  readonly images: ExpectedImage[];
-  /** The SHA-384 of the one model the service may serve. */
-  readonly modelSha384?: string;
-  /** The key to audit, with its live policy as read. */
-  readonly key?: { readonly arn: string; readonly policy: string };
 }
 
 /**
@@ -199,93 +202,6 @@ export async function verify(
   } finally {
     connection.close();
   }
-}
-
-/**
- * Asks for a fresh attestation over `connection` and checks it: the document, that it binds this connection's TLS
- * key, the image, the event log, the model and (with a key in the expectations) the key policy.
- *
- * @throws AttestationUnavailableError when the service does not answer an attestation (could not check)
- */
-export async function verifyConnection(
-  connection: PinnedConnection,
-  expectations: VerifyExpectations,
-  options: Pick<VerifyOptions, 'maxAge' | 'timeout'>,
-  dependencies: Pick<CliDependencies, 'trustedRoots'> = {},
-): Promise<VerifyReport> {
-  const { images, modelSha384, key } = expectations;
-  const service = connection.serviceUrl.href;
-  const nonce = randomBytes(32);
-  const response = await fetchAttestation(connection, nonce, options.timeout * 1000);
-
-  // The key is audited whatever the document shows: a key that unseals for more than expected is a finding of its own.
-  const audit = key === undefined ? undefined : auditKeyPolicy(key.policy, images, { keyArn: key.arn });
-  const keyPolicyCheck: VerifyCheck[] = key === undefined || audit === undefined ? [] : [{
-    name: 'key-policy',
-    passed: audit.sealed,
-    expected: `${key.arn} decrypts only for ${images.map(expectedImageName).join(', ')}, each gated by its PCRs, without grants`,
-    found: audit.sealed ? 'as expected' : audit.findings.map((finding) => finding.message).join('; '),
-  }];
-
-  const checks: VerifyCheck[] = [];
-  const roots = dependencies.trustedRoots;
-  const rootNames = roots === undefined
-    ? `the AWS Nitro root (SHA-256 ${AWS_NITRO_ROOT_SHA256_FINGERPRINT})`
-    : roots.map((root) => `root ${root.subject.replace(/\n/g, ', ')}`).join(' or ');
-  const expectedDocument = `signed through ${rootNames}, at most ${options.maxAge} s old, nonce ${nonce.toString('hex')}`;
-  const unverified = (failed: VerifyCheck): VerifyReport => ({
-    verified: false, service, nonce: nonce.toString('hex'), tlsSpkiSha256: connection.peerSpkiSha256, servedModels: [],
-    checks: [...checks, failed, ...keyPolicyCheck], keyPolicyFindings: audit?.findings,
-  });
-  const now = new Date();
-  let document: AttestationDocument;
-  try {
-    document = verifyAttestationDocument(response.document, {
-      expectedNonce: nonce, maxAge: options.maxAge * 1000, now, trustedRoots: roots,
-    });
-  } catch (error) {
-    if (!(error instanceof AttestationError)) throw error;
-    return unverified({ name: 'document', passed: false, expected: expectedDocument, found: error.message });
-  }
-  const age = Math.max(0, Math.round((now.getTime() - document.timestamp.getTime()) / 1000));
-  checks.push({
-    name: 'document',
-    passed: true,
-    expected: expectedDocument,
-    found: `module ${document.moduleId}, ${document.timestamp.toISOString()} (${age} s old), the nonce sent`,
-  });
-
-  // Nothing the document says about this connection counts unless it names this connection's key.
-  const expectedChannel = `the document binds this connection's TLS key (SPKI SHA-256 ${connection.peerSpkiSha256})`;
-  try {
-    checkChannelBinding(document, connection.peerSpkiSha256);
-  } catch (error) {
-    if (!(error instanceof AttestationError)) throw error;
-    return unverified({ name: 'channel', passed: false, expected: expectedChannel, found: error.message });
-  }
-  checks.push({
-    name: 'channel', passed: true, expected: expectedChannel,
-    found: `TLS key SPKI SHA-256 ${connection.peerSpkiSha256}, bound by the document`,
-  });
-
-  const verdict = compareAttestation(document, response.eventLog, { images, modelSha384 });
-  checks.push(...verdict.checks);
-  checks.push(...keyPolicyCheck);
-  return {
-    verified: checks.every((check) => check.passed),
-    service,
-    nonce: nonce.toString('hex'),
-    tlsSpkiSha256: connection.peerSpkiSha256,
-    document: {
-      moduleId: document.moduleId,
-      timestamp: document.timestamp.toISOString(),
-      pcrs: Object.fromEntries([...document.pcrs].sort(([a], [b]) => a - b).map(([index, value]) => [String(index), value])),
-    },
-    image: verdict.matchedImage === undefined ? undefined : expectedImageName(verdict.matchedImage, images.indexOf(verdict.matchedImage)),
-    servedModels: verdict.servedModels,
-    checks,
-    keyPolicyFindings: audit?.findings,
-  };
 }
 
 async function expectedImages(options: VerifyOptions, output: CliOutput, dependencies: CliDependencies): Promise<ExpectedImage[]> {
@@ -368,6 +284,14 @@ function parseKeyArn(value: string): KeyArn {
     throw new InvalidArgumentError('Expected a key ARN like arn:aws:kms:eu-west-1:111111111111:key/<key-id> (not an alias).');
   }
   return { arn: value, region };
+}
+
+function parseAttempts(value: string): number {
+  const count = Number(value);
+  if (!/^\d+$/.test(value) || count < 1 || count > MAX_VERIFY_ATTEMPTS) {
+    throw new InvalidArgumentError(`Expected a whole number of connections from 1 to ${MAX_VERIFY_ATTEMPTS}.`);
+  }
+  return count;
 }
 
 function parsePositiveSeconds(value: string): number {

@@ -1,6 +1,6 @@
 import { AttestationErrorKind } from '../attestation/attestation-error';
 import { printableText } from '../attestation/attestation-response';
-import type { VerifyReport } from '../cli/verify-command';
+import type { VerifyReport } from '../cli/verify-connection';
 
 /**
  * Why the gateway forwards nothing: a verification of a fresh upstream connection failed, or could not be made.

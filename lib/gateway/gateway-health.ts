@@ -1,5 +1,6 @@
-import type { VerifyReport } from '../cli/verify-command';
+import type { VerifyReport } from '../cli/verify-connection';
 import type { AttestationFailedError } from './attestation-failure';
+import type { FleetHealth } from './fleet-health';
 
 /** What `GET /health` answers while the last verification passed (status 200). */
 export interface VerifiedHealth {
@@ -26,8 +27,11 @@ export interface UnverifiedHealth {
   readonly failedCheck: string;
 }
 
-/** The gateway's state: the outcome of its last verification. */
-export type GatewayHealth = VerifiedHealth | UnverifiedHealth;
+/** A single service's state: the outcome of the gateway's last verification. */
+export type SingleServiceHealth = VerifiedHealth | UnverifiedHealth;
+
+/** The gateway's state: a single service's, or in fleet mode that of each instance reached. */
+export type GatewayHealth = SingleServiceHealth | FleetHealth;
 
 /** The state before the first verification ends. */
 export const NOT_YET_VERIFIED: UnverifiedHealth = {

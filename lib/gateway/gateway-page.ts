@@ -61,6 +61,10 @@ function showVerification(health) {
   var section = document.getElementById('verification');
   section.replaceChildren();
   section.className = health.verified ? 'verified' : 'failed';
+  if (health.fleet) {
+    showFleet(section, health);
+    return;
+  }
   if (!health.verified) {
     section.append(element('p', 'Not verified: nothing is sent to the service. ' + health.reason));
     return;
@@ -79,6 +83,24 @@ function showVerification(health) {
     facts.append(element('dt', fact[0]), element('dd', fact[1]));
   });
   section.append(facts);
+}
+
+function showFleet(section, health) {
+  section.append(element('p', health.verified
+    ? 'Verified fleet ' + health.service + ': every connection, whichever instance it ends in, is checked with a fresh ' +
+      'attestation before any message is sent over it; an instance that fails is refused.'
+    : 'Not verified: no instance of ' + health.service + ' verified lately, so nothing is sent. ' + health.reason));
+  var instances = element('dl');
+  Object.keys(health.instances).forEach(function (key) {
+    var instance = health.instances[key];
+    var module = instance.moduleId ? ', module ' + instance.moduleId : '';
+    var state = instance.verified
+      ? 'verified at ' + new Date(instance.verifiedAt).toLocaleString() + module + ', image ' + (instance.image || 'unnamed') +
+        ', model ' + (instance.servedModels.length ? instance.servedModels.join(', ') : 'none loaded yet')
+      : 'REFUSED at ' + new Date(instance.refusedAt).toLocaleString() + module + ': ' + instance.failedCheck + ': ' + instance.reason;
+    instances.append(element('dt', 'Instance with TLS key (SPKI SHA-256) ' + key), element('dd', state));
+  });
+  section.append(instances);
 }
 
 function refreshVerification() {

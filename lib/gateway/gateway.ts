@@ -2,15 +2,16 @@ import type { X509Certificate } from 'node:crypto';
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { printableText } from '../attestation/attestation-response';
-import type { VerifyExpectations } from '../cli/verify-command';
+import type { VerifyExpectations } from '../cli/verify-connection';
 import { AttestationFailedError } from './attestation-failure';
+import type { InstanceHealth } from './fleet-health';
 import { forwardRequest, ForwardedRequest } from './forward-request';
 import { GatewayHealth, VerifiedHealth } from './gateway-health';
 import { GATEWAY_PAGE } from './gateway-page';
 import { allowedHostHeaders, LoopbackAddress } from './loopback-address';
 import { sendOpenAiError } from './openai-error';
 import { BodyTooLargeError, readRequestBody } from './read-request-body';
-import { VerifiedUpstreamPool } from './verified-upstream-pool';
+import { FleetPoolOptions, VerifiedUpstreamPool } from './verified-upstream-pool';
 import { setSecurityHeaders } from '../security-headers';
 
 /** What the gateway needs: the service, what to expect of it, where to listen and how often to check. */
@@ -28,6 +29,20 @@ export interface GatewayOptions {
   readonly reverifySeconds: number;
   /** The most upstream connections at once. */
   readonly maxConnections: number;
+  /**
+   * The service is a load balancer in front of several attested instances: each connection is verified on its own,
+   * and one that fails is refused without closing the connections to the others.
+   *
+   * @default false - a single instance: a failed verification stops all forwarding until a fresh connection verifies
+   */
+  readonly fleet?: boolean;
+  /**
+   * In fleet mode, the fresh connections tried for one request, each perhaps to another instance, before it is
+   * answered 502.
+   *
+   * @default 4
+   */
+  readonly fleetAttempts?: number;
   /** The roots attestation documents may chain to; the AWS Nitro root when absent. */
   readonly trustedRoots?: X509Certificate[];
   /** Where the one line about the first verification goes when it passes. */
@@ -49,6 +64,9 @@ export interface Gateway {
 /** The largest request body accepted: a conversation, not a document store. */
 export const MAX_REQUEST_BODY_BYTES = 64 * 1024;
 
+/** Fresh connections tried for one request in fleet mode, unless told otherwise. */
+export const DEFAULT_FLEET_ATTEMPTS = 4;
+
 /** The longest text from the service printed on one line. */
 const MAX_PRINTED_LENGTH = 512;
 
@@ -56,7 +74,8 @@ const MAX_PRINTED_LENGTH = 512;
  * Starts the local verified gateway: plain HTTP on a loopback address, forwarding the OpenAI-compatible
  * `POST /v1/chat/completions` and `GET /v1/models` to the service only over TLS connections whose own fresh
  * attestation verified, and serving `GET /` (a chat page) and `GET /health`. It verifies once before it resolves,
- * and says on `stdout` what it verified, or on `stderr` what failed; it keeps running either way.
+ * and says on `stdout` what it verified, or on `stderr` what failed; it keeps running either way. With `fleet`, each
+ * instance behind the service's load balancer is judged on its own ({@link GatewayOptions.fleet}).
  *
  * @throws Error when it cannot listen (the address in use)
  */
@@ -72,6 +91,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     reverifyMs,
     maxConnections: options.maxConnections,
     trustedRoots: options.trustedRoots,
+    fleet: options.fleet === true ? fleetReporting(options, () => url) : undefined,
     onHealthChange: (health, previous) => {
       const first = firstVerification;
       firstVerification = false;
@@ -184,6 +204,44 @@ async function forward(pool: VerifiedUpstreamPool, forwarded: ForwardedRequest, 
       code: error.code,
     });
   }
+}
+
+/**
+ * The fleet pool's options: what it is told of each instance goes to stderr once per change, and the first instance
+ * verified to stdout with where the gateway serves.
+ */
+function fleetReporting(options: GatewayOptions, localUrl: () => string): FleetPoolOptions {
+  const service = options.serviceUrl.href;
+  let anyVerified = false;
+  let lastUnreachable: string | undefined;
+  return {
+    attempts: options.fleetAttempts ?? DEFAULT_FLEET_ATTEMPTS,
+    onInstanceChange: (tlsSpkiSha256: string, current: InstanceHealth, previous: InstanceHealth | undefined) => {
+      lastUnreachable = undefined;
+      const instance = printableText(`instance ${tlsSpkiSha256}${current.moduleId === undefined ? '' : ` (module ${current.moduleId})`}`,
+        MAX_PRINTED_LENGTH);
+      if (current.verified) {
+        const models = current.servedModels.length === 0 ? 'no model yet' : `model ${current.servedModels.join(', ')}`;
+        const what = printableText(`image ${current.image ?? '(unnamed)'}, ${models}`, MAX_PRINTED_LENGTH);
+        if (!anyVerified) {
+          anyVerified = true;
+          options.stdout(`Verified ${instance} of the fleet at ${service}: ${what}; serving the fleet at ${localUrl()}/v1 ` +
+            `(OpenAI-compatible) and ${localUrl()}/ (chat), each new connection verified on its own\n`);
+        } else if (previous === undefined || !previous.verified) {
+          options.stderr(`sealed-inference gateway: verified ${instance}: ${what}; forwarding to it\n`);
+        }
+      } else if (previous === undefined || previous.verified || previous.reason !== current.reason) {
+        // A refusal repeating itself with each connection to that instance is told once.
+        options.stderr(`sealed-inference gateway: REFUSED ${instance} of ${service}: ${current.failedCheck}: ${current.reason}; ` +
+          'nothing is forwarded to it, the instances that verify still serve\n');
+      }
+    },
+    onUnreachable: (failure: AttestationFailedError) => {
+      if (failure.reason === lastUnreachable) return;
+      lastUnreachable = failure.reason;
+      options.stderr(`sealed-inference gateway: no instance of ${service} answered: ${failure.code}: ${failure.reason}\n`);
+    },
+  };
 }
 
 /** One line on what was verified; the service's text is escaped. */

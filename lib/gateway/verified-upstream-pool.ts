@@ -1,9 +1,10 @@
 import type { X509Certificate } from 'node:crypto';
 import type { PinnedConnection } from '../attestation/pinned-connection';
 import { connectToService } from '../cli/fetch-attestation';
-import { VerifyExpectations, verifyConnection, VerifyReport } from '../cli/verify-command';
+import { VerifyExpectations, verifyConnection, VerifyReport } from '../cli/verify-connection';
 import { AttestationFailedError, failureOfError, failureOfReport } from './attestation-failure';
-import { GatewayHealth, NOT_YET_VERIFIED, unverifiedHealth, verifiedHealth } from './gateway-health';
+import { FleetRecord, InstanceHealth } from './fleet-health';
+import { GatewayHealth, NOT_YET_VERIFIED, SingleServiceHealth, unverifiedHealth, verifiedHealth } from './gateway-health';
 
 /** A TLS connection whose own attestation passed: the only kind the gateway ever sends a request over. */
 export interface VerifiedUpstream {
@@ -26,9 +27,24 @@ export interface VerifiedUpstreamPoolOptions {
   readonly maxConnections: number;
   /** The roots attestation documents may chain to; the AWS Nitro root when absent. */
   readonly trustedRoots?: X509Certificate[];
-  /** Called after every verification, with the new and the previous state. */
-  readonly onHealthChange: (health: GatewayHealth, previous: GatewayHealth) => void;
+  /** Called after every verification of a single service, with the new and the previous state. */
+  readonly onHealthChange: (health: SingleServiceHealth, previous: SingleServiceHealth) => void;
+  /** Fleet mode: each connection may end in another instance, and each instance is judged on its own. */
+  readonly fleet?: FleetPoolOptions;
 }
+
+/** How the pool treats a service whose connections land on several instances. */
+export interface FleetPoolOptions {
+  /** Fresh connections tried for one request, each perhaps to another instance, before it is answered 502. */
+  readonly attempts: number;
+  /** Called after every verification, with the instance's TLS key SPKI hash, its new and its previous state. */
+  readonly onInstanceChange: (tlsSpkiSha256: string, current: InstanceHealth, previous: InstanceHealth | undefined) => void;
+  /** Called when a connection could not be made at all: no instance answered it. */
+  readonly onUnreachable: (failure: AttestationFailedError) => void;
+}
+
+/** How long a passed verification keeps a fleet verified, in reverification intervals: the next one may be late. */
+const FLEET_RECENT_INTERVALS = 2;
 
 /**
  * An idle connection is closed after this long: before the appliance's 5 s keep-alive timeout closes it while a
@@ -41,10 +57,22 @@ interface PooledUpstream extends VerifiedUpstream {
 }
 
 /**
+ * A fresh connection's verification: passed; failed, with the instance it reached when one answered; or lost, the
+ * connection closed right after it verified, which says nothing against the service.
+ */
+type Attempt =
+  | { readonly upstream: PooledUpstream }
+  | { readonly failure: AttestationFailedError; readonly instance?: { readonly tlsSpkiSha256: string; readonly moduleId?: string } }
+  | { readonly failure: AttestationFailedError; readonly lost: true };
+
+type FailedAttempt = Exclude<Attempt, { upstream: PooledUpstream } | { lost: true }>;
+
+/**
  * The gateway's upstream connections. Each is opened for itself and verified over itself (a fresh nonce, the
  * channel binding of its own TLS key) before it is handed out; one request at a time uses a connection, and a
  * connection is reused while it is young and recently used. A failed verification closes every connection, so that
- * nothing is forwarded until a fresh connection verifies again.
+ * nothing is forwarded until a fresh connection verifies again; in fleet mode it closes only the connections to the
+ * instance that failed (the same TLS key), and a request that needs a new connection tries several.
  */
 export class VerifiedUpstreamPool {
   private readonly open = new Set<PooledUpstream>();
@@ -53,21 +81,29 @@ export class VerifiedUpstreamPool {
   private leased = 0;
   private verifying = 0;
   private readonly waiting: Array<() => void> = [];
-  private state: GatewayHealth = NOT_YET_VERIFIED;
+  private state: SingleServiceHealth = NOT_YET_VERIFIED;
+  /** In fleet mode, what is known of each instance, and whom to tell. */
+  private readonly fleet?: { readonly record: FleetRecord; readonly options: FleetPoolOptions };
   private closed = false;
 
-  constructor(private readonly options: VerifiedUpstreamPoolOptions) {}
+  constructor(private readonly options: VerifiedUpstreamPoolOptions) {
+    if (options.fleet !== undefined) {
+      const record = new FleetRecord(options.serviceUrl.href, FLEET_RECENT_INTERVALS * options.reverifyMs);
+      this.fleet = { record, options: options.fleet };
+    }
+  }
 
-  /** The outcome of the last verification. */
+  /** The outcome of the last verification; in fleet mode, of the last verification of each instance. */
   public get health(): GatewayHealth {
-    return this.state;
+    return this.fleet?.record.health(new Date()) ?? this.state;
   }
 
   /**
    * A verified connection for one request: an idle one, or a new one once it verified. Give it back with
    * {@link release}.
    *
-   * @throws AttestationFailedError when a new connection was needed and its verification failed or could not be made
+   * @throws AttestationFailedError when a new connection was needed and its verification (in fleet mode, that of
+   * each connection tried) failed or could not be made
    */
   public async acquire(): Promise<VerifiedUpstream> {
     for (;;) {
@@ -119,7 +155,7 @@ export class VerifiedUpstreamPool {
     try {
       this.park(await this.openVerified());
     } catch {
-      // The failure is in the state, and told through onHealthChange.
+      // The failure is in the state, and told through onHealthChange (in fleet mode, onInstanceChange or onUnreachable).
     } finally {
       this.verifying--;
       this.wakeOne();
@@ -133,44 +169,79 @@ export class VerifiedUpstreamPool {
     for (const wake of this.waiting.splice(0)) wake();
   }
 
+  /** A fresh verified connection; in fleet mode, the first of up to `attempts` fresh connections that verifies. */
   private async openVerified(): Promise<PooledUpstream> {
+    const attempts = this.options.fleet?.attempts ?? 1;
+    let failure: AttestationFailedError | undefined;
+    for (let attempt = 1; attempt <= attempts && !this.closed; attempt++) {
+      const outcome = await this.attempt();
+      if ('upstream' in outcome) return outcome.upstream;
+      failure = 'lost' in outcome ? outcome.failure : this.fail(outcome);
+    }
+    if (failure === undefined) throw new AttestationFailedError('gateway-closed', 'the gateway is shutting down');
+    if (attempts === 1) throw failure;
+    throw new AttestationFailedError(failure.code, `none of ${attempts} fresh connections verified; the last: ${failure.reason}`);
+  }
+
+  private async attempt(): Promise<Attempt> {
     const { serviceUrl, expectations, maxAgeSeconds, timeoutSeconds, trustedRoots } = this.options;
     let connection: PinnedConnection;
     try {
       connection = await connectToService(serviceUrl, timeoutSeconds * 1000);
     } catch (error) {
-      throw this.fail(failureOfError(error));
+      return { failure: failureOfError(error) };
     }
+    const instance = { tlsSpkiSha256: connection.peerSpkiSha256 };
     let report: VerifyReport;
     try {
       report = await verifyConnection(connection, expectations, { maxAge: maxAgeSeconds, timeout: timeoutSeconds }, { trustedRoots });
     } catch (error) {
       connection.close();
-      throw this.fail(failureOfError(error));
+      return { failure: failureOfError(error), instance };
     }
     if (!report.verified) {
       connection.close();
-      throw this.fail(failureOfReport(report));
+      return { failure: failureOfReport(report), instance: { ...instance, moduleId: report.document?.moduleId } };
     }
     if (this.closed || !connection.isOpen) {
       connection.close();
-      throw failureOfError(new Error('the connection closed right after it verified'));
+      return { failure: failureOfError(new Error('the connection closed right after it verified')), lost: true };
     }
     const upstream: PooledUpstream = { connection, report, verifiedAt: new Date() };
     this.open.add(upstream);
     connection.onClose(() => this.forget(upstream));
-    this.setHealth(verifiedHealth(report, upstream.verifiedAt));
-    return upstream;
+    if (this.fleet !== undefined) {
+      const { current, previous } = this.fleet.record.recordVerified(report, upstream.verifiedAt);
+      if (!this.closed) this.fleet.options.onInstanceChange(report.tlsSpkiSha256, current, previous);
+    } else {
+      this.setHealth(verifiedHealth(report, upstream.verifiedAt));
+    }
+    return { upstream };
   }
 
-  /** Stops forwarding: no connection opened before the failure is used again. */
-  private fail(failure: AttestationFailedError): AttestationFailedError {
-    this.closeAll();
-    this.setHealth(unverifiedHealth(failure));
+  /**
+   * Stops forwarding to what failed: with a single service, no connection opened before the failure is used again;
+   * in a fleet, no connection to the instance that failed.
+   */
+  private fail(attempt: FailedAttempt): AttestationFailedError {
+    const { failure, instance } = attempt;
+    if (this.fleet === undefined) {
+      this.closeAll();
+      this.setHealth(unverifiedHealth(failure));
+    } else if (instance === undefined) {
+      this.fleet.record.recordUnreachable(failure);
+      if (!this.closed) this.fleet.options.onUnreachable(failure);
+    } else {
+      for (const upstream of [...this.open]) {
+        if (upstream.report.tlsSpkiSha256 === instance.tlsSpkiSha256) this.retire(upstream);
+      }
+      const { current, previous } = this.fleet.record.recordRefused(instance.tlsSpkiSha256, instance.moduleId, failure, new Date());
+      if (!this.closed) this.fleet.options.onInstanceChange(instance.tlsSpkiSha256, current, previous);
+    }
     return failure;
   }
 
-  private setHealth(health: GatewayHealth): void {
+  private setHealth(health: SingleServiceHealth): void {
     const previous = this.state;
     this.state = health;
     if (!this.closed) this.options.onHealthChange(health, previous);

@@ -2,7 +2,7 @@ import * as fs from 'node:fs';
 import { Browser, chromium } from 'playwright-core';
 import { Gateway, startGateway } from '../../lib/gateway/gateway';
 import { readMeasurementsFile } from '../../lib/cli/verify-expectations';
-import { createTestChain } from '../attestation/test-attestation';
+import { createTestChain, TestChain } from '../attestation/test-attestation';
 import { attestedAnswer, IMAGE, MODEL_SHA384 } from './doubles/attested-answer';
 import { FakeAppliance } from './doubles/fake-appliance';
 
@@ -13,10 +13,11 @@ jest.setTimeout(20_000);
 let browser: Browser;
 let genuine: FakeAppliance;
 let gateway: Gateway;
+let chain: TestChain;
 
 beforeAll(async () => {
   if (!fs.existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} is missing: install it with \`apt-get install chromium\``);
-  const chain = await createTestChain();
+  chain = await createTestChain();
   genuine = await FakeAppliance.start((nonce, binding) => attestedAnswer(chain, IMAGE, nonce, binding));
   gateway = await startGateway({
     serviceUrl: new URL(genuine.url),
@@ -65,5 +66,34 @@ test('the page says what was verified and chats through the gateway, under its s
     expect(problems).toEqual([]);
   } finally {
     await context.close();
+  }
+});
+
+test('in fleet mode, the page lists each instance reached, by its TLS key, with what was verified of it', async () => {
+  const fleetGateway = await startGateway({
+    serviceUrl: new URL(genuine.url),
+    expectations: { images: readMeasurementsFile(JSON.stringify(IMAGE), 'expected image'), modelSha384: MODEL_SHA384 },
+    listen: { host: '127.0.0.1', port: 0 },
+    maxAgeSeconds: 60, timeoutSeconds: 2, reverifySeconds: 300, maxConnections: 2, fleet: true,
+    trustedRoots: [chain.root.certificate],
+    stdout: () => undefined,
+    stderr: () => undefined,
+  });
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  const problems: string[] = [];
+  page.on('pageerror', (error) => problems.push(error.message));
+  try {
+    await page.goto(`${fleetGateway.url}/`);
+    const verification = page.locator('#verification');
+    await verification.getByText(/^Verified fleet /).waitFor();
+    const spki = genuine.binding.toString().split('=')[1];
+    for (const fact of [`${genuine.url}/`, `Instance with TLS key (SPKI SHA-256) ${spki}`, IMAGE.imageId, MODEL_SHA384]) {
+      await expect(verification.textContent()).resolves.toContain(fact);
+    }
+    expect(problems).toEqual([]);
+  } finally {
+    await context.close();
+    await fleetGateway.close();
   }
 });

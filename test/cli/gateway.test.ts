@@ -3,7 +3,7 @@ import * as https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import OpenAI from 'openai';
 import { createTlsIdentity } from '../../lib/appliance/tls-identity';
-import type { VerifyExpectations } from '../../lib/cli/verify-command';
+import type { VerifyExpectations } from '../../lib/cli/verify-connection';
 import { readMeasurementsFile } from '../../lib/cli/verify-expectations';
 import { Gateway, GatewayOptions, MAX_REQUEST_BODY_BYTES, startGateway } from '../../lib/gateway/gateway';
 import { createTestChain, TestChain } from '../attestation/test-attestation';

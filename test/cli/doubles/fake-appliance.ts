@@ -34,7 +34,8 @@ export function wordChunks(text: string): string[] {
 /**
  * A local TLS 1.3 server standing in for the appliance: `GET /api/attestation?nonce=<hex>`, with a key pair and
  * self-signed certificate of its own, as the appliance makes them, and the OpenAI-compatible
- * `POST /v1/chat/completions` (SSE word chunks or one JSON completion of {@link answerTo}) and `GET /v1/models`.
+ * `POST /v1/chat/completions` (SSE word chunks or one JSON completion of {@link answerTo}) and `GET /v1/models`,
+ * and `GET /api/ready` (200, or 503 while {@link ready} is false) for a load balancer's health check.
  * `answer` receives the nonce of each attestation request and the channel binding of the fake's TLS key; every
  * request is recorded, with the connection it came over.
  */
@@ -53,6 +54,13 @@ export class FakeAppliance {
   public readonly binding: Buffer;
   /** Awaited before each streamed chunk is written, by its index: lets a test hold a stream after a chunk. */
   public pace: (chunkIndex: number) => Promise<void> = async () => undefined;
+  /** Whether `GET /api/ready` answers 200 (ready) or 503 (still unsealing, or failed), as the appliance does. */
+  public ready = true;
+  /** The status of each `GET /api/ready` answered, in order: what a load balancer's health check saw. */
+  public readonly readinessAnswers: number[] = [];
+  /** Answers one completion at a time, as a model served by Ollama does: the next waits for the one before. */
+  public oneAtATime = false;
+  private lastCompletion: Promise<void> = Promise.resolve();
   private readonly server: https.Server;
   private readonly connectionNumbers = new Map<Socket, number>();
   private connectionCount = 0;
@@ -71,6 +79,11 @@ export class FakeAppliance {
   /** The /v1 requests received: prompts the fake saw. */
   public get v1Requests(): ReceivedRequest[] {
     return this.received.filter((request) => request.url.pathname.startsWith('/v1/'));
+  }
+
+  /** The requests received, health checks left out: what clients sent. */
+  public get clientRequests(): ReceivedRequest[] {
+    return this.received.filter((request) => request.url.pathname !== '/api/ready');
   }
 
   /** The attestation requests received. */
@@ -108,10 +121,19 @@ export class FakeAppliance {
       if (result === 'hang') return;
       const text = typeof result.body === 'string' ? result.body : JSON.stringify(result.body);
       res.writeHead(result.status ?? 200, { 'content-type': 'application/json' }).end(text);
+    } else if (req.method === 'GET' && url.pathname === '/api/ready') {
+      const status = this.ready ? 200 : 503;
+      this.readinessAnswers.push(status);
+      res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify({ ready: this.ready }));
     } else if (req.method === 'GET' && url.pathname === '/v1/models') {
       sendJson(res, { object: 'list', data: [{ id: SERVED_MODEL, object: 'model', created: 1764547200, owned_by: 'sealed-inference' }] });
     } else if (req.method === 'POST' && url.pathname === '/v1/chat/completions') {
-      await this.complete(body as { stream?: boolean; messages: Array<{ role: string; content: string }> }, res);
+      const request = body as { stream?: boolean; messages: Array<{ role: string; content: string }> };
+      if (!this.oneAtATime) return this.complete(request, res);
+      const before = this.lastCompletion;
+      const completion = before.then(() => this.complete(request, res));
+      this.lastCompletion = completion.catch(() => undefined);
+      await completion;
     } else {
       res.writeHead(404).end('not found');
     }
