@@ -19,7 +19,7 @@ import * as path from 'node:path';
 import { createInterface } from 'node:readline';
 import { build } from 'esbuild';
 import { PinnedConnection } from '../lib/attestation/pinned-connection';
-import { verifyConnection } from '../lib/cli/verify-command';
+import { verifyConnection } from '../lib/cli/verify-connection';
 
 interface Upstream {
   readonly url: string;
