@@ -15,7 +15,11 @@ function shellScripts(dir: string): string[] {
   });
 }
 
-const scripts = [...shellScripts(path.join(ROOT, 'image-recipes')), ...shellScripts(path.join(ROOT, 'scripts'))];
+const scripts = [
+  ...shellScripts(path.join(ROOT, 'image-recipes')),
+  ...shellScripts(path.join(ROOT, 'scripts')),
+  path.join(ROOT, '.ci', 'run'),
+];
 
 test('finds the recipe and build scripts', () => {
   const names = scripts.map((file) => path.relative(ROOT, file));
@@ -25,6 +29,8 @@ test('finds the recipe and build scripts', () => {
       'image-recipes/sealed-inference-appliance/config.sh',
       'image-recipes/sealed-inference-appliance/edit_boot_install.sh',
       'scripts/require-system-tools.sh',
+      'scripts/use-node-22.sh',
+      '.ci/run',
     ]),
   );
 });
