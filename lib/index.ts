@@ -9,6 +9,7 @@ export * from './sealed-model-key';
 export * from './model-bucket';
 export * from './zero-operator-access';
 export * from './isolated-network';
+export * from './endpoint-peer';
 export * from './nitro-tpm-support';
 export * from './attested-instance';
 export * from './attested-launch-template';

@@ -1,8 +1,8 @@
-import { Aws, RemovalPolicy, Stack, Validations } from 'aws-cdk-lib';
+import { RemovalPolicy, Token, Validations } from 'aws-cdk-lib';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as logs from 'aws-cdk-lib/aws-logs';
-import * as cr from 'aws-cdk-lib/custom-resources';
 import { Construct } from 'constructs';
+import { lookUpS3PrefixList, PREFIX_LIST_ID_FIELD } from './s3-prefix-list';
 
 /** Properties of an {@link IsolatedNetwork}. */
 export interface IsolatedNetworkProps {
@@ -12,6 +12,15 @@ export interface IsolatedNetworkProps {
    * @default 2
    */
   readonly maxAzs?: number;
+
+  /**
+   * The VPC's IPv4 CIDR block: a private range (within 10.0.0.0/8, 172.16.0.0/12 or 192.168.0.0/16) from /16 to
+   * /24. Choose one that does not overlap the clients' network, so that the two can be peered or joined through a
+   * transit gateway. Each Availability Zone gets a /24 subnet, or an equal share of a smaller block.
+   *
+   * @default '10.0.0.0/16'
+   */
+  readonly vpcCidr?: string;
 
   /**
    * How long VPC flow logs are kept.
@@ -40,10 +49,17 @@ export class IsolatedNetwork extends Construct {
       retention: props.flowLogRetention ?? logs.RetentionDays.ONE_YEAR,
       removalPolicy: RemovalPolicy.RETAIN,
     });
+    const maxAzs = props.maxAzs ?? 2;
+    const vpcPrefix = props.vpcCidr === undefined ? DEFAULT_VPC_PREFIX : checkVpcCidr(props.vpcCidr);
     this.vpc = new ec2.Vpc(this, 'Vpc', {
-      maxAzs: props.maxAzs ?? 2,
+      ipAddresses: props.vpcCidr === undefined ? undefined : ec2.IpAddresses.cidr(props.vpcCidr),
+      maxAzs,
       natGateways: 0,
-      subnetConfiguration: [{ name: 'Workload', subnetType: ec2.SubnetType.PRIVATE_ISOLATED, cidrMask: 24 }],
+      subnetConfiguration: [{
+        name: 'Workload',
+        subnetType: ec2.SubnetType.PRIVATE_ISOLATED,
+        cidrMask: Math.max(24, vpcPrefix + Math.ceil(Math.log2(maxAzs))),
+      }],
       restrictDefaultSecurityGroup: true,
       flowLogs: {
         All: { destination: ec2.FlowLogDestination.toCloudWatchLogs(flowLogs), trafficType: ec2.FlowLogTrafficType.ALL },
@@ -74,21 +90,7 @@ export class IsolatedNetwork extends Construct {
       ],
     });
 
-    // Traffic through a gateway endpoint goes to S3's public addresses: a security group can only name them
-    // through the region's AWS-managed prefix list, whose id no CloudFormation attribute returns.
-    const s3PrefixList = new cr.AwsCustomResource(this, 'S3PrefixList', {
-      onUpdate: {
-        service: 'EC2',
-        action: 'describeManagedPrefixLists',
-        parameters: { Filters: [{ Name: 'prefix-list-name', Values: [`com.amazonaws.${Aws.REGION}.s3`] }] },
-        physicalResourceId: cr.PhysicalResourceId.fromResponse('PrefixLists.0.PrefixListId'),
-        outputPaths: ['PrefixLists.0.PrefixListId'],
-      },
-      policy: cr.AwsCustomResourcePolicy.fromSdkCalls({ resources: cr.AwsCustomResourcePolicy.ANY_RESOURCE }),
-      installLatestAwsSdk: false,
-    });
-    this.s3PrefixListId = s3PrefixList.getResponseField('PrefixLists.0.PrefixListId');
-    acknowledgePrefixListLookup(s3PrefixList);
+    this.s3PrefixListId = lookUpS3PrefixList(this, 'S3PrefixList').getResponseField(PREFIX_LIST_ID_FIELD);
   }
 
   /** Lets the workload's security group call KMS through its endpoint and S3 through its gateway, over HTTPS. */
@@ -98,36 +100,32 @@ export class IsolatedNetwork extends Construct {
   }
 }
 
-/** The lookup is CDK's AwsCustomResource: a singleton Lambda at stack level and a describe-only policy. */
-function acknowledgePrefixListLookup(lookup: cr.AwsCustomResource): void {
-  const policy = lookup.node.findChild('CustomResourcePolicy');
-  Validations.of(policy).acknowledge(
-    {
-      id: 'AwsSolutions-IAM5[Resource::*]',
-      reason: 'ec2:DescribeManagedPrefixLists supports no resource-level permissions; it is the only action granted.',
-    },
-    {
-      id: 'NIST.800.53.R5-IAMNoInlinePolicy',
-      reason: 'The describe-only policy is inline on the lookup function role and attached nowhere else.',
-    },
-  );
-  const singleton = Stack.of(lookup).node.findChild(`AWS${cr.AwsCustomResource.PROVIDER_FUNCTION_UUID.replace(/-/g, '')}`);
-  Validations.of(singleton).acknowledge(
-    {
-      id: 'AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole]',
-      reason: 'The deploy-time lookup function only writes its own logs; the managed policy grants exactly that.',
-    },
-    {
-      id: 'NIST.800.53.R5-LambdaConcurrency',
-      reason: 'Invoked only by CloudFormation during deployments of this stack; it serves no traffic.',
-    },
-    {
-      id: 'NIST.800.53.R5-LambdaDLQ',
-      reason: 'Invoked synchronously by CloudFormation, which reports and rolls back on failure.',
-    },
-    {
-      id: 'NIST.800.53.R5-LambdaInsideVPC',
-      reason: 'It calls the EC2 API only, which the isolated VPC could not reach; it handles no model or prompt.',
-    },
-  );
+/** The prefix length of CDK's default VPC block, 10.0.0.0/16. */
+const DEFAULT_VPC_PREFIX = 16;
+
+/** The private IPv4 ranges (RFC 1918): first address as a number, and prefix length. */
+const PRIVATE_RANGES = [
+  { first: 10 * 2 ** 24, prefix: 8 },
+  { first: 172 * 2 ** 24 + 16 * 2 ** 16, prefix: 12 },
+  { first: 192 * 2 ** 24 + 168 * 2 ** 16, prefix: 16 },
+];
+
+/** Checks a VPC CIDR block: a private range from /16 to /24, written with its network address. Returns its prefix length. */
+function checkVpcCidr(cidr: string): number {
+  if (Token.isUnresolved(cidr)) return DEFAULT_VPC_PREFIX;
+  const match = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})\/(\d{1,2})$/.exec(cidr);
+  const octets = match ? match.slice(1, 5).map(Number) : [];
+  const prefix = match ? Number(match[5]) : NaN;
+  const address = octets.reduce((value, octet) => value * 256 + octet, 0);
+  const block = (length: number) => Math.floor(address / 2 ** (32 - length));
+  const isPrivate = PRIVATE_RANGES.some((range) => block(range.prefix) === Math.floor(range.first / 2 ** (32 - range.prefix)));
+  if (!match || octets.some((octet) => octet > 255) || !(prefix >= 16 && prefix <= 24) || !isPrivate) {
+    throw new Error(
+      `vpcCidr must be a private IPv4 CIDR block (within 10.0.0.0/8, 172.16.0.0/12 or 192.168.0.0/16) from /16 to /24, got ${cidr}`,
+    );
+  }
+  if (address % 2 ** (32 - prefix) !== 0) {
+    throw new Error(`vpcCidr must start at its network address: got ${cidr}, whose host bits are not all zero`);
+  }
+  return prefix;
 }

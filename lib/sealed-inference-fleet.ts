@@ -6,8 +6,9 @@ import * as iam from 'aws-cdk-lib/aws-iam';
 import { Construct } from 'constructs';
 import { attestedSubnets } from './attested-launch';
 import { AttestedLaunchTemplate } from './attested-launch-template';
-import { IsolatedNetwork } from './isolated-network';
+import { inferenceNetwork } from './inference-network';
 import { ModelBucket } from './model-bucket';
+import { warnWithoutModelOwner } from './model-owner-check';
 import { addReviewerOutputs } from './reviewer-outputs';
 import { SealedInferenceProps } from './sealed-inference';
 import { SealedModelKey } from './sealed-model-key';
@@ -65,6 +66,9 @@ export interface SealedInferenceFleetProps extends SealedInferenceProps {
  * replacing an old instance only once a new one is ready.
  */
 export class SealedInferenceFleet extends Construct {
+  /** The VPC the instances run in: the one given as `vpc`, or the isolated network's. */
+  public readonly vpc: ec2.IVpc;
+
   /** The sealing key. */
   public readonly key: SealedModelKey;
 
@@ -93,6 +97,7 @@ export class SealedInferenceFleet extends Construct {
   public readonly serviceUrl: string;
 
   private readonly modelPrefix: string;
+  private readonly modelOwners: iam.IPrincipal[] = [];
 
   constructor(scope: Construct, id: string, props: SealedInferenceFleetProps) {
     super(scope, id);
@@ -100,8 +105,8 @@ export class SealedInferenceFleet extends Construct {
     this.modelPrefix = props.modelPrefix ?? 'models/';
     const allowedImages = [props.image, ...(props.additionalAllowedImages ?? [])];
 
-    const network = props.vpc ? undefined : new IsolatedNetwork(this, 'Network');
-    const vpc = props.vpc ?? network!.vpc;
+    const { vpc, isolatedNetwork } = inferenceNetwork(this, props);
+    this.vpc = vpc;
     const vpcSubnets = attestedSubnets(this, vpc, props.vpcSubnets);
 
     this.key = new SealedModelKey(this, 'Key', {
@@ -113,9 +118,9 @@ export class SealedInferenceFleet extends Construct {
     this.securityGroup = new ZeroOperatorAccessSecurityGroup(this, 'SecurityGroup', {
       vpc,
       servicePort: props.servicePort,
-      endpointPeers: network ? [] : props.endpointPeers,
+      endpointPeers: isolatedNetwork ? [] : props.endpointPeers,
     });
-    network?.allowEndpointsFrom(this.securityGroup);
+    isolatedNetwork?.allowEndpointsFrom(this.securityGroup);
     this.loadBalancerSecurityGroup = new ServiceLoadBalancerSecurityGroup(this, 'LoadBalancerSecurityGroup', {
       vpc,
       targets: this.securityGroup,
@@ -182,6 +187,7 @@ export class SealedInferenceFleet extends Construct {
 
     this.serviceUrl = `https://${this.loadBalancer.loadBalancerDnsName}:${port}`;
     props.modelOwners?.forEach((owner) => this.allowModelOwner(owner));
+    warnWithoutModelOwner(this, this.modelOwners);
     addReviewerOutputs(this, {
       allowedImages,
       workload: 'the fleet',
@@ -199,6 +205,7 @@ export class SealedInferenceFleet extends Construct {
 
   /** Lets `principal` seal the model with the key and upload it to the bucket. It can never decrypt. */
   public allowModelOwner(principal: iam.IPrincipal): void {
+    this.modelOwners.push(principal);
     this.key.allowSeal(principal);
     this.modelBucket.grantUpload(principal, this.modelPrefix);
   }

@@ -5,9 +5,10 @@ import * as kms from 'aws-cdk-lib/aws-kms';
 import { Construct } from 'constructs';
 import { AttestedInstance } from './attested-instance';
 import { IAttestableImage } from './attestable-image';
-import { IsolatedNetwork } from './isolated-network';
+import { inferenceNetwork } from './inference-network';
 import { KeyAdministration } from './key-administration';
 import { ModelBucket } from './model-bucket';
+import { warnWithoutModelOwner } from './model-owner-check';
 import { addReviewerOutputs } from './reviewer-outputs';
 import { SealedModelKey } from './sealed-model-key';
 import { ZeroOperatorAccessSecurityGroup } from './zero-operator-access';
@@ -41,14 +42,16 @@ export interface SealedInferenceProps {
    * The model owner's principals: they may generate data keys for this model and upload under `modelPrefix`,
    * never decrypt. Principals in other accounts are allowed.
    *
-   * @default - none; the model owner is added later with `allowModelOwner()`
+   * @default - none; the model owner is added later with `allowModelOwner()`, and until then a synth warning
+   * (`sealed-inference:no-model-owner`) says that nobody can seal
    */
   readonly modelOwners?: iam.IPrincipal[];
 
   /**
    * Who may reach the inference service.
    *
-   * @default - nobody until peers are added with `allowServiceFrom()`
+   * @default - nobody until peers are added with `allowServiceFrom()`, and until then a synth warning
+   * (`sealed-inference:no-service-peers`) says so
    */
   readonly servicePeers?: ec2.IPeer[];
 
@@ -67,10 +70,23 @@ export interface SealedInferenceProps {
   readonly vpc?: ec2.IVpc;
 
   /**
-   * Where the instance may send HTTPS in a VPC of your own: its S3 and KMS endpoints.
+   * The CIDR block of the isolated network this construct creates: a private IPv4 range from /16 to /24 that does
+   * not overlap the clients' network, so that the two can be peered. Only without `vpc`: with it, this throws.
+   *
+   * @default '10.0.0.0/16'
+   */
+  readonly vpcCidr?: string;
+
+  /**
+   * Where the instance may send HTTPS in a VPC of your own: its KMS endpoint and its S3 endpoint. An S3 gateway
+   * endpoint is reached at S3's public addresses, not the VPC's: allow it with `EndpointPeer.s3Gateway(stack)` (the
+   * Region's S3 prefix list, looked up when the stack deploys) or `ec2.Peer.prefixList('pl-...')`, e.g.
+   * `[ec2.Peer.ipv4(vpc.vpcCidrBlock), EndpointPeer.s3Gateway(stack)]`. Only with `vpc`: without it, this throws,
+   * since the isolated network allows exactly its own endpoints.
    *
    * @default - with the isolated network, exactly its KMS endpoint and S3 gateway; with your own VPC, its primary
-   * CIDR block
+   * CIDR block, and a synth warning (`sealed-inference:no-s3-gateway-peer`) that S3 through a gateway endpoint is
+   * cut off
    */
   readonly endpointPeers?: ec2.IPeer[];
 
@@ -112,6 +128,9 @@ export interface SealedInferenceProps {
  * the bucket and the service URL.
  */
 export class SealedInference extends Construct {
+  /** The VPC the instances run in: the one given as `vpc`, or the isolated network's. */
+  public readonly vpc: ec2.IVpc;
+
   /** The sealing key. */
   public readonly key: SealedModelKey;
 
@@ -129,6 +148,7 @@ export class SealedInference extends Construct {
 
   private readonly modelName: string;
   private readonly modelPrefix: string;
+  private readonly modelOwners: iam.IPrincipal[] = [];
 
   constructor(scope: Construct, id: string, props: SealedInferenceProps) {
     super(scope, id);
@@ -136,8 +156,8 @@ export class SealedInference extends Construct {
     this.modelPrefix = props.modelPrefix ?? 'models/';
     const allowedImages = [props.image, ...(props.additionalAllowedImages ?? [])];
 
-    const network = props.vpc ? undefined : new IsolatedNetwork(this, 'Network');
-    const vpc = props.vpc ?? network!.vpc;
+    const { vpc, isolatedNetwork } = inferenceNetwork(this, props);
+    this.vpc = vpc;
 
     this.key = new SealedModelKey(this, 'Key', {
       allowedImages,
@@ -149,9 +169,9 @@ export class SealedInference extends Construct {
       vpc,
       servicePort: props.servicePort,
       servicePeers: props.servicePeers,
-      endpointPeers: network ? [] : props.endpointPeers,
+      endpointPeers: isolatedNetwork ? [] : props.endpointPeers,
     });
-    network?.allowEndpointsFrom(this.securityGroup);
+    isolatedNetwork?.allowEndpointsFrom(this.securityGroup);
     this.attestedInstance = new AttestedInstance(this, 'Instance', {
       vpc,
       vpcSubnets: props.vpcSubnets,
@@ -164,6 +184,7 @@ export class SealedInference extends Construct {
       instanceType: props.instanceType,
     });
     props.modelOwners?.forEach((owner) => this.allowModelOwner(owner));
+    warnWithoutModelOwner(this, this.modelOwners);
 
     const instance = this.attestedInstance.instance;
     this.serviceUrl = `https://${instance.instancePrivateIp}:${this.securityGroup.servicePort}`;
@@ -172,6 +193,7 @@ export class SealedInference extends Construct {
 
   /** Lets `principal` seal the model with the key and upload it to the bucket. It can never decrypt. */
   public allowModelOwner(principal: iam.IPrincipal): void {
+    this.modelOwners.push(principal);
     this.key.allowSeal(principal);
     this.modelBucket.grantUpload(principal, this.modelPrefix);
   }

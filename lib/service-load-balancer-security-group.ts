@@ -28,6 +28,8 @@ export class ServiceLoadBalancerSecurityGroup extends ec2.SecurityGroup {
   /** The TCP port of the inference service. */
   public readonly servicePort: number;
 
+  private hasIngress = false;
+
   constructor(scope: Construct, id: string, props: ServiceLoadBalancerSecurityGroupProps) {
     super(scope, id, {
       vpc: props.vpc,
@@ -48,6 +50,19 @@ export class ServiceLoadBalancerSecurityGroup extends ec2.SecurityGroup {
     });
     props.targets.allowServiceFrom(this, 'Inference service, through the load balancer only');
     props.servicePeers?.forEach((peer) => this.allowServiceFrom(peer));
+    // Checked at synth time, so that peers added after construction silence the warning.
+    this.node.addValidation({
+      validate: () => {
+        if (!this.hasIngress) {
+          Annotations.of(this).addWarningV2(
+            'sealed-inference:no-service-peers',
+            `Nobody can reach the inference service: no peer may connect to the load balancer on TCP ` +
+              `${this.servicePort}. Name the clients with servicePeers or allowServiceFrom().`,
+          );
+        }
+        return [];
+      },
+    });
   }
 
   /** Lets `peer` reach the inference service through the load balancer. */
@@ -71,6 +86,7 @@ export class ServiceLoadBalancerSecurityGroup extends ec2.SecurityGroup {
           `${this.servicePort}, not ${connection.toString()}`,
       );
     }
+    this.hasIngress = true;
     super.addIngressRule(peer, connection, description, remoteRule);
   }
 

@@ -28,9 +28,11 @@ export interface ZeroOperatorAccessSecurityGroupProps {
   readonly servicePeers?: ec2.IPeer[];
 
   /**
-   * Where outbound HTTPS may go: the AWS service endpoints the workload calls.
+   * Where outbound HTTPS may go: the AWS service endpoints the workload calls. A gateway endpoint (S3) is reached at
+   * the service's public addresses, not the VPC's: name it with `EndpointPeer.s3Gateway()` or its prefix list.
    *
-   * @default - the VPC's primary CIDR block, where its interface endpoints live
+   * @default - the VPC's primary CIDR block, where its interface endpoints live; a synth warning says that S3
+   * through a gateway endpoint is not allowed until a prefix list peer is added
    */
   readonly endpointPeers?: ec2.IPeer[];
 }
@@ -42,6 +44,9 @@ export interface ZeroOperatorAccessSecurityGroupProps {
 export class ZeroOperatorAccessSecurityGroup extends ec2.SecurityGroup {
   /** The TCP port of the inference service. */
   public readonly servicePort: number;
+
+  private hasIngress = false;
+  private hasPrefixListEgress = false;
 
   constructor(scope: Construct, id: string, props: ZeroOperatorAccessSecurityGroupProps) {
     super(scope, id, {
@@ -60,6 +65,14 @@ export class ZeroOperatorAccessSecurityGroup extends ec2.SecurityGroup {
     for (const peer of props.endpointPeers ?? [ec2.Peer.ipv4(props.vpc.vpcCidrBlock)]) {
       this.allowEndpoint(peer);
     }
+    // Checked at synth time, after every rule the app adds, so that rules added later silence the warnings.
+    this.node.addValidation({
+      validate: () => {
+        if (!this.hasIngress) this.warnNoServicePeers();
+        if (props.endpointPeers === undefined && !this.hasPrefixListEgress) this.warnNoS3Gateway();
+        return [];
+      },
+    });
   }
 
   /** Lets `peer` reach the inference service port. */
@@ -87,6 +100,7 @@ export class ZeroOperatorAccessSecurityGroup extends ec2.SecurityGroup {
           `${this.servicePort}, not ${connection.toString()}`,
       );
     }
+    this.hasIngress = true;
     super.addIngressRule(peer, connection, description, remoteRule);
   }
 
@@ -98,7 +112,26 @@ export class ZeroOperatorAccessSecurityGroup extends ec2.SecurityGroup {
           `${HTTPS} to AWS service endpoints, not ${connection.toString()}`,
       );
     }
+    this.hasPrefixListEgress ||= peer.toEgressRuleConfig().destinationPrefixListId !== undefined;
     super.addEgressRule(peer, connection, description, remoteRule);
+  }
+
+  private warnNoServicePeers(): void {
+    Annotations.of(this).addWarningV2(
+      'sealed-inference:no-service-peers',
+      `Nobody can reach the inference service: no peer may connect to TCP ${this.servicePort}. Name the clients ` +
+        'with servicePeers or allowServiceFrom().',
+    );
+  }
+
+  private warnNoS3Gateway(): void {
+    Annotations.of(this).addWarningV2(
+      'sealed-inference:no-s3-gateway-peer',
+      "Outbound HTTPS may go only to the VPC's CIDR block. If the VPC reaches S3 through a gateway endpoint, the " +
+        "instance cannot fetch the sealed model: a gateway endpoint is reached at S3's public addresses. Add " +
+        "EndpointPeer.s3Gateway(stack), or ec2.Peer.prefixList() with the Region's S3 prefix list, to endpointPeers; " +
+        'if S3 is reached through an interface endpoint in the VPC, acknowledge this warning.',
+    );
   }
 }
 

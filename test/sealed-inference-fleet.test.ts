@@ -326,3 +326,41 @@ describe('compliance', () => {
     expect(() => careless.app.synth()).toThrow(/NoSuchProperty/);
   });
 });
+
+describe('VPC and synth warnings', () => {
+  const warnedAt = (stack: Stack, id: string) =>
+    Annotations.fromStack(stack).findWarning('*', Match.stringLikeRegexp(`\\[ack: ${id}\\]`)).map((w) => w.id);
+  const OWNER = new iam.ArnPrincipal('arn:aws:iam::222222222222:role/owner');
+
+  test('exposes the isolated network it creates, in the block given', () => {
+    const { stack, inference, template } = fleet({ vpcCidr: '192.168.32.0/20' });
+    template.hasResourceProperties('AWS::EC2::VPC', { CidrBlock: '192.168.32.0/20' });
+    expect(stack.resolve(inference.vpc.vpcId)).toEqual({ Ref: Object.keys(template.findResources('AWS::EC2::VPC'))[0] });
+  });
+
+  test('rejects endpointPeers without a VPC of your own', () => {
+    expect(() => fleet({ endpointPeers: [ec2.Peer.ipv4('10.0.7.0/24')] })).toThrow(/endpointPeers \(10\.0\.7\.0\/24\) apply only to a VPC of your own/);
+  });
+
+  test('warns on the load balancer, not the instances, that nobody can reach the service', () => {
+    const { stack } = fleet({ servicePeers: [], modelOwners: [OWNER] });
+    expect(warnedAt(stack, 'sealed-inference:no-service-peers')).toEqual(['/Test/Fleet/LoadBalancerSecurityGroup']);
+  });
+
+  test('does not warn about service peers allowed after construction', () => {
+    const { stack, inference } = fleet({ servicePeers: [], modelOwners: [OWNER] });
+    inference.allowServiceFrom(ec2.Peer.ipv4(CLIENTS));
+    expect(warnedAt(stack, 'sealed-inference:no-service-peers')).toEqual([]);
+  });
+
+  test('warns that nobody can seal until a model owner is allowed', () => {
+    const { stack } = fleet();
+    expect(warnedAt(stack, 'sealed-inference:no-model-owner')).toEqual(['/Test/Fleet']);
+  });
+
+  test('does not warn about a model owner allowed after construction', () => {
+    const { stack, inference } = fleet();
+    inference.allowModelOwner(OWNER);
+    expect(warnedAt(stack, 'sealed-inference:no-model-owner')).toEqual([]);
+  });
+});

@@ -1,7 +1,7 @@
-import { Match, Template } from 'aws-cdk-lib/assertions';
+import { Annotations, Match, Template } from 'aws-cdk-lib/assertions';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as iam from 'aws-cdk-lib/aws-iam';
-import { SealedInference, SealedInferenceProps } from '../lib';
+import { EndpointPeer, SealedInference, SealedInferenceProps } from '../lib';
 import { hex384, IMAGE_A, IMAGE_B, testStack } from './fixtures';
 
 function pattern(props: Partial<SealedInferenceProps> = {}) {
@@ -134,4 +134,103 @@ test('outputs the commands a client runs to verify the service, with this stack 
       ':3000 --stack-outputs outputs.json --stack Test --model llama.manifest.json']],
   });
   expect(outputs(template)).toMatchObject({ InferenceVerifyCommand: join('verify'), InferenceGatewayCommand: join('gateway') });
+});
+
+/** The paths that carry the warning with this id. */
+const warnedAt = (stack: ReturnType<typeof testStack>, id: string) =>
+  Annotations.fromStack(stack).findWarning('*', Match.stringLikeRegexp(`\\[ack: ${id}\\]`)).map((w) => w.id);
+const OWNER = new iam.ArnPrincipal('arn:aws:iam::222222222222:role/owner');
+const CLIENTS = [ec2.Peer.ipv4('10.9.0.0/16')];
+
+describe('VPC', () => {
+  test('exposes the isolated network it creates, in the block given', () => {
+    const { stack, inference, template } = pattern({ vpcCidr: '10.42.0.0/16' });
+    template.hasResourceProperties('AWS::EC2::VPC', { CidrBlock: '10.42.0.0/16' });
+    const [vpcId] = Object.keys(template.findResources('AWS::EC2::VPC'));
+    expect(stack.resolve(inference.vpc.vpcId)).toEqual({ Ref: vpcId });
+  });
+
+  test('exposes a VPC of your own', () => {
+    const stack = testStack();
+    const vpc = new ec2.Vpc(stack, 'Mine', { natGateways: 0 });
+    expect(new SealedInference(stack, 'Inference', { image: IMAGE_A, modelName: 'llama', vpc }).vpc).toBe(vpc);
+  });
+
+  test('rejects a block that is not private, naming it', () => {
+    expect(() => pattern({ vpcCidr: '100.64.0.0/16' })).toThrow(/vpcCidr must be a private IPv4 CIDR block .* got 100\.64\.0\.0\/16/);
+  });
+
+  test('rejects vpcCidr with a VPC of your own, where it would do nothing', () => {
+    const stack = testStack();
+    const vpc = new ec2.Vpc(stack, 'Mine', { natGateways: 0 });
+    expect(() => new SealedInference(stack, 'Inference', { image: IMAGE_A, modelName: 'llama', vpc, vpcCidr: '10.1.0.0/16' }))
+      .toThrow('Test/Inference: vpcCidr (10.1.0.0/16) is the block of the VPC this construct creates');
+  });
+
+  test('rejects endpointPeers without a VPC of your own, where they would be ignored', () => {
+    expect(() => pattern({ endpointPeers: [ec2.Peer.ipv4('10.0.7.0/24')] }))
+      .toThrow('Test/Inference: endpointPeers (10.0.7.0/24) apply only to a VPC of your own (vpc)');
+  });
+
+  test("allows S3's gateway endpoint in a VPC of your own, with no warning", () => {
+    const stack = testStack();
+    const vpc = new ec2.Vpc(stack, 'Mine', { natGateways: 0, gatewayEndpoints: { S3: { service: ec2.GatewayVpcEndpointAwsService.S3 } } });
+    new SealedInference(stack, 'Inference', {
+      image: IMAGE_A,
+      modelName: 'llama',
+      vpc,
+      endpointPeers: [ec2.Peer.ipv4(vpc.vpcCidrBlock), EndpointPeer.s3Gateway(stack)],
+    });
+    const template = Template.fromStack(stack);
+    const [lookup] = Object.keys(template.findResources('Custom::AWS'));
+    template.hasResourceProperties('AWS::EC2::SecurityGroupEgress', {
+      DestinationPrefixListId: { 'Fn::GetAtt': [lookup, 'PrefixLists.0.PrefixListId'] },
+      IpProtocol: 'tcp',
+      FromPort: 443,
+      ToPort: 443,
+    });
+    expect(warnedAt(stack, 'sealed-inference:no-s3-gateway-peer')).toEqual([]);
+  });
+
+  test('warns that S3 through a gateway endpoint is cut off in a VPC of your own with the default endpoint peer', () => {
+    const stack = testStack();
+    const vpc = new ec2.Vpc(stack, 'Mine', { natGateways: 0 });
+    new SealedInference(stack, 'Inference', { image: IMAGE_A, modelName: 'llama', vpc });
+    expect(warnedAt(stack, 'sealed-inference:no-s3-gateway-peer')).toEqual(['/Test/Inference/SecurityGroup']);
+  });
+});
+
+describe('synth warnings', () => {
+  test('none when the model owner and the clients are named', () => {
+    const { stack } = pattern({ modelOwners: [OWNER], servicePeers: CLIENTS });
+    expect(Annotations.fromStack(stack).findWarning('*', Match.anyValue())).toEqual([]);
+  });
+
+  /** A pattern not yet synthesized, so that what is added after construction counts. */
+  const unsynthesized = (props: Partial<SealedInferenceProps>) => {
+    const stack = testStack();
+    return { stack, inference: new SealedInference(stack, 'Inference', { image: IMAGE_A, modelName: 'llama', ...props }) };
+  };
+
+  test('warns that nobody can reach the service until a peer is allowed', () => {
+    const { stack } = unsynthesized({ modelOwners: [OWNER] });
+    expect(warnedAt(stack, 'sealed-inference:no-service-peers')).toEqual(['/Test/Inference/SecurityGroup']);
+  });
+
+  test('does not warn about service peers allowed after construction', () => {
+    const { stack, inference } = unsynthesized({ modelOwners: [OWNER] });
+    inference.allowServiceFrom(CLIENTS[0]);
+    expect(warnedAt(stack, 'sealed-inference:no-service-peers')).toEqual([]);
+  });
+
+  test('warns that nobody can seal until a model owner is allowed', () => {
+    const { stack } = unsynthesized({ servicePeers: CLIENTS });
+    expect(warnedAt(stack, 'sealed-inference:no-model-owner')).toEqual(['/Test/Inference']);
+  });
+
+  test('does not warn about a model owner allowed after construction', () => {
+    const { stack, inference } = unsynthesized({ servicePeers: CLIENTS });
+    inference.allowModelOwner(OWNER);
+    expect(warnedAt(stack, 'sealed-inference:no-model-owner')).toEqual([]);
+  });
 });

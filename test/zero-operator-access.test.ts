@@ -96,3 +96,36 @@ test('warns when the service is opened to the whole internet', () => {
 test('rejects an impossible port', () => {
   expect(() => securityGroup({ servicePort: 70000 })).toThrow(/servicePort must be an integer from 1 to 65535, got 70000/);
 });
+
+/** The paths that carry the warning with this id. */
+const warnedAt = (stack: ReturnType<typeof testStack>, id: string) =>
+  Annotations.fromStack(stack).findWarning('*', Match.stringLikeRegexp(`\\[ack: ${id}\\]`)).map((w) => w.id);
+
+describe('synth warnings', () => {
+  test('warns that nobody can reach the service until a peer is allowed', () => {
+    const { stack } = securityGroup();
+    expect(warnedAt(stack, 'sealed-inference:no-service-peers')).toEqual(['/Test/Zoa']);
+  });
+
+  test('does not warn about service peers once one is allowed after construction', () => {
+    const { stack, group } = securityGroup();
+    group.allowServiceFrom(ec2.Peer.ipv4('10.1.0.0/16'));
+    expect(warnedAt(stack, 'sealed-inference:no-service-peers')).toEqual([]);
+  });
+
+  test('warns that S3 through a gateway endpoint is cut off with the default endpoint peer', () => {
+    const { stack } = securityGroup();
+    expect(warnedAt(stack, 'sealed-inference:no-s3-gateway-peer')).toEqual(['/Test/Zoa']);
+  });
+
+  test('does not warn about S3 once a prefix list is allowed, even after construction', () => {
+    const { stack, group } = securityGroup();
+    group.allowEndpoint(ec2.Peer.prefixList('pl-6da54004'));
+    expect(warnedAt(stack, 'sealed-inference:no-s3-gateway-peer')).toEqual([]);
+  });
+
+  test('does not warn about S3 when the endpoint peers are named', () => {
+    const { stack } = securityGroup({ endpointPeers: [ec2.Peer.ipv4('10.0.5.0/24')] });
+    expect(warnedAt(stack, 'sealed-inference:no-s3-gateway-peer')).toEqual([]);
+  });
+});
