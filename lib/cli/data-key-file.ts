@@ -1,4 +1,5 @@
 import { open } from 'fs/promises';
+import { requireInputFile } from './input-file';
 import type { CliOutput } from './program';
 
 /** The size of a raw AES-256 data key file. */
@@ -10,13 +11,14 @@ export const DATA_KEY_BYTES = 32;
  * key with `fill(0)` after use.
  */
 export async function readDataKeyFile(file: string, output: Pick<CliOutput, 'stderr'>): Promise<Buffer> {
+  await requireInputFile(file, 'data key file');
   const handle = await open(file, 'r');
   try {
     const { size, mode } = await handle.stat();
     if (size !== DATA_KEY_BYTES) {
       throw new Error(
         `The data key file ${file} has ${size} bytes: it must hold exactly ${DATA_KEY_BYTES} raw bytes (an AES-256 ` +
-          `key, not hex or base64 text), e.g. made with: head -c 32 /dev/urandom > key.bin && chmod 600 key.bin`,
+          `key, not hex or base64 text): make one with sealed-inference keygen <file>`,
       );
     }
     if ((mode & 0o077) !== 0) {

@@ -10,6 +10,7 @@ import {
 } from '../sealing/format';
 import { parseManifest, SealedModelManifest } from '../sealing/manifest';
 import { SealedModelError } from '../sealing/sealed-model-error';
+import { requireInputFile } from './input-file';
 import type { CliOutput } from './program';
 import { formatBytes } from './progress';
 
@@ -60,6 +61,7 @@ export function addInspectCommand(program: Command, output: CliOutput): Command 
 
 /** Reads what `file` is: a sealed model (by its magic) or a manifest. Throws when it is neither. */
 export async function inspect(file: string): Promise<SealedModelInspection | ManifestInspection> {
+  await requireInputFile(file, 'file to inspect');
   const handle = await open(file, 'r');
   try {
     const fileSize = (await handle.stat()).size;

@@ -4,11 +4,13 @@ import type { KMSClient } from '@aws-sdk/client-kms';
 import { Command, CommanderError } from 'commander';
 import { addGatewayCommand } from './gateway-command';
 import { addInspectCommand } from './inspect-command';
+import { addKeygenCommand } from './keygen-command';
 import { addMeasurementsCommand } from './measurements-command';
 import { addSealCommand } from './seal-command';
 import { addUnsealCommand } from './unseal-command';
 import { InterruptedError } from './interruption';
 import { NotTrustworthyError } from './not-trustworthy-error';
+import { packageVersion } from './package-version';
 import { addVerifyCommand } from './verify-command';
 
 /**
@@ -87,17 +89,23 @@ export function createProgram(output: CliOutput = PROCESS_OUTPUT, dependencies: 
     .configureOutput({
       writeOut: output.stdout,
       writeErr: output.stderr,
-      outputError: (text, write) => write(text.replace(/^error: /, `${PROGRAM_NAME}: `)),
+      outputError: (text, write) => write(`${oneErrorLine(text)} (add --help for usage)\n`),
     })
-    .showHelpAfterError(`(add --help for usage)`)
+    .version(packageVersion(), '--version', "print the package's version")
     .exitOverride();
   addSealCommand(program, output);
   addUnsealCommand(program, output);
+  addKeygenCommand(program, output);
   addInspectCommand(program, output);
   addMeasurementsCommand(program, output, dependencies);
   addVerifyCommand(program, output, dependencies);
   addGatewayCommand(program, output, dependencies);
   return program;
+}
+
+/** Commander's message as the one line every failure is, `sealed-inference: <reason>`: it may span several. */
+function oneErrorLine(text: string): string {
+  return `${PROGRAM_NAME}: ${text.replace(/^error: /, '').trim().replace(/\s*\n\s*/g, ' ')}`;
 }
 
 /**

@@ -1,5 +1,6 @@
 import { Command, InvalidArgumentError } from 'commander';
-import { stat } from 'fs/promises';
+import { existsSync } from 'fs';
+import { readFile, stat } from 'fs/promises';
 import * as path from 'path';
 import { sealedModelObjects } from '../appliance-config';
 import { checkModelName } from '../model-identity';
@@ -9,29 +10,43 @@ import { removeAbandonedPartialFiles } from '../sealing/partial-file';
 import { sealedModelFiles, sealToDirectory } from '../sealing/seal-to-directory';
 import { requireRegion } from './aws-region';
 import { readDataKeyFile } from './data-key-file';
+import { requireInputFile } from './input-file';
 import { runInterruptibly } from './interruption';
+import { readModelDeployment } from './model-deployment-outputs';
 import type { CliOutput } from './program';
 import { formatBytes, startProgress } from './progress';
 
 /**
  * `sealed-inference seal <model-file>`: seals a model with a fresh KMS data key straight into S3 (`--key`,
- * `--bucket`), or offline with a raw key file into a directory (`--out`, `--data-key-file`) for tests, benchmarks
- * and air-gapped staging. Prints where the artifacts went and the manifest as JSON.
+ * `--bucket`, or a deployment's `--stack-outputs`), or offline with a raw key file into a directory (`--out`,
+ * `--data-key-file`) for tests, benchmarks and air-gapped staging. Prints where the artifacts went and the manifest
+ * as JSON.
  */
+
+/** Where `SealedInference` and `SealedInferenceFleet` let the model owner upload by default (`modelPrefix`). */
+export const DEFAULT_MODEL_PREFIX = 'models/';
 
 /** The command's options, as parsed. */
 export interface SealCommandOptions {
+  /** @default - the deployment's `KeyArn` with `stackOutputs` */
   readonly key?: string;
+  /** @default - the deployment's `ModelBucketName` with `stackOutputs` */
   readonly bucket?: string;
-  /** @default '' */
+  /** @default - the deployment's `ModelPrefix` with `stackOutputs`, else DEFAULT_MODEL_PREFIX */
   readonly prefix?: string;
-  /** @default - the model file's name without its extension */
+  /** @default - the deployment's `ModelName` with `stackOutputs`, else the model file's name without its extension */
   readonly name?: string;
   readonly region?: string;
+  /** A `cdk deploy --outputs-file` file to read the key, bucket, prefix and name from. */
+  readonly stackOutputs?: string;
+  /** @default - the only stack of `stackOutputs` with a sealed model */
+  readonly stack?: string;
   /** Bytes; given in MiB on the command line. */
   readonly chunkSize?: number;
   readonly out?: string;
   readonly dataKeyFile?: string;
+  /** Replace the files of an earlier offline sealing in `out`. */
+  readonly force?: boolean;
 }
 
 /** What the command prints: where each artifact is (S3 URIs or paths), and the manifest. */
@@ -42,46 +57,69 @@ export interface SealOutput {
 
 const MiB = 1024 * 1024;
 
+/** The options that seal with KMS into S3, by their flag. */
+const KMS_OPTIONS = {
+  key: '--key',
+  bucket: '--bucket',
+  prefix: '--prefix',
+  region: '--region',
+  stackOutputs: '--stack-outputs',
+  stack: '--stack',
+} as const;
+
 export function addSealCommand(program: Command, output: CliOutput): Command {
   return program
     .command('seal')
     .summary('seal a model with a KMS data key into S3 (or offline, into a directory)')
     .description(
       'Seal a model file: encrypt it in authenticated chunks under a fresh KMS data key bound to the model name, ' +
-        'and upload <name>.sealed, <name>.datakey.enc and, last, <name>.manifest.json to S3. With --out and ' +
-        '--data-key-file instead, seal offline with a raw 32-byte key into a directory (tests, benchmarks, ' +
-        'air-gapped staging).',
+        'and upload <name>.sealed, <name>.datakey.enc and, last, <name>.manifest.json to S3. Take the key, bucket, ' +
+        'prefix and name from a deployment with --stack-outputs (the file cdk deploy --outputs-file writes), or ' +
+        'give them with --key and --bucket; options given override the file. With --out and --data-key-file ' +
+        'instead, seal offline with a raw 32-byte key into a directory (tests, benchmarks, air-gapped staging); make ' +
+        'the key file with sealed-inference keygen <file>.',
     )
     .argument('<model-file>', 'the model to seal, e.g. llama3.gguf')
+    .option('--stack-outputs <file>', "read the deployment's KeyArn, ModelBucketName, ModelPrefix and ModelName from " +
+      'this cdk deploy --outputs-file file')
+    .option('--stack <name>', 'the stack to read from --stack-outputs when it holds several')
     .option('--key <key>', 'KMS key id, key ARN, alias name (alias/...) or alias ARN to generate the data key with')
     .option('--bucket <bucket>', 'S3 bucket to upload the sealed model to')
-    .option('--prefix <prefix>', "S3 key prefix: empty or ending in '/', e.g. models/ (default: none)", parsePrefix)
+    .option('--prefix <prefix>', "S3 key prefix: empty (the bucket's root) or ending in '/' (default: " +
+      `${DEFAULT_MODEL_PREFIX}, where SealedInference lets the model owner upload)`, parsePrefix)
     .option('--region <region>', 'Region of the key and the bucket (default: AWS_REGION, else your AWS profile)')
-    .option('--name <name>', "the model's name (default: the file's name without its extension)", parseName)
+    .option('--name <name>', "the model's name (default: the deployment's with --stack-outputs, else the file's " +
+      'name without its extension)', parseName)
     .option(
       '--chunk-size <MiB>',
       `plaintext MiB per authenticated chunk, up to ${MAX_CHUNK_SIZE / MiB} (default: ${DEFAULT_CHUNK_SIZE / MiB})`,
       parseChunkSize,
     )
     .option('--out <dir>', 'offline: write <name>.sealed and <name>.manifest.json into this directory')
-    .option('--data-key-file <file>', 'offline: the raw 32-byte data key to seal with')
-    .action(async (modelFile: string, options: SealCommandOptions, command: Command) => {
+    .option('--data-key-file <file>', 'offline: the raw 32-byte data key to seal with (make one with ' +
+      'sealed-inference keygen <file>)')
+    .option('--force', 'offline: replace <name>.sealed and <name>.manifest.json if --out has them')
+    .action(async (modelFile: string, given: SealCommandOptions, command: Command) => {
       const usage = (message: string) =>
         command.error(`error: ${message}`, { exitCode: 2, code: 'sealed-inference.usage' });
-      const offline = options.out !== undefined || options.dataKeyFile !== undefined;
-      const kms = (['key', 'bucket', 'prefix', 'region'] as const).filter((o) => options[o] !== undefined);
+      const offline = given.out !== undefined || given.dataKeyFile !== undefined;
+      const kms = (Object.keys(KMS_OPTIONS) as Array<keyof typeof KMS_OPTIONS>).filter((o) => given[o] !== undefined);
       if (offline && kms.length > 0) {
         usage(
-          `--${kms[0]} (sealing with KMS into S3) and --out/--data-key-file (sealing offline) are mutually exclusive`,
+          `${KMS_OPTIONS[kms[0]]} (sealing with KMS into S3) and --out/--data-key-file (sealing offline) are ` +
+            'mutually exclusive',
         );
       }
-      if (offline && (options.out === undefined || options.dataKeyFile === undefined)) {
+      if (offline && (given.out === undefined || given.dataKeyFile === undefined)) {
         usage('sealing offline needs both --out <dir> and --data-key-file <file>');
       }
+      if (!offline && given.force) usage('--force replaces files in --out: it is only for sealing offline');
+      if (given.stack !== undefined && given.stackOutputs === undefined) usage('--stack needs --stack-outputs <file>');
+      const options = given.stackOutputs !== undefined ? await withStackOutputs(given, output) : given;
       if (!offline && (options.key === undefined || options.bucket === undefined)) {
         usage(
-          'say where to seal to: --key <kms-key> --bucket <bucket> (KMS and S3), or --out <dir> --data-key-file ' +
-            '<file> (offline)',
+          'say where to seal to: --stack-outputs <file> or --key <kms-key> --bucket <bucket> (KMS and S3), or ' +
+            '--out <dir> --data-key-file <file> (offline)',
         );
       }
       const name = options.name ?? path.parse(modelFile).name;
@@ -92,10 +130,25 @@ export function addSealCommand(program: Command, output: CliOutput): Command {
       }
       const aftermath = offline
         ? `nothing was written to ${options.out}, and the partial file was removed`
-        : `nothing was published to s3://${options.bucket}/${options.prefix ?? ''}`;
+        : `nothing was published to s3://${options.bucket}/${options.prefix ?? DEFAULT_MODEL_PREFIX}`;
       const result = await runInterruptibly(aftermath, (signal) => sealCommand(modelFile, { ...options, name }, output, signal));
       output.stdout(`${JSON.stringify(result, null, 2)}\n`);
     });
+}
+
+/** The options with what they leave out taken from the deployment in `options.stackOutputs`. */
+async function withStackOutputs(options: SealCommandOptions, output: CliOutput): Promise<SealCommandOptions> {
+  const file = options.stackOutputs!;
+  await requireInputFile(file, 'stack outputs file');
+  const deployment = readModelDeployment(await readFile(file, 'utf8'), file, options.stack, options.name);
+  output.stderr(`Sealing for ${deployment.construct} in stack ${deployment.stack}, as ${file} says\n`);
+  return {
+    ...options,
+    key: options.key ?? deployment.keyArn,
+    bucket: options.bucket ?? deployment.bucket,
+    prefix: options.prefix ?? deployment.prefix,
+    name: options.name ?? deployment.modelName,
+  };
 }
 
 /** Seals `modelFile` as the options say (KMS and S3, or offline), writing notes and progress to `output`. */
@@ -105,6 +158,7 @@ export async function sealCommand(
   output: CliOutput,
   signal?: AbortSignal,
 ): Promise<SealOutput> {
+  await requireInputFile(modelFile, 'model file');
   const total = (await stat(modelFile)).size;
   const progress = startProgress(output, 'sealing', total);
   const onProgress = (bytes: number) => progress.update(bytes);
@@ -114,7 +168,7 @@ export async function sealCommand(
         ? await sealOffline(modelFile, options, output, onProgress, signal)
         : await sealIntoS3(modelFile, options, onProgress, signal);
     progress.stop();
-    const where = options.out ?? `s3://${options.bucket}/${options.prefix ?? ''}`;
+    const where = options.out ?? `s3://${options.bucket}/${options.prefix ?? DEFAULT_MODEL_PREFIX}`;
     output.stderr(`Sealed ${options.name} (${formatBytes(total)}) into ${where}\n`);
     return result;
   } finally {
@@ -129,10 +183,18 @@ async function sealOffline(
   onProgress: (bytes: number) => void,
   signal: AbortSignal | undefined,
 ): Promise<SealOutput> {
-  for (const file of Object.values(sealedModelFiles(options.out!, options.name))) {
+  if (existsSync(options.out!) && !(await stat(options.out!)).isDirectory()) {
+    throw new Error(`--out ${options.out} is a file, not a directory: choose a directory to seal into`);
+  }
+  const files = Object.values(sealedModelFiles(options.out!, options.name));
+  for (const file of files) {
     for (const abandoned of await removeAbandonedPartialFiles(file)) {
       output.stderr(`Removed ${abandoned}, the partial output of a sealing that was killed\n`);
     }
+  }
+  const existing = files.find((file) => existsSync(file));
+  if (existing !== undefined && !options.force) {
+    throw new Error(`${existing} already exists: pass --force to replace it, or choose another --out or --name`);
   }
   const dataKey = await readDataKeyFile(options.dataKeyFile!, output);
   try {
@@ -159,7 +221,7 @@ async function sealIntoS3(
   const { generateDataKey, newKmsClient } = await import('../sealing/kms-data-key');
   const { newS3Client, sealToS3 } = await import('../sealing/s3-upload');
   const bucket = options.bucket!;
-  const objects = sealedModelObjects(options.prefix ?? '', options.name);
+  const objects = sealedModelObjects(options.prefix ?? DEFAULT_MODEL_PREFIX, options.name);
   const kms = newKmsClient(options.region);
   const s3 = newS3Client(options.region);
   try {

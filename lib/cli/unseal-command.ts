@@ -6,6 +6,7 @@ import { parseManifest, SealedModelManifest } from '../sealing/manifest';
 import { removeAbandonedPartialFiles } from '../sealing/partial-file';
 import { unseal } from '../sealing/unseal';
 import { readDataKeyFile } from './data-key-file';
+import { requireInputFile } from './input-file';
 import { InterruptedError, runInterruptibly } from './interruption';
 import type { CliOutput } from './program';
 import { ByteProgress, formatBytes, startProgress } from './progress';
@@ -45,7 +46,8 @@ export function addUnsealCommand(program: Command, output: CliOutput): Command {
         '<name>.manifest.json beside <name>.sealed if it exists.',
     )
     .argument('<sealed-file>', 'the sealed model, e.g. llama3.sealed')
-    .requiredOption('--data-key-file <file>', 'the raw 32-byte data key it was sealed with')
+    .requiredOption('--data-key-file <file>', 'the raw 32-byte data key it was sealed with (made with ' +
+      'sealed-inference keygen <file>)')
     .requiredOption('--out <model-file>', 'where to write the model; must not exist')
     .option('--manifest <file>', 'the manifest to check against (default: <name>.manifest.json beside it, if any)')
     .action(async (sealedFile: string, options: UnsealCommandOptions) => {
@@ -62,6 +64,7 @@ export async function unsealCommand(
   output: CliOutput,
   signal?: AbortSignal,
 ): Promise<UnsealOutput> {
+  await requireInputFile(sealedFile, 'sealed model');
   if (existsSync(options.out)) {
     throw new Error(`${options.out} already exists: remove it or choose another --out`);
   }
@@ -74,6 +77,7 @@ export async function unsealCommand(
   const manifestFile = options.manifest ?? defaultManifest(sealedFile);
   let manifest: SealedModelManifest | undefined;
   if (manifestFile !== undefined) {
+    await requireInputFile(manifestFile, 'manifest');
     manifest = parseManifest(await readFile(manifestFile, 'utf8'));
     output.stderr(`Checking against the manifest ${manifestFile}\n`);
   } else {

@@ -1,6 +1,7 @@
 import { ExpectedImage, normalizeExpectedImage } from '../attestation/attestation-expectations';
 import { isJsonObject } from '../json-object';
 import { AMI_ID_PATTERN } from '../measurements';
+import { chooseStack, SoughtOutputs } from './stack-outputs-file';
 
 /**
  * Reading the images `sealed-inference verify` expects from the files people already have: the JSON
@@ -64,6 +65,13 @@ export function readMeasurementsFile(text: string, name: string): ExpectedImage[
 /** `…AllowedImage<N>Id` or `…AllowedImage<N>Pcr<M>`, as `SealedInference` names its outputs, with CDK's optional hash. */
 const ALLOWED_IMAGE_OUTPUT = /^(.*)AllowedImage(\d+)(Id|Pcr4|Pcr7|Pcr12)(?:[0-9A-F]{8})?$/;
 
+const ALLOWED_IMAGES: SoughtOutputs = {
+  foundIn: (outputs) => Object.keys(outputs).some((key) => ALLOWED_IMAGE_OUTPUT.test(key)),
+  label: 'AllowedImage outputs',
+  pattern: 'AllowedImage<N>Pcr<M> outputs',
+  holding: 'allowed images',
+};
+
 /**
  * The allowed images of one stack in a `cdk deploy --outputs-file` file (`{ "<stack>": { "<output>": "<value>" } }`),
  * from the `AllowedImage<N>Id` and `AllowedImage<N>Pcr<M>` outputs of `SealedInference`.
@@ -71,35 +79,9 @@ const ALLOWED_IMAGE_OUTPUT = /^(.*)AllowedImage(\d+)(Id|Pcr4|Pcr7|Pcr12)(?:[0-9A
  * @param stack the stack to read; may be omitted when the file holds one stack with allowed images
  */
 export function readStackOutputs(text: string, name: string, stack?: string): ExpectedImage[] {
-  const value = parseJson(text, `Stack outputs file ${name}`);
-  if (!isJsonObject(value)) {
-    throw new InvalidExpectationError(`Stack outputs file ${name} must map stack names to their outputs, as cdk deploy --outputs-file writes`);
-  }
-  const stacks = Object.entries(value).filter(
-    ([, outputs]) => typeof outputs === 'object' && outputs !== null && Object.keys(outputs).some((k) => ALLOWED_IMAGE_OUTPUT.test(k)),
-  );
-  let chosen: [string, unknown];
-  if (stack !== undefined) {
-    const found = stacks.find(([stackName]) => stackName === stack);
-    if (found === undefined) {
-      throw new InvalidExpectationError(
-        `Stack outputs file ${name} has no stack ${stack} with AllowedImage outputs; it has ${stacks.map(([s]) => s).join(', ') || 'none'}`,
-      );
-    }
-    chosen = found;
-  } else if (stacks.length === 1) {
-    chosen = stacks[0];
-  } else {
-    throw new InvalidExpectationError(
-      stacks.length === 0
-        ? `Stack outputs file ${name} has no AllowedImage<N>Pcr<M> outputs: write it with cdk deploy --outputs-file from a stack with SealedInference`
-        : `Stack outputs file ${name} has several stacks with allowed images (${stacks.map(([s]) => s).join(', ')}): pick one with --stack`,
-    );
-  }
-
-  const [stackName, outputs] = chosen;
+  const [stackName, outputs] = chooseStack(text, name, ALLOWED_IMAGES, stack);
   const images = new Map<string, Record<string, string>>();
-  for (const [key, output] of Object.entries(outputs as Record<string, unknown>)) {
+  for (const [key, output] of Object.entries(outputs)) {
     const match = ALLOWED_IMAGE_OUTPUT.exec(key);
     if (match === null) continue;
     const [, prefix, n, field] = match;

@@ -49,3 +49,8 @@ test('the compiled CLI seals a model offline and unseals it to the same bytes', 
   await cli(['unseal', path.join(out, 'model.sealed'), '--data-key-file', keyFile, '--out', unsealed]);
   expect(fs.readFileSync(unsealed).equals(fs.readFileSync(model))).toBe(true);
 });
+
+test("the compiled CLI prints the package's version", async () => {
+  const { version } = JSON.parse(fs.readFileSync(path.join(__dirname, '../../package.json'), 'utf8'));
+  expect((await cli(['--version'])).stdout).toBe(`${version}\n`);
+});

@@ -150,12 +150,12 @@ describe('refusals and failures: exit code 1, one line on stderr, nothing on std
 
 describe('usage errors: exit code 2, without calling EC2', () => {
   test.each([
-    ['a missing image id', ['measurements'], /^sealed-inference: missing required argument 'ami-id'\n/],
-    ['an unknown option', ['measurements', IMAGE_ID, '--pcr9'], /^sealed-inference: unknown option '--pcr9'\n/],
-    ['an unknown command', ['measure', IMAGE_ID], /^sealed-inference: unknown command 'measure'\n/],
+    ['a missing image id', ['measurements'], /^sealed-inference: missing required argument 'ami-id' \(add --help for usage\)\n/],
+    ['an unknown option', ['measurements', IMAGE_ID, '--pcr9'], /^sealed-inference: unknown option '--pcr9' \(add --help for usage\)\n/],
+    ['an unknown command', ['measure', IMAGE_ID], /^sealed-inference: unknown command 'measure' \(add --help for usage\)\n/],
     ['a malformed image id', ['measurements', 'ami-XYZ'], /^sealed-inference: command-argument value 'ami-XYZ' is invalid for argument 'ami-id'. Expected an AMI id/],
-    ['a malformed digest', ['measurements', IMAGE_ID, '--expect-sha256', 'abc'], /invalid. Expected a SHA-256: 64 hex characters.\n/],
-    ['a malformed account', ['measurements', IMAGE_ID, '--owner', '1234'], /invalid. Expected an AWS account id: 12 digits.\n/],
+    ['a malformed digest', ['measurements', IMAGE_ID, '--expect-sha256', 'abc'], /invalid. Expected a SHA-256: 64 hex characters. \(add --help for usage\)\n/],
+    ['a malformed account', ['measurements', IMAGE_ID, '--owner', '1234'], /invalid. Expected an AWS account id: 12 digits. \(add --help for usage\)\n/],
     ['no command', [], /^Usage: sealed-inference /],
   ])('%s', async (_name, args, message) => {
     const { code, stdout, stderr, requests } = await run(args);

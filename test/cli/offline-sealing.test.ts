@@ -1,5 +1,5 @@
 import { randomBytes } from 'crypto';
-import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, truncateSync, writeFileSync } from 'fs';
+import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, truncateSync, unlinkSync, writeFileSync } from 'fs';
 import { tmpdir } from 'os';
 import * as path from 'path';
 import { endsWithFailure, failure, runCaptured } from './capture';
@@ -16,7 +16,9 @@ function setUp() {
   return { dir, model, plaintext, keyFile, out: path.join(dir, 'sealed') };
 }
 
-async function sealOffline(s: ReturnType<typeof setUp>, ...extra: string[]) {
+type Fixture = ReturnType<typeof setUp>;
+
+async function sealOffline(s: Fixture, ...extra: string[]) {
   return runCaptured(['seal', s.model, '--out', s.out, '--data-key-file', s.keyFile, '--chunk-size', '0.0625', ...extra]);
 }
 
@@ -75,7 +77,9 @@ describe('data key files', () => {
     writeFileSync(s.keyFile, randomBytes(size));
     const { code, stdout, stderr } = await sealOffline(s);
     expect({ code, stdout }).toEqual({ code: 1, stdout: '' });
-    expect(stderr).toMatch(failure(new RegExp(`The data key file ${s.keyFile} has ${size} bytes: it must hold exactly 32 raw bytes`)));
+    expect(stderr).toMatch(failure(new RegExp(
+      `The data key file ${s.keyFile} has ${size} bytes: it must hold exactly 32 raw bytes .*: make one with sealed-inference keygen <file>`,
+    )));
     expect(existsSync(s.out)).toBe(false);
   });
 
@@ -85,6 +89,77 @@ describe('data key files', () => {
     const { code, stderr } = await sealOffline(s);
     expect(code).toBe(0);
     expect(stderr).toMatch(new RegExp(`^warning: the data key file ${s.keyFile} has mode 0644: .*; chmod 600 `));
+  });
+});
+
+describe('sealing into a directory that has the model already', () => {
+  test('refuses, saying to pass --force, and leaves both files as they were', async () => {
+    const s = setUp();
+    const first = JSON.parse((await sealOffline(s)).stdout);
+    const sealedBefore = readFileSync(first.artifacts.sealed);
+    const again = await sealOffline(s);
+    expect({ code: again.code, stdout: again.stdout }).toEqual({ code: 1, stdout: '' });
+    expect(again.stderr).toMatch(failure(new RegExp(
+      `${first.artifacts.sealed} already exists: pass --force to replace it, or choose another --out or --name`,
+    )));
+    expect(readFileSync(first.artifacts.sealed).equals(sealedBefore)).toBe(true);
+    expect(JSON.parse(readFileSync(first.artifacts.manifest, 'utf8'))).toEqual(first.manifest);
+  });
+
+  test('a manifest left alone is refused too', async () => {
+    const s = setUp();
+    const first = JSON.parse((await sealOffline(s)).stdout);
+    unlinkSync(first.artifacts.sealed);
+    const again = await sealOffline(s);
+    expect(again.code).toBe(1);
+    expect(again.stderr).toMatch(failure(new RegExp(`${first.artifacts.manifest} already exists: pass --force`)));
+  });
+
+  test('replaces them with --force', async () => {
+    const s = setUp();
+    const first = JSON.parse((await sealOffline(s)).stdout);
+    const forced = await sealOffline(s, '--force');
+    expect(forced.code).toBe(0);
+    const { manifest } = JSON.parse(forced.stdout);
+    // A fresh salt for every sealing: a new header, which the new manifest describes.
+    expect(manifest.headerSha256).not.toBe(first.manifest.headerSha256);
+    expect(JSON.parse(readFileSync(first.artifacts.manifest, 'utf8'))).toEqual(manifest);
+  });
+
+  test('an --out that is a file is refused', async () => {
+    const s = setUp();
+    writeFileSync(s.out, 'not a directory');
+    const { code, stderr } = await sealOffline(s);
+    expect(code).toBe(1);
+    expect(stderr).toMatch(failure(new RegExp(`--out ${s.out} is a file, not a directory: choose a directory to seal into`)));
+    expect(readFileSync(s.out, 'utf8')).toBe('not a directory');
+  });
+});
+
+describe('a path that is missing or a directory is named, with what it was meant to be', () => {
+  test.each([
+    ['the model file, sealing', (s: Fixture) => ['seal', s.dir, '--name', 'm', '--out', s.out, '--data-key-file', s.keyFile],
+      'The model file (DIR) is a directory: name the file in it'],
+    ['the data key file, sealing', (s: Fixture) => ['seal', s.model, '--out', s.out, '--data-key-file', s.dir],
+      'The data key file (DIR) is a directory: name the file in it'],
+    ['the data key file, unsealing', (s: Fixture) => ['unseal', s.model, '--out', path.join(s.dir, 'm'), '--data-key-file', path.join(s.dir, 'nokey')],
+      'The data key file (DIR)/nokey does not exist: check its path'],
+    ['the sealed model', (s: Fixture) => ['unseal', path.join(s.dir, 'x.sealed'), '--out', path.join(s.dir, 'm'), '--data-key-file', s.keyFile],
+      'The sealed model (DIR)/x.sealed does not exist: check its path'],
+    ['the sealed model, a directory', (s: Fixture) => ['unseal', s.dir, '--out', path.join(s.dir, 'm'), '--data-key-file', s.keyFile],
+      'The sealed model (DIR) is a directory: name the file in it'],
+    ['the manifest', (s: Fixture) => ['unseal', s.model, '--manifest', path.join(s.dir, 'x.json'), '--out', path.join(s.dir, 'm'), '--data-key-file', s.keyFile],
+      'The manifest (DIR)/x.json does not exist: check its path'],
+    ['the file to inspect', (s: Fixture) => ['inspect', s.dir], 'The file to inspect (DIR) is a directory: name the file in it'],
+    ['the file to inspect, missing', (s: Fixture) => ['inspect', path.join(s.dir, 'x.sealed')],
+      'The file to inspect (DIR)/x.sealed does not exist: check its path'],
+  ])('%s', async (_name, args, message) => {
+    const s = setUp();
+    const { code, stdout, stderr } = await runCaptured(args(s));
+    expect({ code, stdout }).toEqual({ code: 1, stdout: '' });
+    // The failure is the last line, after any notes.
+    expect(stderr.split('\n').slice(-2)).toEqual([`sealed-inference: ${message.replace(/\(DIR\)/g, s.dir)}`, '']);
+    expect(readdirSync(s.dir).sort()).toEqual(['key.bin', 'tiny-llm.Q4_K_M.gguf']);
   });
 });
 
@@ -165,5 +240,5 @@ test('inspect refuses a file that is neither a sealed model nor a manifest', asy
 test('unseal requires its key file and output', async () => {
   const { code, stderr } = await runCaptured(['unseal', 'x.sealed', '--out', 'm']);
   expect(code).toBe(2);
-  expect(stderr).toMatch(/^sealed-inference: required option '--data-key-file <file>' not specified\n/);
+  expect(stderr).toMatch(/^sealed-inference: required option '--data-key-file <file>' not specified \(add --help for usage\)\n/);
 });

@@ -56,13 +56,35 @@ describe('sealing with KMS into S3', () => {
     expect(s3.calls()).toHaveLength(0);
   });
 
+  test('without --prefix, uploads under models/, where SealedInference lets the model owner upload', async () => {
+    const { code, stderr } = await runCaptured(['seal', MODEL, ...KMS_ARGS]);
+    expect({ code, stderr }).toEqual({ code: 0, stderr: 'Sealed llama3 (13 B) into s3://models-bucket/models/\n' });
+    const keys = s3.commandCalls(PutObjectCommand).map((c) => c.args[0].input.Key);
+    expect(keys).toEqual(['models/llama3.sealed', 'models/llama3.datakey.enc', 'models/llama3.manifest.json']);
+  });
+
+  test("an empty --prefix uploads into the bucket's root", async () => {
+    expect((await runCaptured(['seal', MODEL, ...KMS_ARGS, '--prefix', ''])).code).toBe(0);
+    expect(s3.commandCalls(PutObjectCommand)[0].args[0].input.Key).toBe('llama3.sealed');
+  });
+
   test('an upload that fails: exit code 1 with the step that failed', async () => {
-    s3.on(PutObjectCommand, { Key: 'llama3.sealed' }).rejects(Object.assign(new Error('Access Denied'), { name: 'AccessDenied' }));
+    s3.on(PutObjectCommand, { Key: 'models/llama3.sealed' }).rejects(Object.assign(new Error('Access Denied'), { name: 'AccessDenied' }));
     const { code, stderr } = await runCaptured(['seal', MODEL, ...KMS_ARGS]);
     expect(code).toBe(1);
-    expect(stderr).toMatch(failure(/Failed uploading s3:\/\/models-bucket\/llama3.sealed: Access Denied \(AccessDenied\)/));
+    expect(stderr).toMatch(failure(/Failed uploading s3:\/\/models-bucket\/models\/llama3.sealed: Access Denied \(AccessDenied\)/));
     expect(s3.commandCalls(PutObjectCommand)).toHaveLength(1);
   });
+});
+
+test('a model file that is missing or a directory is named, before KMS is called', async () => {
+  const missing = await runCaptured(['seal', path.join(dir, 'llama4.gguf'), ...KMS_ARGS]);
+  expect(missing.code).toBe(1);
+  expect(missing.stderr).toMatch(failure(/The model file \S+llama4.gguf does not exist: check its path/));
+  const directory = await runCaptured(['seal', dir, ...KMS_ARGS, '--name', 'llama3']);
+  expect(directory.code).toBe(1);
+  expect(directory.stderr).toMatch(failure(/The model file \S+ is a directory: name the file in it/));
+  expect(kms.calls()).toHaveLength(0);
 });
 
 describe('usage errors: exit code 2, nothing called or written', () => {
@@ -71,13 +93,17 @@ describe('usage errors: exit code 2, nothing called or written', () => {
     ['KMS and offline options together', ['--key', 'k', '--bucket', 'b', '--out', out, '--data-key-file', 'f'], /--key \(sealing with KMS into S3\) and --out\/--data-key-file \(sealing offline\) are mutually exclusive/],
     ['--region with offline options', ['--region', 'eu-west-1', '--out', out, '--data-key-file', 'f'], /--region \(sealing with KMS into S3\) and --out\/--data-key-file/],
     ['--out without a key file', ['--out', out], /sealing offline needs both --out <dir> and --data-key-file <file>/],
-    ['--key without a bucket', ['--key', 'k'], /say where to seal to: --key <kms-key> --bucket <bucket> \(KMS and S3\), or --out <dir> --data-key-file <file> \(offline\)/],
+    ['--key without a bucket', ['--key', 'k'], /say where to seal to: --stack-outputs <file> or --key <kms-key> --bucket <bucket> \(KMS and S3\), or --out <dir> --data-key-file <file> \(offline\)/],
     ['nothing said', [], /say where to seal to/],
     ['a prefix without its slash', [...KMS_ARGS, '--prefix', 'models'], /Expected an empty prefix or one ending in '\/'/],
     ['a prefix with a leading slash', [...KMS_ARGS, '--prefix', '/models/'], /Expected an empty prefix or one ending in '\/'/],
     ['a bad name', [...KMS_ARGS, '--name', 'my model'], /Model name must be 1-128 characters/],
     ['a chunk size too large', [...KMS_ARGS, '--chunk-size', '65'], /Expected a chunk size in MiB, more than 0 and at most 64/],
     ['a chunk size of zero', [...KMS_ARGS, '--chunk-size', '0'], /Expected a chunk size in MiB/],
+    ['--stack-outputs with offline options', ['--stack-outputs', 'o.json', '--out', out, '--data-key-file', 'f'],
+      /--stack-outputs \(sealing with KMS into S3\) and --out\/--data-key-file \(sealing offline\) are mutually exclusive/],
+    ['--stack without --stack-outputs', [...KMS_ARGS, '--stack', 'App'], /--stack needs --stack-outputs <file>/],
+    ['--force when sealing into S3', [...KMS_ARGS, '--force'], /--force replaces files in --out: it is only for sealing offline/],
   ])('%s', async (_name, options, message) => {
     const { code, stdout, stderr } = await runCaptured(['seal', MODEL, ...options]);
     expect({ code, stdout }).toEqual({ code: 2, stdout: '' });
@@ -92,7 +118,7 @@ describe('usage errors: exit code 2, nothing called or written', () => {
     try {
       const { code, stderr } = await runCaptured(['seal', odd, ...KMS_ARGS]);
       expect(code).toBe(2);
-      expect(stderr).toMatch(/^sealed-inference: Model name must be .*got "my model", from the file name: pass --name <name>\n/);
+      expect(stderr).toMatch(/^sealed-inference: Model name must be .*got "my model", from the file name: pass --name <name> \(add --help for usage\)\n/);
     } finally {
       unlinkSync(odd);
     }
