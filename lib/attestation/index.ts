@@ -1,4 +1,5 @@
 export * from './attestation-error';
+export * from './invalid-verify-options-error';
 export * from './attestation-document';
 export * from './cose-sign1';
 export * from './certificate-chain';
@@ -9,3 +10,4 @@ export * from './attestation-expectations';
 export * from './attestation-response';
 export * from './key-policy-audit';
 export * from './channel-binding';
+export * from './pinned-connection';

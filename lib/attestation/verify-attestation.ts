@@ -3,6 +3,7 @@ import { AttestationDocument, parseAttestationDocument } from './attestation-doc
 import { AttestationError, AttestationErrorKind } from './attestation-error';
 import { verifyCertificateChain } from './certificate-chain';
 import { verifyCoseSign1 } from './cose-sign1';
+import { InvalidVerifyOptionsError } from './invalid-verify-options-error';
 import { awsNitroRoot } from './nitro-root';
 
 /** Default for `VerifyAttestationOptions.maxAge`: five minutes, the age KMS is reported to accept. */
@@ -47,9 +48,33 @@ function nonceBytes(nonce: Buffer | string): Buffer {
     return nonce;
   }
   if (!/^([0-9a-fA-F]{2})+$/.test(nonce)) {
-    throw new Error(`expectedNonce must be bytes or an even-length hex string, got '${nonce}'`);
+    throw new InvalidVerifyOptionsError(`expectedNonce must be bytes or an even-length hex string, got '${nonce}'`);
   }
   return Buffer.from(nonce, 'hex');
+}
+
+/** `now`, refused unless it is a valid Date: an invalid one would pass every validity and age comparison. */
+function verificationTime(now: unknown): Date {
+  if (!(now instanceof Date) || Number.isNaN(now.getTime())) {
+    throw new InvalidVerifyOptionsError(`now must be a valid Date, got ${describeValue(now)}`);
+  }
+  return now;
+}
+
+/** `maxAge`, refused unless it is a finite number of milliseconds, zero or more: anything else disables the age check. */
+function maximumAge(maxAge: unknown): number {
+  if (typeof maxAge !== 'number' || !Number.isFinite(maxAge) || maxAge < 0) {
+    throw new InvalidVerifyOptionsError(`maxAge must be a finite number of milliseconds, zero or more, got ${describeValue(maxAge)}`);
+  }
+  return maxAge;
+}
+
+/** A rejected option value, named so that the caller can find it. */
+function describeValue(value: unknown): string {
+  if (value instanceof Date) return 'an invalid Date';
+  if (typeof value === 'string') return `the string '${value}'`;
+  if (typeof value === 'number') return String(value);
+  return value === null ? 'null' : `a value of type ${typeof value}`;
 }
 
 /**
@@ -59,10 +84,11 @@ function nonceBytes(nonce: Buffer | string): Buffer {
  * document's certificate (issuer, signature, CA flag, validity at `now`), the ES384 COSE_Sign1 signature with the
  * document certificate's key, the document's age, and the nonce.
  * @throws AttestationError whose `kind` says which check failed
+ * @throws InvalidVerifyOptionsError when `now`, `maxAge` or `expectedNonce` is not a valid value, before any check
  */
 export function verifyAttestationDocument(bytes: Uint8Array, options: VerifyAttestationOptions = {}): AttestationDocument {
-  const now = options.now ?? new Date();
-  const maxAge = options.maxAge ?? DEFAULT_ATTESTATION_MAX_AGE_MS;
+  const now = options.now === undefined ? new Date() : verificationTime(options.now);
+  const maxAge = options.maxAge === undefined ? DEFAULT_ATTESTATION_MAX_AGE_MS : maximumAge(options.maxAge);
   const expectedNonce = options.expectedNonce === undefined ? undefined : nonceBytes(options.expectedNonce);
 
   const { document, message } = parseAttestationDocument(bytes);

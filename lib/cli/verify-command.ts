@@ -1,7 +1,7 @@
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { KMS_KEY_ARN_PATTERN } from '../appliance-config';
-import { printableText } from '../attestation/attestation-response';
+import { AttestationResponse, printableText } from '../attestation/attestation-response';
 import type { ExpectedImage } from '../attestation/attestation-expectations';
 import { DEFAULT_ATTESTATION_MAX_AGE_MS } from '../attestation/verify-attestation';
 import { parseManifest } from '../sealing/manifest';
@@ -10,13 +10,15 @@ import { collectAccount, measurements, parseImageId } from './measurements-comma
 import { NotTrustworthyError } from './not-trustworthy-error';
 import { DEFAULT_VERIFY_ATTEMPTS, formatFleetReport, verifyEachConnection } from './verify-all';
 import { CliDependencies, CliOutput, EXIT_CODE } from './program';
-import { VerifyExpectations, verifyConnection, VerifyReport } from './verify-connection';
+import { VerifyCheck, VerifyExpectations, verifyConnection, VerifyReport } from './verify-connection';
 import { readMeasurementsFile, readStackOutputs } from './verify-expectations';
+import { readStoredAttestation, StoredAttestationReport, verifyStoredAttestation } from './verify-stored-attestation';
 
 /**
  * `sealed-inference verify <service-url>`: asks the service for a fresh attestation, verifies the document, compares
  * it with the expected images and model, and optionally audits the live key policy: proof, rather than trust, of
- * what serves you and of what the key still unseals for.
+ * what serves you and of what the key still unseals for. `verify --document <file>` audits a stored attestation as
+ * of a given time instead, without asking any service.
  */
 
 /** The command's options, as parsed. */
@@ -43,6 +45,12 @@ interface VerifyCommandOptions extends VerifyOptions {
   readonly all?: boolean;
   /** With `all`: the connections opened. */
   readonly attempts?: number;
+  /** A stored attestation to check instead of asking a service. */
+  readonly document?: string;
+  /** With `document`: the time to judge it at. */
+  readonly at?: Date;
+  /** A file to keep the attestation received in, for `--document` later. */
+  readonly save?: string;
 }
 
 /** More connections than this would only load the service. */
@@ -75,9 +83,18 @@ export function addVerifyCommand(program: Command, output: CliOutput, dependenci
         'that PCR15 replays from the event log and (with --model) that the log names only the expected model; with ' +
         '--key, also check that the live key policy unseals for exactly the expected images. With --all, for a fleet ' +
         'behind a load balancer: open --attempts connections, verify each on its own and report each instance reached ' +
-        '(by the SPKI hash of its TLS key and the module id of its NitroTPM)',
+        '(by the SPKI hash of its TLS key and the module id of its NitroTPM). With --document, for audits: check a ' +
+        'stored attestation (as --save keeps it) as of --at, without asking any service; the channel and nonce checks ' +
+        'do not apply to it and are reported as not applicable',
     );
-  return addExpectationOptions(command)
+  return addExpectationFlags(command.argument('[service-url]', SERVICE_URL_DESCRIPTION, parseServiceUrl))
+    .usage('[options] <service-url>\n       sealed-inference verify [options] --document <attestation.json>')
+    .option('--document <attestation.json>', 'check this stored answer of GET /api/attestation instead of asking a service ' +
+      '(no channel or nonce check: no connection)')
+    .option('--at <time>', "with --document: judge certificate validity and the document's age at this ISO 8601 time " +
+      "(default: the document's timestamp)", parseTime)
+    .option('--save <file>', 'keep the attestation received (the answer of GET /api/attestation) in this file, to check ' +
+      'it again later with --document')
     .option('--key <key-arn>', "also audit this key's live policy (GetKeyPolicy, with your credentials)", parseKeyArn)
     .option('--json', 'print the report as JSON')
     .option('--all', 'verify several connections, each perhaps to another instance of a fleet, and report each instance')
@@ -95,22 +112,60 @@ export function addVerifyCommand(program: Command, output: CliOutput, dependenci
         `${EXIT_CODE.failure} when no connection`,
       'reached an instance or one did not answer an attestation.',
     ].join('\n'))
-    .action(async function (this: Command, serviceUrl: URL, options: VerifyCommandOptions) {
+    .action(async function (this: Command, serviceUrl: URL | undefined, options: VerifyCommandOptions) {
       checkExpectationOptions(this, options);
+      checkTargetOptions(this, serviceUrl, options);
       if (options.attempts !== undefined && options.all !== true) this.error('--attempts only applies with --all');
-      if (options.all === true) {
-        await verifyAll(serviceUrl, options, output, dependencies);
+      if (options.document !== undefined) {
+        await verifyDocumentFile(options.document, options, output, dependencies);
         return;
       }
-      const report = await verify(serviceUrl, options, output, dependencies);
-      output.stdout(options.json ? `${JSON.stringify(report, null, 2)}\n` : formatReport(report));
-      const failed = report.checks.filter((check) => !check.passed);
-      if (failed.length > 0) {
-        throw new NotTrustworthyError(
-          failed.map((check) => `${check.name}: expected ${printable(check.expected)}; found ${printable(check.found)}`).join('; '),
-        );
+      if (options.all === true) {
+        await verifyAll(serviceUrl!, options, output, dependencies);
+        return;
       }
+      const report = await verify(serviceUrl!, options, output, dependencies);
+      output.stdout(options.json ? `${JSON.stringify(report, null, 2)}\n` : formatReport(report));
+      throwIfAnyFailed(report.checks);
     });
+}
+
+/** Refuses, as a usage error, a command that names no target, or options that do not apply to the one it names. */
+function checkTargetOptions(command: Command, serviceUrl: URL | undefined, options: VerifyCommandOptions): void {
+  if (options.document === undefined) {
+    if (serviceUrl === undefined) command.error('verify: give the service URL, or --document <file> to check a stored attestation');
+    if (options.at !== undefined) command.error('--at only applies with --document: a service is judged at the current time');
+    if (options.save !== undefined && options.all === true) command.error('--save keeps one attestation: not with --all');
+    return;
+  }
+  if (serviceUrl !== undefined) {
+    command.error('--document checks a stored attestation without asking a service: give it or the service URL, not both');
+  }
+  const explicit = (name: string) => command.getOptionValueSource(name) === 'cli';
+  const serviceOnly = ['all', 'attempts', 'key', 'timeout', 'save'].filter(explicit).map((name) => `--${name}`);
+  if (serviceOnly.length > 0) {
+    command.error(`${serviceOnly.join(', ')} only apply to a service, not with --document` +
+      (serviceOnly.includes('--key') ? ' (--key reads the policy as it is now, not as it was)' : ''));
+  }
+}
+
+/** Throws the failed checks as one reason, so that the CLI exits as not trustworthy. */
+function throwIfAnyFailed(checks: readonly VerifyCheck[]): void {
+  const failed = checks.filter((check) => !check.passed);
+  if (failed.length > 0) {
+    throw new NotTrustworthyError(
+      failed.map((check) => `${check.name}: expected ${printable(check.expected)}; found ${printable(check.found)}`).join('; '),
+    );
+  }
+}
+
+/** `verify --document`: checks the stored attestation in `path` as of `--at`, prints the report, throws unless it passed. */
+async function verifyDocumentFile(path: string, options: VerifyCommandOptions, output: CliOutput, dependencies: CliDependencies): Promise<void> {
+  const attestation = readStoredAttestation(path);
+  const expectations = await readVerifyExpectations(options, output, dependencies);
+  const report = verifyStoredAttestation(attestation, expectations, { source: path, at: options.at, maxAge: options.maxAge }, dependencies);
+  output.stdout(options.json ? `${JSON.stringify(report, null, 2)}\n` : formatStoredAttestationReport(report));
+  throwIfAnyFailed(report.checks);
 }
 
 /** `verify --all`: prints each instance reached and throws unless every one verified. */
@@ -139,8 +194,14 @@ async function verifyAll(serviceUrl: URL, options: VerifyCommandOptions, output:
  * images (one source), the model, the document's age and the time to wait.
  */
 export function addExpectationOptions(command: Command): Command {
+  return addExpectationFlags(command.argument('<service-url>', SERVICE_URL_DESCRIPTION, parseServiceUrl));
+}
+
+const SERVICE_URL_DESCRIPTION = 'the service, e.g. https://10.0.1.23:3000';
+
+/** The options that say what to expect: the images (one source), the model, the document's age and the time to wait. */
+function addExpectationFlags(command: Command): Command {
   return command
-    .argument('<service-url>', 'the service, e.g. https://10.0.1.23:3000', parseServiceUrl)
     .addOption(new Option('--measurements <file>', 'expect the image(s) in this file, as sealed-inference measurements prints it')
       .conflicts(['image', 'stackOutputs']))
     .addOption(new Option('--image <ami-id>', "expect this image, reading its published measurements from EC2")
@@ -184,21 +245,23 @@ export async function readVerifyExpectations(
 }
 
 /**
- * Runs the checks against the service at `serviceUrl`, over one TLS connection. Throws (could not check) when the
- * expectations, the manifest, the service or KMS cannot be read; returns the report, passed or not, once everything
- * was read.
+ * Runs the checks against the service at `serviceUrl`, over one TLS connection, keeping the attestation received in
+ * the file `save` names. Throws (could not check) when the expectations, the manifest, the service or KMS cannot be
+ * read; returns the report, passed or not, once everything was read.
  */
 export async function verify(
   serviceUrl: URL,
-  options: VerifyOptions,
+  options: VerifyOptions & { readonly save?: string },
   output: CliOutput,
   dependencies: CliDependencies = {},
 ): Promise<VerifyReport> {
   // Read before the attestation is asked for, so that the document's age is judged as soon as it arrives.
   const expectations = await readVerifyExpectations(options, output, dependencies);
   const connection = await connectToService(serviceUrl, options.timeout * 1000);
+  const save = options.save;
+  const onAttestation = save === undefined ? undefined : (response: AttestationResponse) => saveAttestation(save, response);
   try {
-    return await verifyConnection(connection, expectations, options, dependencies);
+    return await verifyConnection(connection, expectations, { ...options, onAttestation }, dependencies);
   } finally {
     connection.close();
   }
@@ -251,6 +314,40 @@ export function formatReport(report: VerifyReport): string {
   return `${lines.join('\n')}\n`;
 }
 
+/** The human report of a stored attestation: each check, then the checks that do not apply, then the verdict. */
+export function formatStoredAttestationReport(report: StoredAttestationReport): string {
+  const lines = [`Attestation ${printable(report.source)}, judged at ${report.at ?? 'no time: the document has no timestamp'}`];
+  for (const check of report.checks) {
+    lines.push(check.passed
+      ? `  ok    ${check.name}: ${printable(check.found)}`
+      : `  FAIL  ${check.name}: expected ${printable(check.expected)}\n          found ${printable(check.found)}`);
+  }
+  for (const check of report.notApplicable) lines.push(`  n/a   ${check.name}: ${check.reason}`);
+  const notChecked = `Not checked: ${report.notApplicable.map((check) => check.name).join(', ')}.`;
+  if (report.verified) {
+    const models = report.servedModels.length === 0 ? 'no model yet' : `model ${printable(report.servedModels.join(', '))}`;
+    lines.push(`Verified as of ${report.at}: the document shows ${report.image} serving ${models}. ${notChecked}`);
+  } else {
+    lines.push(`NOT TRUSTWORTHY: ${report.checks.filter((c) => !c.passed).map((c) => c.name).join(', ')} failed. ${notChecked}`);
+  }
+  return `${lines.join('\n')}\n`;
+}
+
+/**
+ * Writes `response` as the service answered it, `{ "document": "<base64>", "eventLog": [...] }`, whatever its checks
+ * will show: a failed verification is evidence too.
+ */
+function saveAttestation(path: string, response: AttestationResponse): void {
+  const answer = { document: response.document.toString('base64'), eventLog: response.eventLog };
+  try {
+    writeFileSync(path, `${JSON.stringify(answer, null, 2)}\n`);
+  } catch (error) {
+    throw new Error(`Could not save the attestation to ${path}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`, {
+      cause: error,
+    });
+  }
+}
+
 function readFile(path: string, what: string): string {
   try {
     return readFileSync(path, 'utf8');
@@ -292,6 +389,21 @@ function parseAttempts(value: string): number {
     throw new InvalidArgumentError(`Expected a whole number of connections from 1 to ${MAX_VERIFY_ATTEMPTS}.`);
   }
   return count;
+}
+
+const ISO_8601_TIME = /^(\d{4})-(\d{2})-(\d{2})T\d{2}:\d{2}(:\d{2}(\.\d{1,3})?)?(Z|[+-]\d{2}:\d{2})$/;
+
+/** An ISO 8601 date and time with its zone: without one, the time would depend on the auditor's machine. */
+function parseTime(value: string): Date {
+  const match = ISO_8601_TIME.exec(value);
+  const time = new Date(value);
+  // Date rolls 2026-02-30 over into March instead of refusing it.
+  const [year, month, day] = (match?.slice(1, 4) ?? []).map(Number);
+  const calendarDate = new Date(Date.UTC(year, month - 1, day));
+  if (match === null || Number.isNaN(time.getTime()) || calendarDate.getUTCMonth() !== month - 1 || calendarDate.getUTCDate() !== day) {
+    throw new InvalidArgumentError('Expected an ISO 8601 date and time with its zone, like 2026-11-01T12:00:00Z.');
+  }
+  return time;
 }
 
 function parsePositiveSeconds(value: string): number {

@@ -1,8 +1,9 @@
-import { randomBytes } from 'node:crypto';
+import { randomBytes, X509Certificate } from 'node:crypto';
 import type { AttestationDocument } from '../attestation/attestation-document';
 import { AttestationError } from '../attestation/attestation-error';
 import { compareAttestation, ExpectedImage, expectedImageName } from '../attestation/attestation-expectations';
 import { checkChannelBinding } from '../attestation/channel-binding';
+import type { AttestationResponse } from '../attestation/attestation-response';
 import { auditKeyPolicy, KeyPolicyFinding } from '../attestation/key-policy-audit';
 import { AWS_NITRO_ROOT_SHA256_FINGERPRINT } from '../attestation/nitro-root';
 import type { PinnedConnection } from '../attestation/pinned-connection';
@@ -33,7 +34,7 @@ export interface VerifyReport {
   /** The SHA-256 (hex) of the SubjectPublicKeyInfo of the TLS key the service presented. */
   readonly tlsSpkiSha256: string;
   /** The verified document's facts; absent when it did not verify. */
-  readonly document?: { moduleId: string; timestamp: string; pcrs: Record<string, string> };
+  readonly document?: DocumentFacts;
   /** Expected image the document matched, by AMI id or position. */
   readonly image?: string;
   /** Model digests the event log reports on PCR15. */
@@ -41,6 +42,31 @@ export interface VerifyReport {
   readonly checks: VerifyCheck[];
   /** The key policy audit's findings, with `--key`. */
   readonly keyPolicyFindings?: KeyPolicyFinding[];
+}
+
+/** The facts of a verified document a report shows. */
+export interface DocumentFacts {
+  readonly moduleId: string;
+  /** ISO 8601. */
+  readonly timestamp: string;
+  /** Each PCR's value, hex, by index. */
+  readonly pcrs: Record<string, string>;
+}
+
+/** The roots a document must chain to, as a report names them. */
+export function trustedRootNames(roots: readonly X509Certificate[] | undefined): string {
+  return roots === undefined
+    ? `the AWS Nitro root (SHA-256 ${AWS_NITRO_ROOT_SHA256_FINGERPRINT})`
+    : roots.map((root) => `root ${root.subject.replace(/\n/g, ', ')}`).join(' or ');
+}
+
+/** A verified document's facts, its PCRs in index order. */
+export function documentFacts(document: AttestationDocument): DocumentFacts {
+  return {
+    moduleId: document.moduleId,
+    timestamp: document.timestamp.toISOString(),
+    pcrs: Object.fromEntries([...document.pcrs].sort(([a], [b]) => a - b).map(([index, value]) => [String(index), value])),
+  };
 }
 
 /** What a service must show, read once before any attestation is asked for. */
@@ -61,13 +87,19 @@ export interface VerifyExpectations {
 export async function verifyConnection(
   connection: PinnedConnection,
   expectations: VerifyExpectations,
-  options: { readonly maxAge: number; readonly timeout: number },
+  options: {
+    readonly maxAge: number;
+    readonly timeout: number;
+    /** Called with the attestation as received, before it is checked: to keep it for an audit. */
+    readonly onAttestation?: (response: AttestationResponse) => void;
+  },
   dependencies: Pick<CliDependencies, 'trustedRoots'> = {},
 ): Promise<VerifyReport> {
   const { images, modelSha384, key } = expectations;
   const service = connection.serviceUrl.href;
   const nonce = randomBytes(32);
   const response = await fetchAttestation(connection, nonce, options.timeout * 1000);
+  options.onAttestation?.(response);
 
   // The key is audited whatever the document shows: a key that unseals for more than expected is a finding of its own.
   const audit = key === undefined ? undefined : auditKeyPolicy(key.policy, images, { keyArn: key.arn });
@@ -80,10 +112,7 @@ export async function verifyConnection(
 
   const checks: VerifyCheck[] = [];
   const roots = dependencies.trustedRoots;
-  const rootNames = roots === undefined
-    ? `the AWS Nitro root (SHA-256 ${AWS_NITRO_ROOT_SHA256_FINGERPRINT})`
-    : roots.map((root) => `root ${root.subject.replace(/\n/g, ', ')}`).join(' or ');
-  const expectedDocument = `signed through ${rootNames}, at most ${options.maxAge} s old, nonce ${nonce.toString('hex')}`;
+  const expectedDocument = `signed through ${trustedRootNames(roots)}, at most ${options.maxAge} s old, nonce ${nonce.toString('hex')}`;
   const unverified = (failed: VerifyCheck): VerifyReport => ({
     verified: false, service, nonce: nonce.toString('hex'), tlsSpkiSha256: connection.peerSpkiSha256, servedModels: [],
     checks: [...checks, failed, ...keyPolicyCheck], keyPolicyFindings: audit?.findings,
@@ -127,11 +156,7 @@ export async function verifyConnection(
     service,
     nonce: nonce.toString('hex'),
     tlsSpkiSha256: connection.peerSpkiSha256,
-    document: {
-      moduleId: document.moduleId,
-      timestamp: document.timestamp.toISOString(),
-      pcrs: Object.fromEntries([...document.pcrs].sort(([a], [b]) => a - b).map(([index, value]) => [String(index), value])),
-    },
+    document: documentFacts(document),
     image: verdict.matchedImage === undefined ? undefined : expectedImageName(verdict.matchedImage, images.indexOf(verdict.matchedImage)),
     servedModels: verdict.servedModels,
     checks,

@@ -2,7 +2,8 @@ import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import {
-  AttestationError, AttestationErrorKind, compareAttestation, verifyAttestationDocument,
+  AttestationError, AttestationErrorKind, compareAttestation, InvalidVerifyOptionsError, verifyAttestationDocument,
+  VerifyAttestationOptions,
 } from '../../lib/attestation';
 import { createTestChain } from './test-attestation';
 
@@ -56,4 +57,48 @@ test('is rejected when only a test root is trusted', async () => {
   }
   expect(error).toBeInstanceOf(AttestationError);
   expect((error as AttestationError).kind).toBe(AttestationErrorKind.UNKNOWN_ROOT);
+});
+
+describe('options that would switch the time checks off are refused, not ignored', () => {
+  /** Months after it was produced: its certificates expired long ago and it is far too old. */
+  const monthsLater = new Date(fixture.timestamp + 120 * 24 * 3600 * 1000);
+
+  test('the months-old document is refused with valid options', () => {
+    expect(() => verifyAttestationDocument(bytes, { now: monthsLater, maxAge: 1000 }))
+      .toThrow(expect.objectContaining({ kind: AttestationErrorKind.CERTIFICATE_EXPIRED }));
+    expect(() => verifyAttestationDocument(bytes)).toThrow(AttestationError);
+  });
+
+  test.each([
+    ['an invalid Date', { now: new Date(NaN) }, /now must be a valid Date, got an invalid Date/],
+    ['a timestamp number instead of a Date', { now: fixture.timestamp as unknown as Date }, new RegExp(`now must be a valid Date, got ${fixture.timestamp}`)],
+    ['an ISO string instead of a Date', { now: '2026-01-01T00:00:00Z' as unknown as Date }, /now must be a valid Date, got the string '2026-01-01T00:00:00Z'/],
+    ['null instead of a Date', { now: null as unknown as Date }, /now must be a valid Date, got null/],
+    ['a NaN maxAge', { now: monthsLater, maxAge: NaN }, /maxAge must be a finite number of milliseconds, zero or more, got NaN/],
+    ['a negative maxAge', { now: monthsLater, maxAge: -1 }, /maxAge must be .*, got -1$/],
+    ['an infinite maxAge', { now: monthsLater, maxAge: Infinity }, /maxAge must be .*, got Infinity$/],
+    ['a string maxAge', { now: monthsLater, maxAge: '300000' as unknown as number }, /maxAge must be .*, got the string '300000'$/],
+  ] as Array<[string, VerifyAttestationOptions, RegExp]>)('%s', (_name, options, message) => {
+    let error: unknown;
+    try {
+      verifyAttestationDocument(bytes, options);
+    } catch (e) {
+      error = e;
+    }
+    expect(error).toBeInstanceOf(InvalidVerifyOptionsError);
+    expect(error).not.toBeInstanceOf(AttestationError);
+    expect((error as InvalidVerifyOptionsError).kind).toBe('invalid-options');
+    expect((error as Error).message).toMatch(message);
+  });
+
+  test('a malformed nonce is the same kind of mistake', () => {
+    expect(() => verifyAttestationDocument(bytes, { now: producedAt, expectedNonce: 'xyz' }))
+      .toThrow(expect.objectContaining({ kind: 'invalid-options', message: expect.stringContaining("expectedNonce must be bytes") }));
+  });
+
+  test('a maxAge of zero is valid: only a document from the very instant passes', () => {
+    expect(verifyAttestationDocument(bytes, { now: producedAt, maxAge: 0 }).timestamp).toEqual(producedAt);
+    expect(() => verifyAttestationDocument(bytes, { now: new Date(fixture.timestamp + 1), maxAge: 0 }))
+      .toThrow(expect.objectContaining({ kind: AttestationErrorKind.STALE_DOCUMENT }));
+  });
 });

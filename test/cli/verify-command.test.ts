@@ -6,7 +6,7 @@ import * as path from 'node:path';
 import { DescribeImagesCommand, EC2Client } from '@aws-sdk/client-ec2';
 import { GetKeyPolicyCommand, KMSClient } from '@aws-sdk/client-kms';
 import { mockClient } from 'aws-sdk-client-mock';
-import { extendPcr, MODEL_PCR, PcrEvent } from '../../lib/attestation';
+import { extendPcr, MODEL_PCR, parseAttestationDocument, PcrEvent } from '../../lib/attestation';
 import type { CliDependencies } from '../../lib/cli/program';
 import { FORMAT_VERSION } from '../../lib/sealing/format';
 import { buildTestAttestationDocument, createTestChain, TestChain, testPcrs } from '../attestation/test-attestation';
@@ -497,5 +497,170 @@ describe('usage errors: exit code 2, without asking the service', () => {
     expect(stdout).toContain('Exit codes:\n  0  verified: every check passed\n  3  not trustworthy');
     expect(stdout).toContain('  1  could not check');
     expect(stdout).toContain('  2  usage');
+  });
+});
+
+describe('--document: a stored attestation, audited as of a time, without asking any service', () => {
+  /** The genuine NitroTPM document of test/fixtures, as the appliance would have answered it. */
+  const genuine = JSON.parse(fs.readFileSync(path.join(__dirname, '..', 'fixtures', 'nitrotpm-attestation-document.json'), 'utf8')) as {
+    timestamp: number; document: string;
+  };
+  const producedAt = new Date(genuine.timestamp).toISOString();
+  const genuinePcrs = parseAttestationDocument(Buffer.from(genuine.document, 'base64')).document.pcrs;
+  const genuineImage = { imageId: 'ami-0123456789abcdef0', pcr4: genuinePcrs.get(4)!, pcr12: genuinePcrs.get(12)! };
+  const stored = () => file('attestation.json', { document: genuine.document, eventLog: [] });
+  /** Without injected roots: only the pinned AWS Nitro root is trusted, as for an auditor. */
+  const audit = (args: string[]) => runCaptured(['verify', '--document', stored(), '--measurements', file('genuine-image.json', genuineImage), ...args]);
+
+  test('verifies the genuine document at its own timestamp, and lists channel and nonce as not applicable', async () => {
+    const { code, stdout, stderr } = await audit([]);
+    expect({ code, stderr }).toEqual({ code: 0, stderr: '' });
+    const lines = stdout.split('\n');
+    expect(lines[0]).toBe(`Attestation ${path.join(dir, 'attestation.json')}, judged at ${producedAt}`);
+    expect(lines.slice(1, 6).map((line) => /^ {2}(ok|n\/a) +[a-z-]+:/.exec(line)?.[0])).toEqual([
+      '  ok    document:', '  ok    image:', '  ok    event-log:', '  n/a   channel:', '  n/a   nonce:',
+    ]);
+    expect(lines[1]).toContain(`module i-000fa553dad58a9f1-tpm0000000000000000, ${producedAt} (0 s old at ${producedAt})`);
+    expect(lines[4]).toMatch(/^ {2}n\/a {3}channel: no connection: /);
+    expect(lines[6]).toBe(`Verified as of ${producedAt}: the document shows ami-0123456789abcdef0 serving no model yet. Not checked: channel, nonce.`);
+    expect(appliance.requests).toHaveLength(0);
+  });
+
+  test('--json: the checks that ran, and apart from them the checks that do not apply', async () => {
+    const { code, stdout } = await audit(['--json']);
+    expect(code).toBe(0);
+    const report = JSON.parse(stdout);
+    expect(report).toMatchObject({
+      verified: true, source: path.join(dir, 'attestation.json'), at: producedAt, image: genuineImage.imageId, servedModels: [],
+      document: { moduleId: 'i-000fa553dad58a9f1-tpm0000000000000000', timestamp: producedAt },
+    });
+    expect(report.checks.map((c: { name: string; passed: boolean }) => [c.name, c.passed]))
+      .toEqual([['document', true], ['image', true], ['event-log', true]]);
+    expect(report.notApplicable.map((c: { name: string }) => c.name)).toEqual(['channel', 'nonce']);
+    expect(report.nonce).toBeUndefined();
+  });
+
+  test('--at a day later: its three-hour leaf certificate had expired, not trustworthy', async () => {
+    const dayLater = new Date(genuine.timestamp + 24 * 3600 * 1000).toISOString();
+    const { code, stdout, stderr } = await audit(['--at', dayLater, '--max-age', String(2 * 24 * 3600)]);
+    expect(code).toBe(3);
+    expect(stdout.split('\n')[0]).toMatch(new RegExp(`judged at ${dayLater}$`));
+    expect(stdout).toContain('  n/a   channel: ');
+    expect(stdout).toMatch(/\nNOT TRUSTWORTHY: document failed. Not checked: channel, nonce.\n$/);
+    expect(stderr).toMatch(endsWithFailure(/not trustworthy: document: expected .*valid and the document at most 172800 s old at .*; found certificate-expired: /));
+  });
+
+  test('--at ten minutes later: stale unless --max-age allows its age', async () => {
+    const tenMinutesLater = new Date(genuine.timestamp + 10 * 60 * 1000).toISOString();
+    const stale = await audit(['--at', tenMinutesLater]);
+    expect(stale.code).toBe(3);
+    expect(stale.stderr).toMatch(endsWithFailure(/not trustworthy: document: .*found stale-document: /));
+    const allowed = await audit(['--at', tenMinutesLater, '--max-age', '900']);
+    expect(allowed.code).toBe(0);
+    expect(allowed.stdout).toContain(`(600 s old at ${tenMinutesLater})`);
+  });
+
+  test('--at with another zone is the same instant', async () => {
+    const { code, stdout } = await audit(['--at', '2025-01-01T00:00:00+02:00', '--json']);
+    expect(code).toBe(3);
+    expect(JSON.parse(stdout).at).toBe('2024-12-31T22:00:00.000Z');
+  });
+
+  test('the image, event-log and model checks apply as usual; the nonce the document carries does not matter', async () => {
+    const { body: answered } = attestation(Buffer.alloc(32, 7)) as { body: object };
+    const document = file('served.json', answered);
+    const measurements = file('m.json', IMAGE);
+    const served = await runCaptured(['verify', '--document', document, '--measurements', measurements, '--model', manifest(MODEL)], deps);
+    expect(served.code).toBe(0);
+    expect(served.stdout).toContain(`  ok    model: ${MODEL}`);
+    const other = await runCaptured(['verify', '--document', document, '--measurements', measurements, '--model', manifest(OTHER_MODEL)], deps);
+    expect(other.code).toBe(3);
+    expect(other.stderr).toMatch(endsWithFailure(new RegExp(`not trustworthy: model: expected only model ${OTHER_MODEL}`)));
+    const otherImage = await runCaptured(['verify', '--document', document, '--measurements', file('o.json', OTHER_IMAGE)], deps);
+    expect(otherImage.code).toBe(3);
+    expect(otherImage.stdout).toMatch(/\nNOT TRUSTWORTHY: image failed. Not checked: channel, nonce.\n$/);
+  });
+
+  test.each([
+    ['a missing file', () => path.join(dir, 'none.json'), /Could not read the attestation .*none.json: ENOENT/],
+    ['the raw document bytes', () => {
+      const raw = path.join(dir, 'raw.cbor');
+      fs.writeFileSync(raw, Buffer.from(genuine.document, 'base64'));
+      return raw;
+    },
+      /The attestation .*raw.cbor is not JSON: expected the answer of GET \/api\/attestation, \{ "document", "eventLog" \}/],
+    ['an answer without event log', () => file('no-log.json', { document: genuine.document }),
+      /The attestation response is malformed: "eventLog" must be an array of PCR events/],
+    ['a file too large for an attestation', () => file('large.json', 'x'.repeat(1024 * 1024 + 1)), /Could not read the attestation .*large.json: larger than 1048576 bytes/],
+  ] as Array<[string, () => string, RegExp]>)('could not check %s: exit code 1', async (_name, document, message) => {
+    const { code, stdout, stderr } = await runCaptured(['verify', '--document', document(), '--measurements', file('m.json', IMAGE)], deps);
+    expect({ code, stdout }).toEqual({ code: 1, stdout: '' });
+    expect(stderr).toMatch(endsWithFailure(message));
+  });
+
+  test.each([
+    ['neither a service nor a document', ['verify', '--measurements', 'm.json'], /verify: give the service URL, or --document <file> to check a stored attestation/],
+    ['both a service and a document', ['verify', 'https://10.0.1.23:3000', '--document', 'a.json', '--measurements', 'm.json'],
+      /--document checks a stored attestation without asking a service: give it or the service URL, not both/],
+    ['--at without --document', ['verify', 'https://10.0.1.23:3000', '--measurements', 'm.json', '--at', '2026-11-01T12:00:00Z'],
+      /--at only applies with --document/],
+    ['--key with --document', ['verify', '--document', 'a.json', '--measurements', 'm.json', '--key', KEY_ARN],
+      /--key only apply to a service, not with --document \(--key reads the policy as it is now, not as it was\)/],
+    ['--all and --timeout with --document', ['verify', '--document', 'a.json', '--measurements', 'm.json', '--all', '--timeout', '5'],
+      /--all, --timeout only apply to a service, not with --document/],
+    ['--save with --document', ['verify', '--document', 'a.json', '--measurements', 'm.json', '--save', 'b.json'],
+      /--save only apply to a service, not with --document/],
+    ['--save with --all', ['verify', 'https://10.0.1.23:3000', '--measurements', 'm.json', '--all', '--save', 'b.json'],
+      /--save keeps one attestation: not with --all/],
+    ['a time without zone', ['verify', '--document', 'a.json', '--measurements', 'm.json', '--at', '2026-11-01T12:00:00'],
+      /Expected an ISO 8601 date and time with its zone, like 2026-11-01T12:00:00Z/],
+    ['a day that does not exist', ['verify', '--document', 'a.json', '--measurements', 'm.json', '--at', '2026-02-30T12:00:00Z'],
+      /Expected an ISO 8601 date and time with its zone/],
+    ['words', ['verify', '--document', 'a.json', '--measurements', 'm.json', '--at', 'yesterday'], /Expected an ISO 8601 date and time/],
+  ])('usage error: %s', async (_name, args, message) => {
+    const { code, stdout, stderr } = await runCaptured(args, deps);
+    expect({ code, stdout }).toEqual({ code: 2, stdout: '' });
+    expect(stderr).toMatch(message);
+  });
+
+  test('verify --save keeps the attestation received, which --document checks again later', async () => {
+    let served: unknown;
+    appliance.answer = (nonce) => {
+      const answer = attestation(nonce);
+      served = (answer as { body: unknown }).body;
+      return answer;
+    };
+    const saved = path.join(dir, 'saved.json');
+    const measurements = file('m.json', IMAGE);
+    const online = await run(['--measurements', measurements, '--save', saved, '--json']);
+    expect(online.code).toBe(0);
+    expect(JSON.parse(fs.readFileSync(saved, 'utf8'))).toEqual(served);
+    const { document } = parseAttestationDocument(Buffer.from((served as { document: string }).document, 'base64'));
+    expect(document.nonce?.toString('hex')).toBe(JSON.parse(online.stdout).nonce);
+
+    const later = await runCaptured(['verify', '--document', saved, '--measurements', measurements, '--model', manifest(MODEL)], deps);
+    expect(later.code).toBe(0);
+    expect(later.stdout).toContain(`judged at ${document.timestamp.toISOString()}`);
+  });
+
+  test('verify --save keeps an attestation that fails its checks too: it is the evidence', async () => {
+    appliance.answer = (nonce) => attestation(nonce, { pcrs: { 4: hex('c4') } });
+    const saved = path.join(dir, 'refused.json');
+    expect((await run(['--measurements', file('m.json', IMAGE), '--save', saved])).code).toBe(3);
+    const stored = await runCaptured(['verify', '--document', saved, '--measurements', file('m.json', IMAGE)], deps);
+    expect(stored.code).toBe(3);
+    expect(stored.stdout).toMatch(/\nNOT TRUSTWORTHY: image failed. Not checked: channel, nonce.\n$/);
+  });
+
+  test('verify --save to a file that cannot be written could not check', async () => {
+    const { code, stderr } = await run(['--measurements', file('m.json', IMAGE), '--save', path.join(dir, 'none', 'saved.json')]);
+    expect(code).toBe(1);
+    expect(stderr).toMatch(endsWithFailure(/Could not save the attestation to .*saved.json: ENOENT/));
+  });
+
+  test('--help shows both forms', async () => {
+    const { stdout } = await runCaptured(['verify', '--help']);
+    expect(stdout).toMatch(/^Usage: sealed-inference verify \[options\] <service-url>\n {7}sealed-inference verify \[options\] --document <attestation.json>\n/);
+    expect(stdout).toMatch(/--at <time> +with --document: judge certificate validity/);
   });
 });
