@@ -1,4 +1,3 @@
-import type { Image } from '@aws-sdk/client-ec2';
 import { createHash } from 'crypto';
 import { spawnSync } from 'child_process';
 import * as fs from 'fs';
@@ -6,11 +5,13 @@ import * as os from 'os';
 import * as path from 'path';
 import { MEASUREMENT_TAGS } from '../../lib';
 import { readPublishedMeasurements } from '../../lib/published-measurements';
+import {
+  installImageBuildTools, NEW_IMAGE_ID, readToolCalls, SNAPSHOT_ID, taggedImage, tagsOf, ToolCall,
+} from './doubles/image-build-tools';
 
 /**
  * image-recipes/build-and-publish.sh with stand-ins for kiwi-ng (and its mkfs.erofs, veritysetup), coldsnap, the AWS
- * CLI and curl on PATH: small Node.js scripts that log their arguments and answer as the real tools would. jq,
- * sha256sum and node are real.
+ * CLI and curl on PATH (./doubles/image-build-tools.ts). jq, sha256sum and node are real.
  */
 
 const ROOT = path.join(__dirname, '../..');
@@ -19,53 +20,13 @@ const STANDARD = path.join(__dirname, 'fixtures/pcr_measurements.json');
 const SECURE_BOOT = path.join(__dirname, 'fixtures/pcr_measurements.secure-boot.json');
 const OLLAMA_ARCHIVE = 'a stand-in for the Ollama release archive\n';
 const OLLAMA_SHA256 = createHash('sha256').update(OLLAMA_ARCHIVE).digest('hex');
-const SNAPSHOT_ID = 'snap-0123456789abcdef0';
-const NEW_IMAGE_ID = 'ami-0fedcba9876543210';
 const EXISTING_IMAGE_ID = 'ami-0123456789abcdef0';
-
-interface Call {
-  tool: string;
-  args: string[];
-}
-
-const STUB = `#!${process.execPath}
-const fs = require('fs');
-const path = require('path');
-const tool = path.basename(process.argv[1]);
-const args = process.argv.slice(2);
-fs.appendFileSync(process.env.STUB_LOG, JSON.stringify({ tool, args }) + '\\n');
-const after = (name) => args[args.indexOf(name) + 1];
-switch (tool) {
-  case 'id':
-    process.stdout.write('0\\n');
-    break;
-  case 'kiwi-ng':
-    if (args.includes('--version')) { process.stdout.write('KIWI (next generation) version 10.2.33\\n'); break; }
-    {
-      const target = after('--target-dir');
-      fs.mkdirSync(target, { recursive: true });
-      fs.writeFileSync(path.join(target, 'sealed-inference-appliance.x86_64-0.1.0.raw'), 'disk');
-      fs.copyFileSync(process.env.STUB_MEASUREMENTS, path.join(target, 'pcr_measurements.json'));
-    }
-    break;
-  case 'curl':
-    fs.writeFileSync(after('--output'), process.env.STUB_OLLAMA_ARCHIVE);
-    break;
-  case 'coldsnap':
-    process.stdout.write('${SNAPSHOT_ID}\\n');
-    break;
-  case 'aws':
-    if (args.includes('describe-images')) process.stdout.write((process.env.STUB_EXISTING_IMAGE || 'None') + '\\n');
-    if (args.includes('register-image')) process.stdout.write('${NEW_IMAGE_ID}\\n');
-    break;
-}
-`;
 
 interface Run {
   status: number | null;
   stdout: string;
   stderr: string;
-  calls: Call[];
+  calls: ToolCall[];
   target: string;
 }
 
@@ -83,9 +44,7 @@ beforeAll(() => {
   work = fs.mkdtempSync(path.join(os.tmpdir(), 'build-and-publish-'));
   stubs = path.join(work, 'bin');
   fs.mkdirSync(stubs);
-  for (const tool of ['kiwi-ng', 'coldsnap', 'aws', 'curl', 'id', 'mkfs.erofs', 'veritysetup']) {
-    fs.writeFileSync(path.join(stubs, tool), STUB, { mode: 0o755 });
-  }
+  installImageBuildTools(stubs);
   appliance = path.join(work, 'appliance.js');
   fs.writeFileSync(appliance, '// the appliance bundle\n');
 });
@@ -124,12 +83,7 @@ function publish(
       ...options.env,
     },
   });
-  const calls = fs
-    .readFileSync(log, 'utf8')
-    .split('\n')
-    .filter((line) => line !== '')
-    .map((line) => JSON.parse(line) as Call);
-  return { status: result.status, stdout: result.stdout, stderr: result.stderr, calls, target };
+  return { status: result.status, stdout: result.stdout, stderr: result.stderr, calls: readToolCalls(log), target };
 }
 
 const INPUTS = ['--ollama-version', '0.12.3', '--ollama-sha256', OLLAMA_SHA256];
@@ -137,18 +91,6 @@ const INPUTS = ['--ollama-version', '0.12.3', '--ollama-sha256', OLLAMA_SHA256];
 const fixture = (file: string) => JSON.parse(fs.readFileSync(file, 'utf8')).Measurements as Record<string, string>;
 const sha256Of = (file: string) => createHash('sha256').update(fs.readFileSync(file)).digest('hex');
 const awsCalls = (run: Run, command: string) => run.calls.filter((c) => c.tool === 'aws' && c.args.includes(command));
-
-/** The Key=…,Value=… pairs of a create-tags call, as a map. */
-function tagsOf(call: Call): Map<string, string> {
-  const values = call.args.slice(call.args.indexOf('--tags') + 1);
-  return new Map(
-    values.map((pair) => {
-      const match = /^Key=([^,]+),Value=(.*)$/.exec(pair);
-      if (!match) throw new Error(`not a tag: ${pair}`);
-      return [match[1], match[2]];
-    }),
-  );
-}
 
 describe('a first run', () => {
   let run: Run;
@@ -230,15 +172,7 @@ describe('a first run', () => {
   });
 
   test('publishes tags that the deploy-time reader accepts with the same values', () => {
-    const tags = tagsOf(awsCalls(run, 'create-tags')[0]);
-    const image: Image = {
-      ImageId: NEW_IMAGE_ID,
-      State: 'available',
-      BootMode: 'uefi',
-      TpmSupport: 'v2.0',
-      ImdsSupport: 'v2.0',
-      Tags: [...tags].map(([Key, Value]) => ({ Key, Value })),
-    };
+    const image = taggedImage(NEW_IMAGE_ID, awsCalls(run, 'create-tags')[0]);
     const measurements = fixture(STANDARD);
     expect(
       readPublishedMeasurements(image, { secureBoot: false, measurementsSha256: sha256Of(STANDARD) }),
