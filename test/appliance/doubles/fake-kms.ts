@@ -2,7 +2,7 @@
  * A local KMS speaking the JSON 1.1 protocol (`X-Amz-Target: TrentService.Decrypt`), so that the real `KMSClient`
  * talks to it through `endpoint`. It holds one symmetric key whose policy allows Decrypt only with a NitroTPM
  * attestation document of an allowed image, the way this project's key policy does, and answers attested requests
- * with a real CMS envelope.
+ * with a real CMS envelope. GenerateDataKey answers as it does for the model owner, who may seal.
  */
 import { createCipheriv, createDecipheriv, createPublicKey, randomBytes, X509Certificate } from 'node:crypto';
 import * as http from 'node:http';
@@ -41,8 +41,9 @@ export interface FakeKmsFault {
   readonly message?: string;
 }
 
-interface DecryptRequest {
+interface KmsRequest {
   KeyId?: string;
+  KeySpec?: string;
   CiphertextBlob?: string;
   EncryptionContext?: Record<string, string>;
   Recipient?: { KeyEncryptionAlgorithm?: string; AttestationDocument?: string };
@@ -140,9 +141,9 @@ export class FakeKms {
   private answer(req: http.IncomingMessage, body: string, res: http.ServerResponse): void {
     const target = String(req.headers['x-amz-target'] ?? '');
     const operation = target.replace(/^TrentService\./, '');
-    let request: DecryptRequest | undefined;
+    let request: KmsRequest | undefined;
     try {
-      request = JSON.parse(body) as DecryptRequest;
+      request = JSON.parse(body) as KmsRequest;
     } catch {
       // Recorded as received; answered below as a serialization error.
     }
@@ -166,8 +167,12 @@ export class FakeKms {
       if (request === undefined) {
         throw new KmsFault('SerializationException', 'the request body is not JSON');
       }
+      if (operation === 'GenerateDataKey') {
+        res.end(JSON.stringify(this.generateDataKey(request)));
+        return;
+      }
       if (operation !== 'Decrypt') {
-        throw new KmsFault('UnsupportedOperationException', `the fake KMS answers Decrypt only, not ${operation}`);
+        throw new KmsFault('UnsupportedOperationException', `the fake KMS answers Decrypt and GenerateDataKey only, not ${operation}`);
       }
       res.end(JSON.stringify(this.decrypt(request)));
     } catch (error) {
@@ -177,9 +182,30 @@ export class FakeKms {
     }
   }
 
-  private decrypt(request: DecryptRequest): Record<string, string> {
-    if (request.KeyId !== undefined && request.KeyId !== this.keyArn && request.KeyId !== this.keyArn.split('/')[1]) {
-      throw new KmsFault('NotFoundException', `Key '${request.KeyId}' does not exist`);
+  /** A fresh AES-256 data key, in clear and wrapped under the fake's key bound to the request's encryption context. */
+  private generateDataKey(request: KmsRequest): Record<string, string> {
+    if (request.KeyId === undefined) {
+      throw new KmsFault('ValidationException', '1 validation error detected: Value null at \'keyId\' failed to satisfy constraint');
+    }
+    this.checkKeyUsable(request.KeyId);
+    if (request.KeySpec !== 'AES_256') {
+      throw new KmsFault('ValidationException', `the fake KMS makes AES_256 data keys only, not ${String(request.KeySpec)}`);
+    }
+    const dataKey = randomBytes(32);
+    try {
+      return {
+        KeyId: this.keyArn,
+        Plaintext: dataKey.toString('base64'),
+        CiphertextBlob: this.wrap(dataKey, request.EncryptionContext ?? {}).toString('base64'),
+      };
+    } finally {
+      dataKey.fill(0);
+    }
+  }
+
+  private checkKeyUsable(keyId: string | undefined): void {
+    if (keyId !== undefined && keyId !== this.keyArn && keyId !== this.keyArn.split('/')[1]) {
+      throw new KmsFault('NotFoundException', `Key '${keyId}' does not exist`);
     }
     if (this.keyState === 'Disabled') {
       throw new KmsFault('DisabledException', `${this.keyArn} is disabled.`);
@@ -187,6 +213,10 @@ export class FakeKms {
     if (this.keyState === 'PendingDeletion') {
       throw new KmsFault('KMSInvalidStateException', `${this.keyArn} is pending deletion.`);
     }
+  }
+
+  private decrypt(request: KmsRequest): Record<string, string> {
+    this.checkKeyUsable(request.KeyId);
     if (request.Recipient === undefined) {
       // The key policy allows Decrypt only with a NitroTPM attestation: without one its condition keys are absent.
       throw new KmsFault('AccessDeniedException', `User is not authorized to perform: kms:Decrypt on resource: ${this.keyArn} ` +
@@ -210,7 +240,7 @@ export class FakeKms {
   }
 
   /** Verifies the attestation document and evaluates the key policy against its PCRs. */
-  private checkRecipient(recipient: NonNullable<DecryptRequest['Recipient']>): AttestationDocument {
+  private checkRecipient(recipient: NonNullable<KmsRequest['Recipient']>): AttestationDocument {
     if (recipient.KeyEncryptionAlgorithm !== 'RSAES_OAEP_SHA_256') {
       throw new KmsFault('ValidationException',
         `1 validation error detected: Value '${recipient.KeyEncryptionAlgorithm}' at 'recipient.keyEncryptionAlgorithm' ` +
@@ -245,7 +275,7 @@ export class FakeKms {
     return document;
   }
 
-  private unwrap(request: DecryptRequest): Buffer {
+  private unwrap(request: KmsRequest): Buffer {
     const blob = Buffer.from(request.CiphertextBlob ?? '', 'base64');
     const header = BLOB_MAGIC.length + IV_BYTES + TAG_BYTES;
     if (blob.length <= header || !blob.subarray(0, BLOB_MAGIC.length).equals(BLOB_MAGIC)) {

@@ -4,8 +4,9 @@ import { createServer, IncomingMessage, Server, ServerResponse } from 'node:http
 import { AddressInfo } from 'node:net';
 
 /**
- * A local S3 endpoint for path-style HEAD and GET (with Range and If-Match), speaking S3's REST protocol so that
- * the real S3 client is exercised. Faults can be injected: errors, answers cut off midway, slow answers.
+ * A local S3 endpoint for path-style HEAD and GET (with Range and If-Match) and single-request PUT, speaking S3's
+ * REST protocol so that the real S3 client is exercised. Faults can be injected: errors, answers cut off midway, slow
+ * answers.
  */
 export interface FakeS3 {
   readonly endpoint: string;
@@ -39,6 +40,32 @@ export interface FakeS3Options {
   readonly missingObjectStatus?: 403 | 404;
 }
 
+const stored = (body: Buffer): StoredObject => ({ body, etag: `"${createHash('md5').update(body).digest('hex')}"` });
+
+async function readBody(request: IncomingMessage): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of request) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks);
+}
+
+/**
+ * The object's bytes from a PUT body: as sent, or decoded from `aws-chunked`, the framing the SDK uses to stream a
+ * body with a trailing checksum (`<hex size>[;extensions]\r\n<data>\r\n`, …, a zero-size chunk, then trailers).
+ */
+function decodeContentEncoding(request: IncomingMessage, body: Buffer): Buffer {
+  if (!String(request.headers['content-encoding'] ?? '').includes('aws-chunked')) return body;
+  const data: Buffer[] = [];
+  let at = 0;
+  for (;;) {
+    const lineEnd = body.indexOf('\r\n', at);
+    const size = parseInt(body.subarray(at, lineEnd).toString('latin1').split(';')[0], 16);
+    if (!Number.isInteger(size) || lineEnd < 0) throw new Error('malformed aws-chunked body');
+    if (size === 0) return Buffer.concat(data);
+    data.push(body.subarray(lineEnd + 2, lineEnd + 2 + size));
+    at = lineEnd + 2 + size + 2;
+  }
+}
+
 export async function startFakeS3(options: FakeS3Options = {}): Promise<FakeS3> {
   const missing = options.missingObjectStatus === 404 ? { status: 404, code: 'NoSuchKey' } : { status: 403, code: 'AccessDenied' };
   const objects = new Map<string, StoredObject>();
@@ -57,6 +84,12 @@ export async function startFakeS3(options: FakeS3Options = {}): Promise<FakeS3> 
     const [, bucket, ...rest] = url.pathname.split('/');
     const key = decodeURIComponent(rest.join('/'));
     const object = objects.get(`${bucket}/${key}`);
+    if (request.method === 'PUT') {
+      const body = decodeContentEncoding(request, await readBody(request));
+      objects.set(`${bucket}/${key}`, stored(body));
+      response.writeHead(200, { ETag: stored(body).etag });
+      return void response.end();
+    }
     if (request.method !== 'HEAD' && request.method !== 'GET') return error(response, 405, 'MethodNotAllowed');
     if (!object) {
       if (request.method === 'HEAD') return void response.writeHead(missing.status).end();
@@ -106,8 +139,7 @@ export async function startFakeS3(options: FakeS3Options = {}): Promise<FakeS3> 
         credentials: { accessKeyId: 'AKIDTEST', secretAccessKey: 'secret' },
         maxAttempts: 1,
       }),
-    put: (bucket, key, body) =>
-      objects.set(`${bucket}/${key}`, { body, etag: `"${createHash('md5').update(body).digest('hex')}"` }),
+    put: (bucket, key, body) => objects.set(`${bucket}/${key}`, stored(body)),
     get: (bucket, key) => Buffer.from(objects.get(`${bucket}/${key}`)!.body),
     failGets: (count, status, code) => (failures = { count, status, code }),
     cutGets: (count) => (cuts = count),
