@@ -1,4 +1,4 @@
-import { Annotations, App, CfnParameter, Stack, StackProps } from 'aws-cdk-lib';
+import { App, CfnParameter, Stack, StackProps } from 'aws-cdk-lib';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import { Construct } from 'constructs';
@@ -82,15 +82,8 @@ export class SampleStack extends Stack {
       modelName: props.modelName,
       servicePeers: props.clientCidrs.map((cidr) => ec2.Peer.ipv4(cidr)),
     });
-    if (props.modelOwnerArn) {
-      this.inference.allowModelOwner(new iam.ArnPrincipal(props.modelOwnerArn));
-    } else {
-      Annotations.of(this).addWarningV2(
-        'sealed-inference:no-model-owner',
-        `No model owner: nobody may seal models with the key. Set context ${CONTEXT.modelOwnerArn} to the ARN of ` +
-          "the owner's role.",
-      );
-    }
+    // Without an owner, SealedInference warns at synth (sealed-inference:no-model-owner).
+    if (props.modelOwnerArn) this.inference.allowModelOwner(new iam.ArnPrincipal(props.modelOwnerArn));
   }
 
   private imageFromParameters(secureBoot: boolean): IAttestableImage {

@@ -116,6 +116,14 @@ test('reads the model owner from context', () => {
   expect(Annotations.fromStack(stack).findWarning('*', Match.stringLikeRegexp('No model owner'))).toEqual([]);
 });
 
+test('without a model owner in context, synth warns once, from the construct', () => {
+  const { stack, template } = sampleApp();
+  template();
+  expect(Annotations.fromStack(stack).findWarning('*', Match.stringLikeRegexp('No model owner'))).toEqual([
+    expect.objectContaining({ id: '/SealedInference/Inference' }),
+  ]);
+});
+
 test('names the context key to set when one is missing', () => {
   expect(() => sampleStackPropsFromContext(new App())).toThrow(
     'Context sealed-inference:modelName is not set: set it in cdk.json or with -c sealed-inference:modelName=...',
