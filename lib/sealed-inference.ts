@@ -107,7 +107,7 @@ export interface SealedInferenceProps {
   /**
    * Who manages the sealing key.
    *
-   * @default KeyAdministration.delegatedToAccount()
+   * @default KeyAdministration.throughDeployments(): the stack's CloudFormation execution role only
    */
   readonly keyAdministration?: KeyAdministration;
 

@@ -3,7 +3,7 @@ import * as iam from 'aws-cdk-lib/aws-iam';
 import * as kms from 'aws-cdk-lib/aws-kms';
 import { Construct } from 'constructs';
 import { IAttestableImage } from './attestable-image';
-import { KEY_MANAGEMENT_ACTIONS, KeyAdministration } from './key-administration';
+import { KeyAdministration } from './key-administration';
 import { nitroTpmPcrConditionKey, pinnedPcrs } from './measurements';
 import { checkModelName, ENCRYPTION_CONTEXT_KEYS, MODEL_CONTEXT_KEY } from './model-identity';
 
@@ -43,7 +43,7 @@ export interface SealedModelKeyProps {
   /**
    * Who manages the key.
    *
-   * @default KeyAdministration.delegatedToAccount()
+   * @default KeyAdministration.throughDeployments(): the stack's CloudFormation execution role only
    */
   readonly administration?: KeyAdministration;
 
@@ -91,7 +91,7 @@ export class SealedModelKey extends Construct {
     if (this.modelNames?.length === 0) {
       throw new Error(`${this.node.path}: modelNames is empty, so no model could ever be sealed; omit it to allow any`);
     }
-    this.administration = props.administration ?? KeyAdministration.delegatedToAccount();
+    this.administration = props.administration ?? KeyAdministration.throughDeployments();
     props.allowedImages?.forEach((image) => this.allowImage(image));
     props.unsealers?.forEach((role) => this.allowUnseal(role));
     props.sealers?.forEach((principal) => this.allowSeal(principal));
@@ -102,6 +102,8 @@ export class SealedModelKey extends Construct {
       keyUsage: 'ENCRYPT_DECRYPT',
       enableKeyRotation: true,
       pendingWindowInDays: 30,
+      // KMS refuses a policy that nobody may change unless told that this is meant.
+      bypassPolicyLockoutSafetyCheck: this.administration.policyIsMutable ? undefined : true,
       keyPolicy: Lazy.any({ produce: () => this.policyDocument().toJSON() }),
     });
     key.applyRemovalPolicy(RemovalPolicy.RETAIN);
@@ -119,10 +121,18 @@ export class SealedModelKey extends Construct {
       new kms.CfnAlias(this, 'Alias', { aliasName: this.aliasName, targetKeyId: key.ref });
     }
 
-    if (this.administration.isRestricted) {
+    if (this.administration.managedBy === 'named') {
       Annotations.of(this).addInfo(
         'Key administration is restricted to named principals: include the role that deploys this stack, or ' +
           'CloudFormation cannot create the key or apply later policy changes.',
+      );
+    }
+    if (this.administration.managedBy === 'account') {
+      Annotations.of(this).addWarningV2(
+        'sealed-inference:key-administration-delegated',
+        "Key administration is delegated to the account's IAM: any principal of the account allowed " +
+          'kms:PutKeyPolicy can rewrite the key policy, then unseal the model. Prefer the default ' +
+          'KeyAdministration.throughDeployments() or immutablePolicy().',
       );
     }
     this.node.addValidation({
@@ -161,7 +171,7 @@ export class SealedModelKey extends Construct {
       new iam.PolicyStatement({
         sid: 'KeyAdministrationWithoutUse',
         principals: this.administration._principals(this),
-        actions: KEY_MANAGEMENT_ACTIONS,
+        actions: this.administration._actions(),
         resources: key,
       }),
     );

@@ -30,6 +30,8 @@ const OWNER = 'arn:aws:iam::222222222222:role/owner';
 const OWNER_COLLEAGUE = 'arn:aws:iam::222222222222:role/colleague';
 const IAM_ADMIN = `arn:aws:iam::${ACCOUNT}:role/admin`;
 const KEY_ADMIN = `arn:aws:iam::${ACCOUNT}:role/key-admin`;
+/** CloudFormation deploying the stack, as KMS sees it: a session of the CDK bootstrap's execution role. */
+const DEPLOYMENT = `arn:aws:sts::${ACCOUNT}:assumed-role/cdk-hnb659fds-cfn-exec-role-${ACCOUNT}-${REGION}/AWSCloudFormation`;
 const STRANGER = 'arn:aws:iam::333333333333:role/stranger';
 
 type Pcrs = { pcr4: string; pcr12: string };
@@ -86,8 +88,11 @@ function synthesizeKeyPolicy(administration?: KeyAdministration): object {
   return resolveIntrinsics(keys[0].Properties.KeyPolicy) as object;
 }
 
-const DELEGATED = synthesizeKeyPolicy();
+/** The default: administered by the stack's CloudFormation execution role, so only deployments change the policy. */
+const THROUGH_DEPLOYMENTS = synthesizeKeyPolicy();
+const DELEGATED = synthesizeKeyPolicy(KeyAdministration.delegatedToAccount());
 const RESTRICTED = synthesizeKeyPolicy(KeyAdministration.restrictedTo([new iam.ArnPrincipal(KEY_ADMIN)]));
+const IMMUTABLE = synthesizeKeyPolicy(KeyAdministration.immutablePolicy({ breakGlass: [new iam.ArnPrincipal(KEY_ADMIN)] }));
 
 /** The principal's identity policy, allowing `actions` on `resource`. */
 function identityPolicy(actions: string[], resource: string) {
@@ -103,7 +108,7 @@ interface Request {
   readonly identityAllows?: string[];
   /** The resource the identity policy allows them on; every resource when omitted. */
   readonly identityResource?: string;
-  /** The key policy; the default administration mode when omitted. */
+  /** The key policy; the default administration mode (through deployments) when omitted. */
   readonly keyPolicy?: object;
 }
 
@@ -131,7 +136,7 @@ async function decide(request: Request): Promise<EvaluationResult> {
       : [],
     serviceControlPolicies: [],
     resourceControlPolicies: [],
-    resourcePolicy: request.keyPolicy ?? DELEGATED,
+    resourcePolicy: request.keyPolicy ?? THROUGH_DEPLOYMENTS,
   };
   const validated = await runSimulation(simulation, { simulationMode: 'Strict' });
   if (validated.resultType !== 'single') throw new Error(JSON.stringify(validated, null, 2));
@@ -223,8 +228,10 @@ describe('the attested workload', () => {
 });
 
 describe.each([
+  ['through deployments (the default)', THROUGH_DEPLOYMENTS, 'ImplicitlyDenied'],
   ['delegated to the account', DELEGATED, 'Allowed'],
   ['restricted to a key administrator', RESTRICTED, 'ImplicitlyDenied'],
+  ['with an immutable policy', IMMUTABLE, 'ImplicitlyDenied'],
 ])('an IAM administrator of the key account (kms:* on *), administration %s,', (_, keyPolicy, putKeyPolicy) => {
   const asAdmin = (action: string, context?: Context) =>
     decide({ principal: IAM_ADMIN, action, context, identityAllows: EVERYTHING, keyPolicy });
@@ -272,8 +279,47 @@ describe('the named key administrator (restricted administration)', () => {
     expect(await asKeyAdmin('kms:GenerateDataKey', sealedContext(), EVERYTHING)).toBe('ImplicitlyDenied');
   });
 
-  test('is not an administrator of the default, delegated key without an identity policy', async () => {
-    expect(await decide({ principal: KEY_ADMIN, action: 'kms:PutKeyPolicy' })).toBe('ImplicitlyDenied');
+  test('is not an administrator of a delegated key without an identity policy', async () => {
+    expect(await decide({ principal: KEY_ADMIN, action: 'kms:PutKeyPolicy', keyPolicy: DELEGATED })).toBe('ImplicitlyDenied');
+  });
+});
+
+describe('CloudFormation deploying the stack (the default administration)', () => {
+  const asDeployment = (action: string, keyPolicy: object, context?: Context) =>
+    decide({ principal: DEPLOYMENT, action, context, identityAllows: EVERYTHING, keyPolicy });
+
+  test.each(['kms:PutKeyPolicy', 'kms:EnableKeyRotation', 'kms:CreateAlias', ...EMERGENCY_ACTIONS])(
+    'manages the key: %s',
+    async (action) => {
+      expect(await asDeployment(action, THROUGH_DEPLOYMENTS)).toBe('Allowed');
+    },
+  );
+
+  test('cannot unseal or seal, even with kms:* in its identity policy', async () => {
+    expect(await asDeployment('kms:Decrypt', THROUGH_DEPLOYMENTS, attested(IMAGE_1))).toBe('ImplicitlyDenied');
+    expect(await asDeployment('kms:GenerateDataKey', THROUGH_DEPLOYMENTS, sealedContext())).toBe('ImplicitlyDenied');
+  });
+});
+
+describe('an immutable key policy', () => {
+  test.each([
+    ['CloudFormation deploying the stack', DEPLOYMENT],
+    ['the break-glass administrator', KEY_ADMIN],
+    ['an IAM administrator of the account', IAM_ADMIN],
+  ])('cannot be changed by %s, even with kms:* in its identity policy', async (_, principal) => {
+    expect(await decide({ principal, action: 'kms:PutKeyPolicy', identityAllows: EVERYTHING, keyPolicy: IMMUTABLE }))
+      .toBe('ImplicitlyDenied');
+  });
+
+  test.each(['kms:EnableKeyRotation', 'kms:CreateAlias', 'kms:TagResource'])(
+    'still lets CloudFormation create the key as declared: %s',
+    async (action) => {
+      expect(await decide({ principal: DEPLOYMENT, action, keyPolicy: IMMUTABLE })).toBe('Allowed');
+    },
+  );
+
+  test.each(EMERGENCY_ACTIONS)('still lets the break-glass administrator stop the key: %s', async (action) => {
+    expect(await decide({ principal: KEY_ADMIN, action, keyPolicy: IMMUTABLE })).toBe('Allowed');
   });
 });
 

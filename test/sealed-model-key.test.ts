@@ -1,4 +1,4 @@
-import { App, Stack } from 'aws-cdk-lib';
+import { App, CliCredentialsStackSynthesizer, DefaultStackSynthesizer, Stack } from 'aws-cdk-lib';
 import { Annotations, Match, Template } from 'aws-cdk-lib/assertions';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import { KeyAdministration, SealedModelKey, SealedModelKeyProps } from '../lib';
@@ -14,6 +14,10 @@ interface Statement {
 }
 
 const WORKLOAD_ARN = 'arn:aws:iam::111111111111:role/workload';
+/** The CDK bootstrap's CloudFormation execution role in the test stack's environment, the partition left to deploy time. */
+const executionRole = (qualifier: string) => ({
+  'Fn::Join': ['', ['arn:', { Ref: 'AWS::Partition' }, `:iam::111111111111:role/cdk-${qualifier}-cfn-exec-role-111111111111-eu-west-1`]],
+});
 const OWNER_ARN = 'arn:aws:iam::222222222222:role/model-owner';
 
 function keyWith(props: Partial<SealedModelKeyProps> = {}, stack: Stack = testStack()) {
@@ -154,11 +158,55 @@ describe('key policy', () => {
     });
   });
 
-  test('gives administrators management but no use, delegated to the account by default', () => {
-    const admin = sid(keyWith().template, 'KeyAdministrationWithoutUse');
-    expect(JSON.stringify(admin.Principal)).toMatch(/:iam::.*111111111111.*:root/);
+  test("is administered by default only by the stack's CloudFormation execution role: changes come through deployments", () => {
+    const { template, stack } = keyWith();
+    const admin = sid(template, 'KeyAdministrationWithoutUse');
+    expect(admin.Principal).toEqual({ AWS: executionRole('hnb659fds') });
     expect(actions(admin)).toEqual(expect.arrayContaining(['kms:PutKeyPolicy', 'kms:ScheduleKeyDeletion']));
     expect(actions(admin).filter((a) => /Decrypt|Encrypt|GenerateDataKey|CreateGrant/.test(a))).toEqual([]);
+    expect(JSON.stringify(statements(template))).not.toContain(':root');
+    expect(Annotations.fromStack(stack).findWarning('*', Match.anyValue())).toEqual([]);
+  });
+
+  test('adds break-glass principals beside the execution role, and follows a custom bootstrap qualifier', () => {
+    const breakGlass = 'arn:aws:iam::111111111111:role/break-glass';
+    const stack = new Stack(new App(), 'Custom', {
+      env: { account: '111111111111', region: 'eu-west-1' },
+      synthesizer: new DefaultStackSynthesizer({ qualifier: 'owner1' }),
+    });
+    const { template } = keyWith({ administration: KeyAdministration.throughDeployments({ breakGlass: [new iam.ArnPrincipal(breakGlass)] }) }, stack);
+    expect(sid(template, 'KeyAdministrationWithoutUse').Principal).toEqual({ AWS: [executionRole('owner1'), breakGlass] });
+  });
+
+  test('refuses the default where the synthesizer names no execution role, saying what to choose', () => {
+    const stack = new Stack(new App(), 'Cli', { synthesizer: new CliCredentialsStackSynthesizer() });
+    expect(() => keyWith({}, stack)).toThrow(
+      /uses CliCredentialsStackSynthesizer, which names no CloudFormation execution role\. Choose KeyAdministration\.restrictedTo/,
+    );
+  });
+
+  test('an immutable policy: nobody may change it, KMS is told so, the other management stays with deployments', () => {
+    const { template } = keyWith({ administration: KeyAdministration.immutablePolicy() });
+    const [key] = Object.values(template.findResources('AWS::KMS::Key'));
+    expect(key.Properties.BypassPolicyLockoutSafetyCheck).toBe(true);
+    const admin = sid(template, 'KeyAdministrationWithoutUse');
+    expect(actions(admin)).not.toContain('kms:PutKeyPolicy');
+    expect(actions(admin)).toEqual(expect.arrayContaining(['kms:EnableKeyRotation', 'kms:CreateAlias', 'kms:DisableKey']));
+    expect(statements(template).filter((s) =>
+      s.Effect === 'Allow' && [s.Action].flat().some((a) => a === 'kms:PutKeyPolicy' || a === 'kms:*'))).toEqual([]);
+  });
+
+  test('a mutable policy leaves the lockout safety check on', () => {
+    const [key] = Object.values(keyWith().template.findResources('AWS::KMS::Key'));
+    expect(key.Properties.BypassPolicyLockoutSafetyCheck).toBeUndefined();
+  });
+
+  test('delegates administration to the account only when asked, with a warning that says what it allows', () => {
+    const { template, stack } = keyWith({ administration: KeyAdministration.delegatedToAccount() });
+    expect(JSON.stringify(sid(template, 'KeyAdministrationWithoutUse').Principal)).toMatch(/:iam::.*111111111111.*:root/);
+    expect(Annotations.fromStack(stack).findWarning('/Test/Key', Match.stringLikeRegexp(
+      'delegated to the account.*can rewrite the key policy, then unseal the model.*sealed-inference:key-administration-delegated',
+    ))).toHaveLength(1);
   });
 
   test('restricts administration to named principals when asked, and reminds to include the deploy role', () => {
