@@ -266,6 +266,8 @@ describe('docs/getting-started.md', () => {
       const { stdout, stderr } = await run(block);
       expect(fs.existsSync(path.join(clone, 'llama-3.2-1b-instruct.manifest.json'))).toBe(true);
       expect(`${stdout}${stderr}`).toMatch(/verified|trustworthy/i);
+      // The outputs say which configuration the instance must have measured before acting; it did.
+      expect(stdout).toMatch(/ {2}ok {4}configuration: /);
       expect(block.commands[1]).toBe(output(deployedOutputs(), 'VerifyCommand'));
     }],
     [/^npx sealed-inference gateway /, async (block) => {

@@ -1,6 +1,7 @@
 import { S3Client } from '@aws-sdk/client-s3';
 import { KMSClient } from '@aws-sdk/client-kms';
 import { ApplianceConfig } from '../appliance-config';
+import { configurationDigest, configurationEventDescription } from '../attestation/configuration-measurement';
 import { wipe } from '../sealing/format';
 import { modelEncryptionContext, parseManifest, SealedModelManifest } from '../sealing/manifest';
 import { unsealInto } from '../sealing/unseal';
@@ -15,7 +16,8 @@ import { StatusBoard } from './status-board';
 /**
  * The boot pipeline: from user data to a model served by Ollama, through the attested key.
  *
- * 1. starting   read the configuration (user data; where to fetch from, nothing more)
+ * 1. starting   read the configuration (user data; where to fetch from, nothing more) and extend PCR15 with its
+ *               measurement, before anything is fetched
  *    waiting    for a model not uploaded yet: the manifest is looked for again, soon at first, then once a minute
  * 2. fetching   the manifest and the wrapped data key from S3
  * 3. attesting  ephemeral key pair, attestation document, KMS Decrypt with a Recipient, CMS unwrap in memory
@@ -29,7 +31,7 @@ import { StatusBoard } from './status-board';
 /** Unwraps the model's data key with the instance's attestation: `decryptDataKey` on an instance. */
 export type DataKeyUnwrapper = (request: DecryptDataKeyRequest) => Promise<Buffer>;
 
-/** Extends PCR15 with a model's digest and records the event. */
+/** Extends PCR15 with a digest (the configuration's, then the model's) and records the event. */
 export interface ModelMeasurement {
   extend(sha384: string, description: string): Promise<unknown>;
 }
@@ -95,6 +97,8 @@ export async function runBootPipeline(deps: BootPipelineDependencies): Promise<S
     const { config } = deps;
     enter('starting');
     const { s3, kms } = deps.clients(config.region);
+    // What the instance was told to act on, measured before it acts: an edited user data shows in PCR15.
+    await deps.measurement.extend(configurationDigest(config), configurationEventDescription(config));
 
     enter('fetching');
     // One byte more than the limit is asked for, to tell an object at the limit from a larger one.

@@ -1,5 +1,6 @@
 import { checkPinsImage, normalizePcrValue, PcrMeasurements, pinnedPcrs } from '../measurements';
 import type { AttestationDocument } from './attestation-document';
+import { isConfigurationEvent } from './configuration-measurement';
 import { MODEL_PCR, PcrEvent, replayPcrEvents } from './pcr-event-log';
 
 /**
@@ -27,6 +28,13 @@ export interface AttestationExpectations {
    * @default - the model is not checked; the verdict only reports what the log says
    */
   readonly modelSha384?: string;
+  /**
+   * The SHA-384 (lower-case hex) of the configuration the instance must act on ({@link configurationDigest}): the
+   * first PCR15 event must be a configuration event with it, and every configuration event must be it.
+   *
+   * @default - the configuration is not checked
+   */
+  readonly configurationSha384?: string;
 }
 
 /** Names of the checks a verdict reports, in order. */
@@ -35,6 +43,8 @@ export enum VerdictCheckName {
   IMAGE = 'image',
   /** Every PCR the event log extends (always PCR15) has the value the log replays to. */
   EVENT_LOG = 'event-log',
+  /** The log begins with the expected configuration, and every configuration event is it. */
+  CONFIGURATION = 'configuration',
   /** Every model event of the log is the expected model, and there is one. */
   MODEL = 'model',
 }
@@ -53,7 +63,7 @@ export interface AttestationVerdict {
   readonly trustworthy: boolean;
   /** The expected image the document matched. */
   readonly matchedImage?: ExpectedImage;
-  /** Distinct model digests the log extended PCR15 with, in order of first appearance. */
+  /** Distinct model digests the log extended PCR15 with, in order of first appearance (configuration events aside). */
   readonly servedModels: string[];
   readonly checks: VerdictCheck[];
 }
@@ -105,7 +115,9 @@ export function describePcrs(values: ReadonlyArray<{ index: number; value: strin
  * - image: the document's PCRs must equal every PCR one expected image pins;
  * - event log: each PCR the log extends, and always PCR15, must equal the log's replay from 48 zero bytes, so that
  *   the log is the true history of the PCR;
- * - model (with `modelSha384`): every PCR15 event must be that digest, and the log must contain it (a restarted
+ * - configuration (with `configurationSha384`): the first PCR15 event is a configuration event with that digest,
+ *   and so is every configuration event (a restarted service measures its configuration again);
+ * - model (with `modelSha384`): every other PCR15 event must be that digest, and the log must contain it (a restarted
  *   service extends PCR15 with the same model again).
  *
  * @throws InvalidMeasurementError when an expected image does not pin an image ({@link checkExpectedImages})
@@ -121,8 +133,12 @@ export function compareAttestation(
   checkExpectedImages(expectations.images);
   const image = compareImage(document, expectations.images);
   const checks = [image.check, ...compareEventLog(document, eventLog)];
-  const modelEvents = eventLog.filter((event) => event.pcr === MODEL_PCR);
+  const pcr15Events = eventLog.filter((event) => event.pcr === MODEL_PCR);
+  const modelEvents = pcr15Events.filter((event) => !isConfigurationEvent(event));
   const servedModels = [...new Set(modelEvents.map((event) => event.digest))];
+  if (expectations.configurationSha384 !== undefined) {
+    checks.push(compareConfiguration(pcr15Events, expectations.configurationSha384.toLowerCase()));
+  }
   if (expectations.modelSha384 !== undefined) {
     checks.push(compareModel(modelEvents, expectations.modelSha384.toLowerCase()));
   }
@@ -181,6 +197,24 @@ function compareEventLog(document: AttestationDocument, eventLog: readonly PcrEv
       found: `PCR${index}=${actual ?? '(absent)'}`,
     };
   });
+}
+
+function compareConfiguration(pcr15Events: readonly PcrEvent[], configurationSha384: string): VerdictCheck {
+  const configurationEvents = pcr15Events.filter(isConfigurationEvent);
+  const first = pcr15Events[0];
+  const found = first === undefined
+    ? `no event on PCR${MODEL_PCR}`
+    : [
+      ...(isConfigurationEvent(first) ? [] : [`first ${first.digest} (${first.description})`]),
+      ...configurationEvents.map((event) => `${event.digest} (${event.description})`),
+    ].join(', ') || `no configuration event on PCR${MODEL_PCR}`;
+  return {
+    name: VerdictCheckName.CONFIGURATION,
+    passed: first !== undefined && isConfigurationEvent(first)
+      && configurationEvents.every((event) => event.digest === configurationSha384),
+    expected: `configuration ${configurationSha384} first on PCR${MODEL_PCR}, and no other`,
+    found,
+  };
 }
 
 function compareModel(modelEvents: readonly PcrEvent[], modelSha384: string): VerdictCheck {

@@ -60,8 +60,22 @@ const SEALED_MODELS: SoughtOutputs = {
  */
 export function readModelDeployment(text: string, name: string, stack?: string, modelName?: string): ModelDeployment {
   const [stackName, outputs] = chooseStack(text, name, SEALED_MODELS, stack);
+  return deploymentIn(stackName, outputs, name, modelName)!;
+}
+
+/**
+ * The deployment among the outputs of stack `stackName` (of the file `name`): the only one, or of several the one
+ * serving `modelName`; `undefined` when the stack has none. Throws {@link InvalidStackOutputsError} when several
+ * remain.
+ */
+export function deploymentIn(
+  stackName: string,
+  outputs: StackOutputs,
+  name: string,
+  modelName?: string,
+): ModelDeployment | undefined {
   const deployments = deploymentsOf(stackName, outputs);
-  if (deployments.length === 1) return deployments[0];
+  if (deployments.length <= 1) return deployments[0];
   const serving = deployments.find((deployment) => deployment.modelName === modelName);
   if (serving !== undefined) return serving;
   const listed = deployments.map((d) => `${d.modelName} of ${d.construct}`).join(', ');

@@ -11,7 +11,7 @@ import { NotTrustworthyError } from './not-trustworthy-error';
 import { DEFAULT_VERIFY_ATTEMPTS, formatFleetReport, verifyEachConnection } from './verify-all';
 import { CliDependencies, CliOutput, EXIT_CODE } from './program';
 import { VerifyCheck, VerifyExpectations, verifyConnection, VerifyReport } from './verify-connection';
-import { readMeasurementsFile, readStackOutputs } from './verify-expectations';
+import { deployedConfigurationSha384, readMeasurementsFile, readStackOutputs } from './verify-expectations';
 import { readStoredAttestation, StoredAttestationReport, verifyStoredAttestation } from './verify-stored-attestation';
 
 /**
@@ -31,6 +31,8 @@ export interface VerifyOptions {
   readonly secureBoot?: boolean;
   readonly owner?: string[];
   readonly model?: string;
+  /** Accept whichever model the service serves: said explicitly, since a missing --model is easy to overlook. */
+  readonly anyModel?: boolean;
   readonly key?: KeyArn;
   /** Seconds. */
   readonly maxAge: number;
@@ -211,7 +213,9 @@ function addExpectationFlags(command: Command): Command {
     .option('--region <region>', "with --image: the image's Region (default: AWS_REGION, else your profile's region)")
     .option('--secure-boot', 'with --image: a Secure Boot image, pinned by PCR7')
     .option('--owner <account>', "with --image: require the image's owner; repeat to allow several", collectAccount)
-    .option('--model <manifest.json>', "require the service to serve exactly this sealed model (the manifest's sha384)")
+    .addOption(new Option('--model <manifest.json>', "require the service to serve exactly this sealed model (the manifest's sha384)"))
+    .addOption(new Option('--any-model', 'accept whichever model the service serves (the report still names it)')
+      .conflicts('model'))
     .option('--max-age <seconds>', 'the oldest document accepted', parsePositiveSeconds, DEFAULT_ATTESTATION_MAX_AGE_MS / 1000)
     .option('--timeout <seconds>', 'how long to wait for the service', parsePositiveSeconds, DEFAULT_TIMEOUT_SECONDS);
 }
@@ -224,6 +228,10 @@ export function checkExpectationOptions(command: Command, options: VerifyOptions
   if (options.stack !== undefined && options.stackOutputs === undefined) command.error('--stack needs --stack-outputs');
   const imageOnly = [options.region && '--region', options.secureBoot && '--secure-boot', options.owner && '--owner'].filter(Boolean);
   if (imageOnly.length > 0 && options.image === undefined) command.error(`${imageOnly.join(', ')} only apply with --image`);
+  if (options.model === undefined && !options.anyModel) {
+    command.error(`${command.name()}: say which model to expect with --model <manifest.json>, or --any-model to accept ` +
+      'whichever model the service serves');
+  }
 }
 
 /**
@@ -237,11 +245,15 @@ export async function readVerifyExpectations(
   dependencies: CliDependencies = {},
 ): Promise<VerifyExpectations> {
   const images = await expectedImages(options, output, dependencies);
-  const modelSha384 = options.model === undefined ? undefined : parseManifest(readFile(options.model, 'manifest')).sha384;
+  const manifest = options.model === undefined ? undefined : parseManifest(readFile(options.model, 'manifest'));
+  const configurationSha384 = options.stackOutputs === undefined
+    ? undefined
+    : deployedConfigurationSha384(readFile(options.stackOutputs, 'stack outputs file'), options.stackOutputs, options.stack,
+      manifest?.modelName);
   const key = options.key === undefined
     ? undefined
     : { arn: options.key.arn, policy: await getKeyPolicy(options.key, dependencies) };
-  return { images, modelSha384, key };
+  return { images, modelSha384: manifest?.sha384, configurationSha384, key };
 }
 
 /**

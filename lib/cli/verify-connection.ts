@@ -74,6 +74,8 @@ export interface VerifyExpectations {
   readonly images: ExpectedImage[];
   /** The SHA-384 of the one model the service may serve. */
   readonly modelSha384?: string;
+  /** The SHA-384 of the configuration the service must have measured before acting (from the deployment's outputs). */
+  readonly configurationSha384?: string;
   /** The key to audit, with its live policy as read. */
   readonly key?: { readonly arn: string; readonly policy: string };
 }
@@ -95,7 +97,7 @@ export async function verifyConnection(
   },
   dependencies: Pick<CliDependencies, 'trustedRoots'> = {},
 ): Promise<VerifyReport> {
-  const { images, modelSha384, key } = expectations;
+  const { images, modelSha384, configurationSha384, key } = expectations;
   const service = connection.serviceUrl.href;
   const nonce = randomBytes(32);
   const response = await fetchAttestation(connection, nonce, options.timeout * 1000);
@@ -148,7 +150,7 @@ export async function verifyConnection(
     found: `TLS key SPKI SHA-256 ${connection.peerSpkiSha256}, bound by the document`,
   });
 
-  const verdict = compareAttestation(document, response.eventLog, { images, modelSha384 });
+  const verdict = compareAttestation(document, response.eventLog, { images, modelSha384, configurationSha384 });
   checks.push(...verdict.checks);
   checks.push(...keyPolicyCheck);
   return {

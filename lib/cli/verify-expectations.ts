@@ -1,6 +1,9 @@
+import { KMS_KEY_ARN_PATTERN, sealedModelObjects } from '../appliance-config';
 import { ExpectedImage, normalizeExpectedImage } from '../attestation/attestation-expectations';
+import { configurationDigest } from '../attestation/configuration-measurement';
 import { isJsonObject } from '../json-object';
 import { AMI_ID_PATTERN } from '../measurements';
+import { deploymentIn } from './model-deployment-outputs';
 import { chooseStack, SoughtOutputs } from './stack-outputs-file';
 
 /**
@@ -99,4 +102,35 @@ export function readStackOutputs(text: string, name: string, stack?: string): Ex
   return [...images.entries()]
     .sort(([a], [b]) => Number(a.split('\0')[1]) - Number(b.split('\0')[1]))
     .map(([key, image]) => checkedImage(`allowed image ${key.split('\0')[1]} of stack ${stackName}`, image));
+}
+
+/**
+ * The digest of the configuration the deployment in a `cdk deploy --outputs-file` file gives its instances (its key,
+ * bucket, prefix and model name; the Region is the key's), as the appliance measures it into PCR15; `undefined` when
+ * the stack has no sealed-model outputs to compute it from.
+ *
+ * @param modelName picks the deployment serving it when the stack has several
+ */
+export function deployedConfigurationSha384(text: string, name: string, stack?: string, modelName?: string): string | undefined {
+  const [stackName, outputs] = chooseStack(text, name, ALLOWED_IMAGES, stack);
+  let deployment;
+  try {
+    deployment = deploymentIn(stackName, outputs, name, modelName);
+  } catch (error) {
+    throw new InvalidExpectationError(`${(error as Error).message.replace(/--name <model>$/, '--model <manifest.json>')}`);
+  }
+  if (deployment === undefined) return undefined;
+  const region = KMS_KEY_ARN_PATTERN.exec(deployment.keyArn)?.[1];
+  if (region === undefined) {
+    throw new InvalidExpectationError(
+      `Output KeyArn of stack ${stackName} in ${name} is not a KMS key ARN: ${JSON.stringify(deployment.keyArn)}`,
+    );
+  }
+  return configurationDigest({
+    region,
+    keyArn: deployment.keyArn,
+    bucket: deployment.bucket,
+    objects: sealedModelObjects(deployment.prefix, deployment.modelName),
+    modelName: deployment.modelName,
+  });
 }

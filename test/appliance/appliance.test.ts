@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { extendSha384Pcr, readSha384Pcrs } from '../../lib/appliance/tpm2-tools';
 import { verifyAttestationDocument } from '../../lib/attestation';
+import { configurationDigest } from '../../lib/attestation/configuration-measurement';
 import { PcrEvent, replayPcrEvents } from '../../lib/attestation/pcr-event-log';
 import { EXIT_CODE } from '../../lib/cli/program';
 import { modelEncryptionContext } from '../../lib/sealing/manifest';
@@ -30,6 +31,10 @@ import { startSwtpm, Swtpm } from './doubles/swtpm';
  */
 
 const sha384 = (text: string) => createHash('sha384').update(text).digest('hex');
+/** A PCR's value after extending its reset value (48 zero bytes) with `digests` in order. */
+const extendedFromZero = (...digests: string[]) => digests
+  .reduce((pcr, digest) => createHash('sha384').update(pcr).update(Buffer.from(digest, 'hex')).digest(), Buffer.alloc(48))
+  .toString('hex');
 
 describe('the appliance bundle', () => {
   let chain: TestChain;
@@ -69,10 +74,11 @@ describe('the appliance bundle', () => {
   async function boot(
     allowedImages: Array<{ pcr4: string; pcr12: string }>,
     beforeStart: (model: SealedModelFixture) => void = () => undefined,
+    bucket?: string,
   ) {
     const kms = await FakeKms.start({ trustedRoots: [chain.root.certificate], allowedImages });
     const port = await freePort();
-    const config = { ...testApplianceConfig(), keyArn: kms.keyArn, servicePort: port };
+    const config = { ...testApplianceConfig('llama', bucket), keyArn: kms.keyArn, servicePort: port };
     const model = await storeSealedModel(s3, {
       config,
       wrap: (dataKey) => kms.wrap(dataKey, modelEncryptionContext(config.modelName)),
@@ -112,9 +118,9 @@ describe('the appliance bundle', () => {
     expect(ollama.blobs.get(`sha256:${model.sha256}`)).toBe(model.plaintext.length);
     expect(ollama.models.get('llama')).toEqual({ 'llama.gguf': `sha256:${model.sha256}` });
 
-    // PCR15 on the TPM is the extend of the model's SHA-384.
+    // PCR15 on the TPM is the extend of the configuration's SHA-384, then the model's.
     const pcr15 = (await readSha384Pcrs([15], tpm())).get(15);
-    expect(pcr15).toBe(createHash('sha384').update(Buffer.alloc(48)).update(Buffer.from(model.sha384, 'hex')).digest('hex'));
+    expect(pcr15).toBe(extendedFromZero(configurationDigest(model.config), model.sha384));
 
     // A chat round trip; the prompt goes to Ollama and never into the appliance's log.
     const prompt = `What is sealed inference? ${randomBytes(8).toString('hex')}`;
@@ -145,7 +151,10 @@ describe('the appliance bundle', () => {
     expect(document.pcrs.get(12)).toBe(image.pcr12);
     expect(document.pcrs.get(15)).toBe(pcr15);
     expect(replayPcrEvents(evidence.eventLog, 15)).toBe(pcr15);
-    expect(evidence.eventLog).toEqual([expect.objectContaining({ pcr: 15, digest: model.sha384 })]);
+    expect(evidence.eventLog).toEqual([
+      expect.objectContaining({ pcr: 15, digest: configurationDigest(model.config), description: expect.stringMatching(/^configuration /) }),
+      expect.objectContaining({ pcr: 15, digest: model.sha384 }),
+    ]);
 
     // The verifier's view: the command model consumers run, against this appliance.
     const work = await mkdtemp(path.join(tmpdir(), 'verify-'));
@@ -244,7 +253,7 @@ describe('the appliance bundle', () => {
   }, 60_000);
 
   test('a sealed model tampered with in S3 fails in unsealing, is not measured, and Ollama keeps nothing', async () => {
-    const { appliance } = await boot([image], ({ config: { bucket, objects } }) => {
+    const { appliance, model } = await boot([image], ({ config: { bucket, objects } }) => {
       // One flipped bit in the last chunk.
       const sealed = s3.get(bucket, objects.sealed);
       sealed[sealed.length - 200] ^= 0x01;
@@ -256,9 +265,9 @@ describe('the appliance bundle', () => {
       failedPhase: 'unsealing',
       reason: expect.stringMatching(/chunk 3 of 4 fails authentication/),
     });
-    expect(await readSha384Pcrs([15], tpm())).toEqual(new Map([[15, '0'.repeat(96)]]));
+    // Only the configuration it acted on is measured, no model.
+    expect(await readSha384Pcrs([15], tpm())).toEqual(new Map([[15, extendedFromZero(configurationDigest(model.config))]]));
     expect(ollama.blobs.size).toBe(0);
-    expect(await readdir(appliance.stateDirectory)).toEqual([]);
   }, 60_000);
 
   test('after a crash the service serves the same model again, measured twice, and verify still accepts it', async () => {
@@ -267,9 +276,8 @@ describe('the appliance bundle', () => {
     const again = await restart();
     expect(await again.waitFor((status) => status.phase === 'ready' || status.phase === 'failed')).toMatchObject({ phase: 'ready' });
 
-    const once = createHash('sha384').update(Buffer.alloc(48)).update(Buffer.from(model.sha384, 'hex')).digest();
-    const twice = createHash('sha384').update(once).update(Buffer.from(model.sha384, 'hex')).digest('hex');
-    expect((await readSha384Pcrs([15], tpm())).get(15)).toBe(twice);
+    const configuration = configurationDigest(model.config);
+    expect((await readSha384Pcrs([15], tpm())).get(15)).toBe(extendedFromZero(configuration, model.sha384, configuration, model.sha384));
 
     const work = await mkdtemp(path.join(tmpdir(), 'verify-'));
     try {
@@ -281,6 +289,39 @@ describe('the appliance bundle', () => {
         { trustedRoots: [chain.root.certificate] });
       expect(verify.code).toBe(EXIT_CODE.success);
       expect(JSON.parse(verify.stdout)).toMatchObject({ servedModels: [model.sha384] });
+    } finally {
+      await rm(work, { recursive: true, force: true });
+    }
+  }, 60_000);
+
+  test("user data pointed at another bucket shows in PCR15, and verify refuses it against the deployment's outputs", async () => {
+    // The deployment's instances read the model from sealed-models; someone who edited the user data of a stopped
+    // instance pointed it at their own bucket, holding their own model under a key that admits the instance role.
+    const { model, appliance } = await boot([image], () => undefined, 'attacker-models');
+    await appliance.waitFor((status) => status.phase === 'ready' || status.phase === 'failed');
+    const work = await mkdtemp(path.join(tmpdir(), 'verify-'));
+    try {
+      const outputs = path.join(work, 'outputs.json');
+      const deployed = { ...model.config, bucket: 'sealed-models' };
+      await writeFile(outputs, JSON.stringify({
+        Inference: {
+          InferenceAllowedImage1Id: 'ami-0123456789abcdef0',
+          InferenceAllowedImage1Pcr4: image.pcr4,
+          InferenceAllowedImage1Pcr12: image.pcr12,
+          InferenceKeyArn: deployed.keyArn,
+          InferenceModelBucketName: deployed.bucket,
+          InferenceModelPrefix: 'models/',
+          InferenceModelName: deployed.modelName,
+        },
+      }));
+      const verify = (file: string) => runCaptured(['verify', appliance.url, '--stack-outputs', file, '--any-model'],
+        { trustedRoots: [chain.root.certificate] });
+      const refused = await verify(outputs);
+      expect(refused.code).toBe(EXIT_CODE.notTrustworthy);
+      expect(refused.stderr).toMatch(new RegExp(`not trustworthy: configuration: expected configuration ${configurationDigest(deployed)}`));
+      // The same instance checked against outputs naming the bucket it really uses passes: the check is the bucket.
+      await writeFile(outputs, JSON.stringify({ Inference: { ...JSON.parse(await readFile(outputs, 'utf8')).Inference, InferenceModelBucketName: 'attacker-models' } }));
+      expect(await verify(outputs)).toMatchObject({ code: EXIT_CODE.success });
     } finally {
       await rm(work, { recursive: true, force: true });
     }

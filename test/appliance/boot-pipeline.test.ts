@@ -5,6 +5,7 @@ import { AppliancePhase } from '../../lib/appliance/appliance-status';
 import { BootPipelineDependencies, runBootPipeline } from '../../lib/appliance/boot-pipeline';
 import { OllamaModels } from '../../lib/appliance/ollama-client';
 import { StatusBoard } from '../../lib/appliance/status-board';
+import { configurationDigest } from '../../lib/attestation/configuration-measurement';
 import { PlaintextSink } from '../../lib/sealing/unseal';
 import { FakeS3, startFakeS3 } from './doubles/fake-s3';
 import { storeSealedModel } from './doubles/sealed-model-fixture';
@@ -80,7 +81,8 @@ describe('runBootPipeline', () => {
     await expect(runBootPipeline(deps)).resolves.toEqual({ name: 'llama', sha256: model.sha256, sha384: model.sha384 });
     expect(phases).toEqual(['starting', 'fetching', 'attesting', 'unsealing', 'loading', 'ready']);
     expect(deps.status.current()).toMatchObject({ phase: 'ready', model: { sha384: model.sha384 } });
-    expect(extended).toEqual([model.sha384]);
+    // The configuration first, before anything was fetched; then the verified model.
+    expect(extended).toEqual([configurationDigest(model.config), model.sha384]);
     expect(loader.blobs.get(model.sha256)?.equals(model.plaintext)).toBe(true);
     expect(loader.models.get('llama')).toBe(model.sha256);
     expect(loader.aborted).toEqual([]);
@@ -94,7 +96,7 @@ describe('runBootPipeline', () => {
     const deps = dependencies(model.config);
     await expect(runBootPipeline(deps)).rejects.toMatchObject({ phase: 'unsealing' });
     expect(deps.status.current()).toMatchObject({ phase: 'failed', failedPhase: 'unsealing', reason: expect.stringMatching(/chunk 1 of 4 fails authentication/) });
-    expect(extended).toEqual([]);
+    expect(extended).toEqual([configurationDigest(model.config)]);
     expect(loader.blobs.size).toBe(0);
     // Chunk 0 had verified and gone to Ollama; the upload was broken off before anything was stored.
     expect(loader.aborted).toEqual([64 * 1024]);

@@ -176,3 +176,37 @@ describe('model', () => {
     expect(reported.checks.map((c) => c.name)).toEqual(['image', 'event-log']);
   });
 });
+
+describe('the configuration the instance measured first', () => {
+  const CONFIGURATION = sha384('sealed-inference-configuration/1 of the deployment');
+  const configurationEvent = (digest: string): PcrEvent =>
+    ({ pcr: MODEL_PCR, algorithm: 'sha384', digest, description: 'configuration (sealed-inference-configuration/1) for model llama' });
+  const compare = (log: PcrEvent[]) => compareAttestation(imageA(extended(...log.map((e) => e.digest))), log,
+    { images: [IMAGE_A], modelSha384: MODEL, configurationSha384: CONFIGURATION });
+  const check = (log: PcrEvent[]) => compare(log).checks.find((c) => c.name === VerdictCheckName.CONFIGURATION);
+
+  test('passes when the log begins with it, also after a restart measured it again, and models are told apart', () => {
+    const log = [configurationEvent(CONFIGURATION), modelEvent(MODEL), configurationEvent(CONFIGURATION), modelEvent(MODEL)];
+    expect(compare(log)).toMatchObject({ trustworthy: true, servedModels: [MODEL] });
+  });
+
+  test('fails for another configuration: another bucket, key or model name the instance was told', () => {
+    const other = sha384('another bucket');
+    expect(check([configurationEvent(other), modelEvent(MODEL)])).toEqual({
+      name: VerdictCheckName.CONFIGURATION,
+      passed: false,
+      expected: `configuration ${CONFIGURATION} first on PCR15, and no other`,
+      found: `${other} (configuration (sealed-inference-configuration/1) for model llama)`,
+    });
+  });
+
+  test('fails when a later configuration differs, or none came first', () => {
+    expect(check([configurationEvent(CONFIGURATION), modelEvent(MODEL), configurationEvent(sha384('edited'))])?.passed).toBe(false);
+    expect(check([modelEvent(MODEL), configurationEvent(CONFIGURATION)])).toMatchObject({ passed: false, found: expect.stringMatching(/^first /) });
+    expect(check([])).toMatchObject({ passed: false, found: 'no event on PCR15' });
+  });
+
+  test('an event labelled as configuration is still checked by its digest: a relabelled model event fails', () => {
+    expect(check([configurationEvent(MODEL), modelEvent(MODEL)])?.passed).toBe(false);
+  });
+});

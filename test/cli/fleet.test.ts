@@ -250,7 +250,7 @@ describe('verify --all through the load balancer', () => {
     const fakes = await appliances(IMAGE, IMAGE, IMAGE);
     const haproxy = await loadBalancer(fakes);
 
-    const run = await runCaptured(['verify', haproxy.url, '--measurements', measurements(), '--all', '--attempts', '6'],
+    const run = await runCaptured(['verify', haproxy.url, '--measurements', measurements(), '--any-model', '--all', '--attempts', '6'],
       { trustedRoots: [chain.root.certificate] });
 
     expect(run.stderr).toBe('');
@@ -265,7 +265,7 @@ describe('verify --all through the load balancer', () => {
   test('one instance runs another image: it is named with the failed check, exit 3; --json gives each instance', async () => {
     const fakes = await appliances(IMAGE, OTHER_IMAGE, IMAGE);
     const haproxy = await loadBalancer(fakes);
-    const args = ['verify', haproxy.url, '--measurements', measurements(), '--all', '--attempts', '6'];
+    const args = ['verify', haproxy.url, '--measurements', measurements(), '--any-model', '--all', '--attempts', '6'];
 
     const run = await runCaptured(args, { trustedRoots: [chain.root.certificate] });
 
@@ -289,7 +289,7 @@ describe('verify --all through the load balancer', () => {
     const haproxy = await loadBalancer([fake]);
     await fake.stop();
 
-    const run = await runCaptured(['verify', haproxy.url, '--measurements', measurements(), '--all', '--attempts', '2'],
+    const run = await runCaptured(['verify', haproxy.url, '--measurements', measurements(), '--any-model', '--all', '--attempts', '2'],
       { trustedRoots: [chain.root.certificate] });
 
     expect(run.code).toBe(1);
@@ -298,7 +298,7 @@ describe('verify --all through the load balancer', () => {
   });
 
   test('--attempts without --all is a usage error', async () => {
-    const run = await runCaptured(['verify', 'https://127.0.0.1:1', '--measurements', measurements(), '--attempts', '3']);
+    const run = await runCaptured(['verify', 'https://127.0.0.1:1', '--measurements', measurements(), '--any-model', '--attempts', '3']);
     expect(run.code).toBe(2);
     expect(run.stderr).toContain('--attempts only applies with --all');
   });
@@ -306,7 +306,7 @@ describe('verify --all through the load balancer', () => {
 
 describe('gateway --fleet options', () => {
   test('--attempts without --fleet is a usage error', async () => {
-    const run = await runCaptured(['gateway', 'https://127.0.0.1:1', '--measurements', path.join(directory, 'image.json'), '--attempts', '3']);
+    const run = await runCaptured(['gateway', 'https://127.0.0.1:1', '--measurements', path.join(directory, 'image.json'), '--any-model', '--attempts', '3']);
     expect(run.code).toBe(2);
     expect(run.stderr).toContain('--attempts only applies with --fleet');
   });

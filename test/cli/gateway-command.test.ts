@@ -26,7 +26,7 @@ afterAll(async () => {
   fs.rmSync(dir, { recursive: true, force: true });
 });
 
-const gatewayArgs = (...args: string[]) => ['gateway', genuine.url, '--measurements', measurements, '--timeout', '2', ...args];
+const gatewayArgs = (...args: string[]) => ['gateway', genuine.url, '--measurements', measurements, '--any-model', '--timeout', '2', ...args];
 
 describe('usage errors: exit code 2', () => {
   test.each(['0.0.0.0:8080', '192.168.1.10:8080', 'example.com:8080'])('--listen %s is refused: the local leg is plain HTTP', async (address) => {

@@ -109,7 +109,7 @@ describe('verified: exit code 0', () => {
     ]);
     expect(lines[6]).toBe(`Verified: ${appliance.url}/ runs ami-0123456789abcdef0 and serves model ${MODEL}.`);
 
-    await run(['--measurements', measurements]);
+    await run(['--measurements', measurements, '--any-model']);
     const nonces = appliance.requests.map((url) => url.searchParams.get('nonce'));
     expect(nonces).toHaveLength(2);
     expect(nonces[0]).toMatch(/^[0-9a-f]{64}$/);
@@ -117,7 +117,7 @@ describe('verified: exit code 0', () => {
   });
 
   test('--json prints the report', async () => {
-    const { code, stdout } = await run(['--measurements', file('m.json', [OTHER_IMAGE, IMAGE]), '--json']);
+    const { code, stdout } = await run(['--measurements', file('m.json', [OTHER_IMAGE, IMAGE]), '--any-model', '--json']);
     expect(code).toBe(0);
     const report = JSON.parse(stdout);
     expect(report).toMatchObject({
@@ -130,7 +130,7 @@ describe('verified: exit code 0', () => {
   });
 
   test('a service URL with a path prefix keeps it', async () => {
-    const { code, stderr } = await runCaptured(['verify', `${appliance.url}/inference/`, '--measurements', file('m.json', IMAGE)], deps);
+    const { code, stderr } = await runCaptured(['verify', `${appliance.url}/inference/`, '--measurements', file('m.json', IMAGE), '--any-model'], deps);
     expect(code).toBe(1); // the fake serves only /api/attestation
     expect(appliance.requests[0].pathname).toBe('/inference/api/attestation');
     expect(stderr).toMatch(/answered HTTP 404/);
@@ -167,7 +167,7 @@ describe('the channel: the document must bind the TLS key of the connection it c
   const relayUrl = () => `https://127.0.0.1:${(relay.address() as AddressInfo).port}`;
 
   test("a relay's answer is the genuine document, and it is refused: it binds the genuine service's key", async () => {
-    const { code, stdout, stderr } = await runCaptured(['verify', relayUrl(), '--measurements', file('m.json', IMAGE)], deps);
+    const { code, stdout, stderr } = await runCaptured(['verify', relayUrl(), '--measurements', file('m.json', IMAGE), '--any-model'], deps);
     expect(code).toBe(3);
     expect(appliance.requests).toHaveLength(1);
     expect(stdout).toMatch(/ {2}ok {4}document: module/);
@@ -178,7 +178,7 @@ describe('the channel: the document must bind the TLS key of the connection it c
   });
 
   test('the report names the key it verified, the one the service presented', async () => {
-    const { code, stdout } = await run(['--measurements', file('m.json', IMAGE), '--json']);
+    const { code, stdout } = await run(['--measurements', file('m.json', IMAGE), '--any-model', '--json']);
     expect(code).toBe(0);
     const report = JSON.parse(stdout);
     expect(appliance.binding.toString()).toBe(`sealed-inference-channel/1 tls-spki-sha256=${report.tlsSpkiSha256}`);
@@ -195,7 +195,7 @@ describe('the channel: the document must bind the TLS key of the connection it c
     if (userData.length === 0) {
       appliance.answer = (n) => ({ body: { document: buildTestAttestationDocument({ chain, pcrs: testPcrs(), nonce: n }).toString('base64'), eventLog: [] } });
     }
-    const { code, stderr } = await run(['--measurements', file('m.json', IMAGE)]);
+    const { code, stderr } = await run(['--measurements', file('m.json', IMAGE), '--any-model']);
     expect(code).toBe(3);
     expect(stderr).toMatch(endsWithFailure(new RegExp(`not trustworthy: channel: .*${message.source}`)));
   });
@@ -207,7 +207,7 @@ describe('the channel: the document must bind the TLS key of the connection it c
     await new Promise<void>((resolve) => old.listen(0, '127.0.0.1', resolve));
     try {
       const url = `https://127.0.0.1:${(old.address() as AddressInfo).port}`;
-      const { code, stderr } = await runCaptured(['verify', url, '--measurements', file('m.json', IMAGE)], deps);
+      const { code, stderr } = await runCaptured(['verify', url, '--measurements', file('m.json', IMAGE), '--any-model'], deps);
       expect(code).toBe(1);
       expect(stderr).toMatch(endsWithFailure(/Could not connect to 127.0.0.1:\d+ over TLS 1.3: .*(version|protocol)/i));
     } finally {
@@ -237,7 +237,7 @@ describe('not trustworthy: exit code 3, the report on stdout, the reason on stde
       /not trustworthy: document: .*found unknown-root: the root certificate \(CN=test.nitro-root\)/],
   ] as Array<[string, (n: Buffer) => FakeAnswer, string[], string, RegExp]>)('%s', async (_name, answer, extra, failed, reason) => {
     appliance.answer = answer;
-    const args = ['--measurements', measurements(), ...(extra.includes('--model') ? ['--model', manifest(MODEL)] : [])];
+    const args = ['--measurements', measurements(), ...(extra.includes('--model') ? ['--model', manifest(MODEL)] : ['--any-model'])];
     const { code, stdout, stderr } = await run(args);
     expect(code).toBe(3);
     expect(stdout).toContain(`  FAIL  ${failed}: expected `);
@@ -247,11 +247,11 @@ describe('not trustworthy: exit code 3, the report on stdout, the reason on stde
 
   test('--max-age accepts an older document', async () => {
     appliance.answer = (n) => attestation(n, { timestamp: new Date(Date.now() - 10 * 60 * 1000) });
-    expect((await run(['--measurements', measurements(), '--max-age', '900'])).code).toBe(0);
+    expect((await run(['--measurements', measurements(), '--any-model', '--max-age', '900'])).code).toBe(0);
   });
 
   test('without injected roots, only the AWS Nitro root is trusted', async () => {
-    const { code, stdout } = await runCaptured(['verify', appliance.url, '--measurements', measurements(), '--json']);
+    const { code, stdout } = await runCaptured(['verify', appliance.url, '--measurements', measurements(), '--any-model', '--json']);
     expect(code).toBe(3);
     expect(JSON.parse(stdout).checks[0]).toMatchObject({
       name: 'document', passed: false, expected: expect.stringMatching(/^signed through the AWS Nitro root \(SHA-256 64:1A:03:21:/),
@@ -286,7 +286,7 @@ describe("the service's unauthenticated text cannot forge lines of the report", 
 
   test('an HTTP error body is shown escaped, and cut', async () => {
     appliance.answer = () => ({ status: 503, body: `model loading${FORGED}${'.'.repeat(300)}` });
-    const { code, stderr } = await run(['--measurements', file('m.json', IMAGE)]);
+    const { code, stderr } = await run(['--measurements', file('m.json', IMAGE), '--any-model']);
     expect(code).toBe(1);
     expect(stderr).toMatch(failure(
       /https:\/\/127.0.0.1:\d+\/api\/attestation answered HTTP 503: model loading\\x1b\[2K\\x0d {2}ok {4}image: forged\\x0aVerified: forged\.+… \(\d+ more characters\)/,
@@ -300,33 +300,33 @@ describe('could not check: exit code 1, nothing on stdout', () => {
       const closed = await FakeAppliance.start(() => 'hang');
       const url = closed.url;
       await closed.stop();
-      return runCaptured(['verify', url, '--measurements', file('m.json', IMAGE)], deps);
+      return runCaptured(['verify', url, '--measurements', file('m.json', IMAGE), '--any-model'], deps);
     }, /Could not connect to 127.0.0.1:\d+ over TLS 1.3: .*ECONNREFUSED/],
     ['a service that does not answer in time', async () => {
       appliance.answer = () => 'hang';
-      return run(['--measurements', file('m.json', IMAGE), '--timeout', '0.3']);
+      return run(['--measurements', file('m.json', IMAGE), '--any-model', '--timeout', '0.3']);
     }, /Could not reach https:\/\/127.0.0.1:\d+: no answer within 0.3 s/],
     ['an HTTP error', async () => {
       appliance.answer = () => ({ status: 503, body: 'model loading' });
-      return run(['--measurements', file('m.json', IMAGE)]);
+      return run(['--measurements', file('m.json', IMAGE), '--any-model']);
     }, /https:\/\/127.0.0.1:\d+\/api\/attestation answered HTTP 503: model loading/],
     ['an answer that is not JSON', async () => {
       appliance.answer = () => ({ body: '<html>' });
-      return run(['--measurements', file('m.json', IMAGE)]);
+      return run(['--measurements', file('m.json', IMAGE), '--any-model']);
     }, /https:\/\/127.0.0.1:\d+\/api\/attestation did not answer JSON: is this a sealed-inference service\?/],
     ['an answer too large for an attestation', async () => {
       appliance.answer = () => ({ body: 'x'.repeat(1024 * 1024 + 1) });
-      return run(['--measurements', file('m.json', IMAGE)]);
+      return run(['--measurements', file('m.json', IMAGE), '--any-model']);
     }, /https:\/\/127.0.0.1:\d+ answered more than 1048576 bytes/],
     ['an answer without event log', async () => {
       appliance.answer = () => ({ body: { document: 'AAAA' } });
-      return run(['--measurements', file('m.json', IMAGE)]);
+      return run(['--measurements', file('m.json', IMAGE), '--any-model']);
     }, /The attestation response is malformed: "eventLog" must be an array of PCR events/],
-    ['a malformed measurements file', () => run(['--measurements', file('bad.json', { ...IMAGE, pcr12: undefined })]),
+    ['a malformed measurements file', () => run(['--measurements', file('bad.json', { ...IMAGE, pcr12: undefined }), '--any-model']),
       /image 1 of .*bad.json is not pinned: missing pcr12/],
-    ['a measurements file with a typo', () => run(['--measurements', file('typo.json', { ...IMAGE, pcr21: hex('00') })]),
+    ['a measurements file with a typo', () => run(['--measurements', file('typo.json', { ...IMAGE, pcr21: hex('00') }), '--any-model']),
       /image 1 of .*typo.json has unknown field pcr21; expected imageId, pcr4, pcr7, pcr12/],
-    ['a missing file', () => run(['--measurements', path.join(dir, 'none.json')]), /Could not read the measurements file .*none.json: ENOENT/],
+    ['a missing file', () => run(['--measurements', path.join(dir, 'none.json'), '--any-model']), /Could not read the measurements file .*none.json: ENOENT/],
     ['a malformed manifest', () => run(['--measurements', file('m.json', IMAGE), '--model', file('manifest.json', '{}')]),
       /manifest format version undefined is not supported/],
   ] as Array<[string, () => ReturnType<typeof run>, RegExp]>)('%s', async (_name, runIt, message) => {
@@ -347,25 +347,25 @@ describe('expectation sources', () => {
   };
 
   test('--stack-outputs: the allowed images of the one stack that has them', async () => {
-    const { code, stdout } = await run(['--stack-outputs', file('outputs.json', outputs), '--json']);
+    const { code, stdout } = await run(['--stack-outputs', file('outputs.json', outputs), '--any-model', '--json']);
     expect(code).toBe(0);
     expect(JSON.parse(stdout).image).toBe(IMAGE.imageId);
   });
 
   test('--stack-outputs with several stacks needs --stack', async () => {
     const two = file('two.json', { ...outputs, Old: { InferenceAllowedImage1Pcr7: hex('57') } });
-    const ambiguous = await run(['--stack-outputs', two]);
+    const ambiguous = await run(['--stack-outputs', two, '--any-model']);
     expect(ambiguous.code).toBe(1);
     expect(ambiguous.stderr).toMatch(endsWithFailure(/Stack outputs file .*two.json has several stacks with allowed images \(Inference, Old\): pick one with --stack/));
-    expect((await run(['--stack-outputs', two, '--stack', 'Inference'])).code).toBe(0);
-    const old = await run(['--stack-outputs', two, '--stack', 'Old']);
+    expect((await run(['--stack-outputs', two, '--any-model', '--stack', 'Inference'])).code).toBe(0);
+    const old = await run(['--stack-outputs', two, '--any-model', '--stack', 'Old']);
     expect(old.code).toBe(3);
     expect(old.stdout).toContain('FAIL  image: expected image 1 (PCR7=5757');
   });
 
   test('--image: the published measurements, read with the EC2 client', async () => {
     ec2.on(DescribeImagesCommand, { ImageIds: [IMAGE.imageId] }).resolves({ Images: [publishedImage()] });
-    const { code, stdout, stderr } = await run(['--image', IMAGE.imageId, '--owner', '111111111111', '--json']);
+    const { code, stdout, stderr } = await run(['--image', IMAGE.imageId, '--any-model', '--owner', '111111111111', '--json']);
     expect({ code, stderr }).toEqual({
       code: 0, stderr: `Image ${IMAGE.imageId}, owned by account 111111111111\nRecipe version: 1.2.0\n` +
         `pcr_measurements.json SHA-256: ${'ab'.repeat(32)} (not checked)\n`,
@@ -376,14 +376,14 @@ describe('expectation sources', () => {
 
   test('--image --secure-boot expects PCR7, which this document does not have', async () => {
     ec2.on(DescribeImagesCommand).resolves({ Images: [publishedImage()] });
-    const { code, stdout } = await run(['--image', IMAGE.imageId, '--secure-boot', '--owner', '111111111111']);
+    const { code, stdout } = await run(['--image', IMAGE.imageId, '--any-model', '--secure-boot', '--owner', '111111111111']);
     expect(code).toBe(3);
     expect(stdout).toContain(`FAIL  image: expected ${IMAGE.imageId} (PCR7=${hex('57')})`);
   });
 
   test('--image with an image EC2 refuses could not be checked', async () => {
     ec2.on(DescribeImagesCommand).resolves({ Images: [publishedImage({ BootMode: 'legacy-bios' })] });
-    const { code, stderr } = await run(['--image', IMAGE.imageId]);
+    const { code, stderr } = await run(['--image', IMAGE.imageId, '--any-model']);
     expect(code).toBe(1);
     expect(stderr).toMatch(endsWithFailure(/Image ami-0123456789abcdef0 has boot mode legacy-bios, not uefi/));
   });
@@ -396,7 +396,7 @@ describe('--key: the live key policy', () => {
     sealedToImage = synthesizedKeyPolicy([IMAGE]);
     sealedToTwo = synthesizedKeyPolicy([IMAGE, OTHER_IMAGE]);
   });
-  const args = () => ['--measurements', file('m.json', IMAGE), '--key', KEY_ARN];
+  const args = () => ['--measurements', file('m.json', IMAGE), '--any-model', '--key', KEY_ARN];
 
   test('a policy that still matches: verified, read in the key\'s Region', async () => {
     kms.on(GetKeyPolicyCommand, { KeyId: KEY_ARN, PolicyName: 'default' }).resolves({ Policy: sealedToImage });
@@ -485,7 +485,7 @@ describe('usage errors: exit code 2, without asking the service', () => {
     ['https://host/?nonce=1', /Expected the service URL without query or fragment/],
     ['http://10.0.1.23:3000', /The service speaks TLS only: use https:\/\/. Over plain http a relay could answer in its place/],
   ])('service URL %s', async (url, message) => {
-    const { code, stderr } = await runCaptured(['verify', url, '--measurements', 'm.json'], deps);
+    const { code, stderr } = await runCaptured(['verify', url, '--measurements', 'm.json', '--any-model'], deps);
     expect(code).toBe(2);
     expect(stderr).toMatch(message);
   });
@@ -510,7 +510,7 @@ describe('--document: a stored attestation, audited as of a time, without asking
   const genuineImage = { imageId: 'ami-0123456789abcdef0', pcr4: genuinePcrs.get(4)!, pcr12: genuinePcrs.get(12)! };
   const stored = () => file('attestation.json', { document: genuine.document, eventLog: [] });
   /** Without injected roots: only the pinned AWS Nitro root is trusted, as for an auditor. */
-  const audit = (args: string[]) => runCaptured(['verify', '--document', stored(), '--measurements', file('genuine-image.json', genuineImage), ...args]);
+  const audit = (args: string[]) => runCaptured(['verify', '--document', stored(), '--measurements', file('genuine-image.json', genuineImage), '--any-model', ...args]);
 
   test('verifies the genuine document at its own timestamp, and lists channel and nonce as not applicable', async () => {
     const { code, stdout, stderr } = await audit([]);
@@ -576,7 +576,7 @@ describe('--document: a stored attestation, audited as of a time, without asking
     const other = await runCaptured(['verify', '--document', document, '--measurements', measurements, '--model', manifest(OTHER_MODEL)], deps);
     expect(other.code).toBe(3);
     expect(other.stderr).toMatch(endsWithFailure(new RegExp(`not trustworthy: model: expected only model ${OTHER_MODEL}`)));
-    const otherImage = await runCaptured(['verify', '--document', document, '--measurements', file('o.json', OTHER_IMAGE)], deps);
+    const otherImage = await runCaptured(['verify', '--document', document, '--measurements', file('o.json', OTHER_IMAGE), '--any-model'], deps);
     expect(otherImage.code).toBe(3);
     expect(otherImage.stdout).toMatch(/\nNOT TRUSTWORTHY: image failed. Not checked: channel, nonce.\n$/);
   });
@@ -593,30 +593,36 @@ describe('--document: a stored attestation, audited as of a time, without asking
       /The attestation response is malformed: "eventLog" must be an array of PCR events/],
     ['a file too large for an attestation', () => file('large.json', 'x'.repeat(1024 * 1024 + 1)), /Could not read the attestation .*large.json: larger than 1048576 bytes/],
   ] as Array<[string, () => string, RegExp]>)('could not check %s: exit code 1', async (_name, document, message) => {
-    const { code, stdout, stderr } = await runCaptured(['verify', '--document', document(), '--measurements', file('m.json', IMAGE)], deps);
+    const { code, stdout, stderr } = await runCaptured(['verify', '--document', document(), '--measurements', file('m.json', IMAGE), '--any-model'], deps);
     expect({ code, stdout }).toEqual({ code: 1, stdout: '' });
     expect(stderr).toMatch(endsWithFailure(message));
   });
 
   test.each([
-    ['neither a service nor a document', ['verify', '--measurements', 'm.json'], /verify: give the service URL, or --document <file> to check a stored attestation/],
-    ['both a service and a document', ['verify', 'https://10.0.1.23:3000', '--document', 'a.json', '--measurements', 'm.json'],
+    ['neither a service nor a document', ['verify', '--measurements', 'm.json', '--any-model'], /verify: give the service URL, or --document <file> to check a stored attestation/],
+    ['both a service and a document', ['verify', 'https://10.0.1.23:3000', '--document', 'a.json', '--measurements', 'm.json', '--any-model'],
       /--document checks a stored attestation without asking a service: give it or the service URL, not both/],
-    ['--at without --document', ['verify', 'https://10.0.1.23:3000', '--measurements', 'm.json', '--at', '2026-11-01T12:00:00Z'],
+    ['--at without --document', ['verify', 'https://10.0.1.23:3000', '--measurements', 'm.json', '--any-model', '--at', '2026-11-01T12:00:00Z'],
       /--at only applies with --document/],
-    ['--key with --document', ['verify', '--document', 'a.json', '--measurements', 'm.json', '--key', KEY_ARN],
+    ['--key with --document', ['verify', '--document', 'a.json', '--measurements', 'm.json', '--any-model', '--key', KEY_ARN],
       /--key only apply to a service, not with --document \(--key reads the policy as it is now, not as it was\)/],
-    ['--all and --timeout with --document', ['verify', '--document', 'a.json', '--measurements', 'm.json', '--all', '--timeout', '5'],
+    ['--all and --timeout with --document', ['verify', '--document', 'a.json', '--measurements', 'm.json', '--any-model', '--all', '--timeout', '5'],
       /--all, --timeout only apply to a service, not with --document/],
-    ['--save with --document', ['verify', '--document', 'a.json', '--measurements', 'm.json', '--save', 'b.json'],
+    ['--save with --document', ['verify', '--document', 'a.json', '--measurements', 'm.json', '--any-model', '--save', 'b.json'],
       /--save only apply to a service, not with --document/],
-    ['--save with --all', ['verify', 'https://10.0.1.23:3000', '--measurements', 'm.json', '--all', '--save', 'b.json'],
+    ['--save with --all', ['verify', 'https://10.0.1.23:3000', '--measurements', 'm.json', '--any-model', '--all', '--save', 'b.json'],
       /--save keeps one attestation: not with --all/],
-    ['a time without zone', ['verify', '--document', 'a.json', '--measurements', 'm.json', '--at', '2026-11-01T12:00:00'],
+    ['a time without zone', ['verify', '--document', 'a.json', '--measurements', 'm.json', '--any-model', '--at', '2026-11-01T12:00:00'],
       /Expected an ISO 8601 date and time with its zone, like 2026-11-01T12:00:00Z/],
-    ['a day that does not exist', ['verify', '--document', 'a.json', '--measurements', 'm.json', '--at', '2026-02-30T12:00:00Z'],
+    ['a day that does not exist', ['verify', '--document', 'a.json', '--measurements', 'm.json', '--any-model', '--at', '2026-02-30T12:00:00Z'],
       /Expected an ISO 8601 date and time with its zone/],
-    ['words', ['verify', '--document', 'a.json', '--measurements', 'm.json', '--at', 'yesterday'], /Expected an ISO 8601 date and time/],
+    ['words', ['verify', '--document', 'a.json', '--measurements', 'm.json', '--any-model', '--at', 'yesterday'], /Expected an ISO 8601 date and time/],
+    ['no model expectation', ['verify', 'https://10.0.1.23:3000', '--measurements', 'm.json'],
+      /verify: say which model to expect with --model <manifest.json>, or --any-model to accept whichever model the service serves/],
+    ['a model and any model', ['verify', 'https://10.0.1.23:3000', '--measurements', 'm.json', '--model', 'a.json', '--any-model'],
+      /option '--any-model' cannot be used with option '--model <manifest.json>'/],
+    ['the gateway without a model expectation', ['gateway', 'https://10.0.1.23:3000', '--measurements', 'm.json'],
+      /gateway: say which model to expect with --model <manifest.json>, or --any-model/],
   ])('usage error: %s', async (_name, args, message) => {
     const { code, stdout, stderr } = await runCaptured(args, deps);
     expect({ code, stdout }).toEqual({ code: 2, stdout: '' });
@@ -632,7 +638,7 @@ describe('--document: a stored attestation, audited as of a time, without asking
     };
     const saved = path.join(dir, 'saved.json');
     const measurements = file('m.json', IMAGE);
-    const online = await run(['--measurements', measurements, '--save', saved, '--json']);
+    const online = await run(['--measurements', measurements, '--any-model', '--save', saved, '--json']);
     expect(online.code).toBe(0);
     expect(JSON.parse(fs.readFileSync(saved, 'utf8'))).toEqual(served);
     const { document } = parseAttestationDocument(Buffer.from((served as { document: string }).document, 'base64'));
@@ -646,14 +652,14 @@ describe('--document: a stored attestation, audited as of a time, without asking
   test('verify --save keeps an attestation that fails its checks too: it is the evidence', async () => {
     appliance.answer = (nonce) => attestation(nonce, { pcrs: { 4: hex('c4') } });
     const saved = path.join(dir, 'refused.json');
-    expect((await run(['--measurements', file('m.json', IMAGE), '--save', saved])).code).toBe(3);
-    const stored = await runCaptured(['verify', '--document', saved, '--measurements', file('m.json', IMAGE)], deps);
+    expect((await run(['--measurements', file('m.json', IMAGE), '--any-model', '--save', saved])).code).toBe(3);
+    const stored = await runCaptured(['verify', '--document', saved, '--measurements', file('m.json', IMAGE), '--any-model'], deps);
     expect(stored.code).toBe(3);
     expect(stored.stdout).toMatch(/\nNOT TRUSTWORTHY: image failed. Not checked: channel, nonce.\n$/);
   });
 
   test('verify --save to a file that cannot be written could not check', async () => {
-    const { code, stderr } = await run(['--measurements', file('m.json', IMAGE), '--save', path.join(dir, 'none', 'saved.json')]);
+    const { code, stderr } = await run(['--measurements', file('m.json', IMAGE), '--any-model', '--save', path.join(dir, 'none', 'saved.json')]);
     expect(code).toBe(1);
     expect(stderr).toMatch(endsWithFailure(/Could not save the attestation to .*saved.json: ENOENT/));
   });
