@@ -211,7 +211,7 @@ function addExpectationFlags(command: Command): Command {
     .option('--region <region>', "with --image: the image's Region (default: AWS_REGION, else your profile's region)")
     .option('--secure-boot', 'with --image: a Secure Boot image, pinned by PCR7')
     .option('--owner <account>', "with --image: require the image's owner; repeat to allow several", collectAccount)
-    .option('--model <manifest.json>', "require the service to serve exactly this sealed model (the manifest's sha384)")
+    .option('--model <manifest.json>', 'require the service to serve exactly this sealed model (its name, size and SHA-256)')
     .option('--max-age <seconds>', 'the oldest document accepted', parsePositiveSeconds, DEFAULT_ATTESTATION_MAX_AGE_MS / 1000)
     .option('--timeout <seconds>', 'how long to wait for the service', parsePositiveSeconds, DEFAULT_TIMEOUT_SECONDS);
 }
@@ -237,11 +237,11 @@ export async function readVerifyExpectations(
   dependencies: CliDependencies = {},
 ): Promise<VerifyExpectations> {
   const images = await expectedImages(options, output, dependencies);
-  const modelSha384 = options.model === undefined ? undefined : parseManifest(readFile(options.model, 'manifest')).sha384;
+  const model = options.model === undefined ? undefined : parseManifest(readFile(options.model, 'manifest'));
   const key = options.key === undefined
     ? undefined
     : { arn: options.key.arn, policy: await getKeyPolicy(options.key, dependencies) };
-  return { images, modelSha384, key };
+  return { images, model, key };
 }
 
 /**

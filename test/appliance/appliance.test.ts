@@ -105,7 +105,7 @@ describe('the appliance bundle', () => {
   test('attests, unseals, measures the model into PCR15, serves chat, and proves all of it to a verifier', async () => {
     const { kms, model, appliance } = await boot([image]);
     const ready = await appliance.waitFor((status) => status.phase === 'ready' || status.phase === 'failed');
-    expect(ready).toMatchObject({ phase: 'ready', model: { name: 'llama', sha256: model.sha256, sha384: model.sha384 } });
+    expect(ready).toMatchObject({ phase: 'ready', model: { name: 'llama', sha256: model.sha256, measurement: model.measurement } });
 
     // KMS was asked once, with an attestation document; Ollama holds the verified plaintext.
     expect(kms.requests.map((request) => [request.operation, request.withRecipient])).toEqual([['Decrypt', true]]);
@@ -114,7 +114,7 @@ describe('the appliance bundle', () => {
 
     // PCR15 on the TPM is the extend of the model's SHA-384.
     const pcr15 = (await readSha384Pcrs([15], tpm())).get(15);
-    expect(pcr15).toBe(createHash('sha384').update(Buffer.alloc(48)).update(Buffer.from(model.sha384, 'hex')).digest('hex'));
+    expect(pcr15).toBe(createHash('sha384').update(Buffer.alloc(48)).update(Buffer.from(model.measurement, 'hex')).digest('hex'));
 
     // A chat round trip; the prompt goes to Ollama and never into the appliance's log.
     const prompt = `What is sealed inference? ${randomBytes(8).toString('hex')}`;
@@ -145,7 +145,7 @@ describe('the appliance bundle', () => {
     expect(document.pcrs.get(12)).toBe(image.pcr12);
     expect(document.pcrs.get(15)).toBe(pcr15);
     expect(replayPcrEvents(evidence.eventLog, 15)).toBe(pcr15);
-    expect(evidence.eventLog).toEqual([expect.objectContaining({ pcr: 15, digest: model.sha384 })]);
+    expect(evidence.eventLog).toEqual([expect.objectContaining({ pcr: 15, digest: model.measurement })]);
 
     // The verifier's view: the command model consumers run, against this appliance.
     const work = await mkdtemp(path.join(tmpdir(), 'verify-'));
@@ -158,13 +158,19 @@ describe('the appliance bundle', () => {
         ['verify', appliance.url, '--measurements', measurements, '--model', manifestPath],
         { trustedRoots: [chain.root.certificate] },
       );
-      expect(await verify(manifest)).toMatchObject({ code: EXIT_CODE.success });
-      // A consumer expecting another model is told the appliance is not trustworthy for it.
-      const other = path.join(work, 'other.manifest.json');
-      await writeFile(other, JSON.stringify({ ...JSON.parse(await readFile(manifest, 'utf8')), sha384: sha384('other') }));
-      const mismatch = await verify(other);
-      expect(mismatch.code).toBe(EXIT_CODE.notTrustworthy);
-      expect(mismatch.stderr).toMatch(/not trustworthy: .*model/);
+      const verified = await verify(manifest);
+      expect(verified).toMatchObject({ code: EXIT_CODE.success });
+      // The v2 manifest names the model by its SHA-256; PCR15 holds the measurement of its record.
+      expect(verified.stdout).toContain(`ok    model: ${model.measurement} (model llama sha256:${model.sha256}`);
+      // A consumer expecting another model (another SHA-256, or another size) is told it is not trustworthy.
+      const stored = JSON.parse(await readFile(manifest, 'utf8'));
+      for (const change of [{ sha256: createHash('sha256').update('other').digest('hex') }, { plaintextSize: 1 }]) {
+        const other = path.join(work, 'other.manifest.json');
+        await writeFile(other, JSON.stringify({ ...stored, ...change }));
+        const mismatch = await verify(other);
+        expect(mismatch.code).toBe(EXIT_CODE.notTrustworthy);
+        expect(mismatch.stderr).toMatch(/not trustworthy: .*model/);
+      }
     } finally {
       await rm(work, { recursive: true, force: true });
     }
@@ -188,7 +194,7 @@ describe('the appliance bundle', () => {
     const stdout: string[] = [];
     const gateway = await startGateway({
       serviceUrl: new URL(appliance.url),
-      expectations: { images: [image], modelSha384: model.sha384 },
+      expectations: { images: [image], model: { modelName: 'llama', plaintextSize: model.plaintext.length, sha256: model.sha256 } },
       listen: parseLoopbackAddress('127.0.0.1:0'),
       maxAgeSeconds: 60,
       timeoutSeconds: 10,
@@ -200,7 +206,7 @@ describe('the appliance bundle', () => {
     });
     running.push({ stop: () => gateway.close() });
     expect(stdout).toEqual([expect.stringContaining(servedKey)]);
-    expect(gateway.health()).toMatchObject({ verified: true, tlsSpkiSha256: servedKey, servedModels: [model.sha384] });
+    expect(gateway.health()).toMatchObject({ verified: true, tlsSpkiSha256: servedKey, servedModels: [model.measurement] });
 
     const client = new OpenAI({ baseURL: `${gateway.url}/v1`, apiKey: 'unused', maxRetries: 0 });
     const prompt = `Through the gateway ${randomBytes(8).toString('hex')}`;
@@ -239,7 +245,7 @@ describe('the appliance bundle', () => {
     s3.delayGets(50);
     const { model, appliance } = await boot([image]);
     const ready = await appliance.waitFor((status) => status.phase === 'ready' || status.phase === 'failed');
-    expect(ready).toMatchObject({ phase: 'ready', model: { sha384: model.sha384 } });
+    expect(ready).toMatchObject({ phase: 'ready', model: { measurement: model.measurement } });
     expect(appliance.output()).toMatch(/retrying after attempt 1/);
   }, 60_000);
 
@@ -267,8 +273,8 @@ describe('the appliance bundle', () => {
     const again = await restart();
     expect(await again.waitFor((status) => status.phase === 'ready' || status.phase === 'failed')).toMatchObject({ phase: 'ready' });
 
-    const once = createHash('sha384').update(Buffer.alloc(48)).update(Buffer.from(model.sha384, 'hex')).digest();
-    const twice = createHash('sha384').update(once).update(Buffer.from(model.sha384, 'hex')).digest('hex');
+    const once = createHash('sha384').update(Buffer.alloc(48)).update(Buffer.from(model.measurement, 'hex')).digest();
+    const twice = createHash('sha384').update(once).update(Buffer.from(model.measurement, 'hex')).digest('hex');
     expect((await readSha384Pcrs([15], tpm())).get(15)).toBe(twice);
 
     const work = await mkdtemp(path.join(tmpdir(), 'verify-'));
@@ -280,7 +286,7 @@ describe('the appliance bundle', () => {
       const verify = await runCaptured(['verify', again.url, '--measurements', measurements, '--model', manifest, '--json'],
         { trustedRoots: [chain.root.certificate] });
       expect(verify.code).toBe(EXIT_CODE.success);
-      expect(JSON.parse(verify.stdout)).toMatchObject({ servedModels: [model.sha384] });
+      expect(JSON.parse(verify.stdout)).toMatchObject({ servedModels: [model.measurement] });
     } finally {
       await rm(work, { recursive: true, force: true });
     }

@@ -77,10 +77,10 @@ describe('runBootPipeline', () => {
   test('serves the model: verified, measured into PCR15, loaded', async () => {
     const model = await storeSealedModel(s3);
     const deps = dependencies(model.config);
-    await expect(runBootPipeline(deps)).resolves.toEqual({ name: 'llama', sha256: model.sha256, sha384: model.sha384 });
+    await expect(runBootPipeline(deps)).resolves.toEqual({ name: 'llama', sha256: model.sha256, measurement: model.measurement });
     expect(phases).toEqual(['starting', 'fetching', 'attesting', 'unsealing', 'loading', 'ready']);
-    expect(deps.status.current()).toMatchObject({ phase: 'ready', model: { sha384: model.sha384 } });
-    expect(extended).toEqual([model.sha384]);
+    expect(deps.status.current()).toMatchObject({ phase: 'ready', model: { measurement: model.measurement } });
+    expect(extended).toEqual([model.measurement]);
     expect(loader.blobs.get(model.sha256)?.equals(model.plaintext)).toBe(true);
     expect(loader.models.get('llama')).toBe(model.sha256);
     expect(loader.aborted).toEqual([]);
@@ -154,7 +154,7 @@ describe('runBootPipeline', () => {
     expect(logs.filter((line) => line.startsWith('waiting for'))).toHaveLength(1);
 
     s3.put(config.bucket, config.objects.manifest, manifest);
-    await expect(served).resolves.toMatchObject({ name: 'llama', sha384: model.sha384 });
+    await expect(served).resolves.toMatchObject({ name: 'llama', measurement: model.measurement });
     expect(phases).toEqual(['starting', 'fetching', 'fetching', 'attesting', 'unsealing', 'loading', 'ready']);
   });
 
