@@ -162,6 +162,7 @@ export async function unsealInto(
     if (trailer.plaintextSize !== header.plaintextSize) {
       throw new SealedModelError('tampered', 'the sealed model\'s trailer and header disagree on its size');
     }
+    if (options.manifest) checkManifestTrailer(options.manifest, trailer);
     if (sha256 === undefined) {
       if (trailer.sha256 !== sink.verifiesSha256) {
         throw new SealedModelError(
@@ -172,7 +173,6 @@ export async function unsealInto(
     } else if (trailer.sha256 !== (await sha256.digest())) {
       throw new SealedModelError('tampered', 'the unsealed model does not match the SHA-256 sealed with it');
     }
-    if (options.manifest) checkManifestTrailer(options.manifest, trailer);
 
     await sink.commit();
     committed = true;

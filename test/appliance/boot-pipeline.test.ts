@@ -18,6 +18,8 @@ class RecordingLoader implements OllamaModels {
   uploadBlob(sha256: string, size: number): PlaintextSink {
     const received: Buffer[] = [];
     return {
+      // As Ollama: it hashes the upload itself and refuses a mismatch at the commit.
+      verifiesSha256: sha256,
       write: async (plaintext) => void received.push(Buffer.from(plaintext)),
       commit: async () => {
         const bytes = Buffer.concat(received);
@@ -98,6 +100,31 @@ describe('runBootPipeline', () => {
     expect(loader.blobs.size).toBe(0);
     // Chunk 0 had verified and gone to Ollama; the upload was broken off before anything was stored.
     expect(loader.aborted).toEqual([64 * 1024]);
+  });
+
+  test("Ollama refusing the blob fails in unsealing, and PCR15 is not extended", async () => {
+    const model = await storeSealedModel(s3);
+    loader.uploadBlob = (sha256: string) => ({
+      verifiesSha256: sha256,
+      write: async () => undefined,
+      commit: async () => {
+        throw new Error(`Ollama refused POST /api/blobs/sha256:${sha256} (400): digest mismatch`);
+      },
+      abort: async () => undefined,
+    });
+    const deps = dependencies(model.config);
+    await expect(runBootPipeline(deps)).rejects.toMatchObject({ phase: 'unsealing', message: expect.stringMatching(/digest mismatch/) });
+    expect(extended).toEqual([]);
+  });
+
+  test('a manifest naming another SHA-256 fails in unsealing before anything is committed', async () => {
+    const model = await storeSealedModel(s3);
+    const manifest = JSON.parse(Buffer.from(await readObject(s3, model.config.bucket, model.config.objects.manifest)).toString('utf8'));
+    s3.put(model.config.bucket, model.config.objects.manifest, Buffer.from(JSON.stringify({ ...manifest, sha256: 'ab'.repeat(32) })));
+    const deps = dependencies(model.config);
+    await expect(runBootPipeline(deps)).rejects.toMatchObject({ phase: 'unsealing', message: expect.stringMatching(/manifest's sha256/) });
+    expect(extended).toEqual([]);
+    expect(loader.blobs.size).toBe(0);
   });
 
   test('a refused attestation fails in attesting with the unwrapper\'s reason', async () => {
