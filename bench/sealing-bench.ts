@@ -204,11 +204,11 @@ async function main(): Promise<void> {
       for (const suffix of ['sealed', 'sealed.manifest.json', 'age']) rmSync(file(suffix));
       rmSync(model);
     }
+    results.push(...memoryOnly(memorySizes, scripts.phase));
   } finally {
     standIn.process.kill();
     if (!process.env.BENCH_DIR) rmSync(dir, { recursive: true, force: true });
   }
-  results.push(...memoryOnly(memorySizes, scripts.phase));
 
   const limits = ['aes-256-gcm', 'sha256', 'sha384'].map((algorithm) => ({ algorithm, mibps: opensslSpeed(algorithm) }));
   report(results, limits);
