@@ -21,7 +21,7 @@ async function main(): Promise<void> {
   const pcrs = testPcrs();
   const binding = encodeChannelBinding(tls.spkiSha256);
   const service = await startInferenceService({
-    status: () => ({ phase: 'ready', model: { name: MODEL, sha256: '0'.repeat(64), sha384: '0'.repeat(96) }, since: new Date().toISOString() }),
+    status: () => ({ phase: 'ready', model: { name: MODEL, sha256: '0'.repeat(64), measurement: '0'.repeat(96) }, since: new Date().toISOString() }),
     ollama: new OllamaClient(ollama.url),
     attest: async (nonce) => ({ document: buildTestAttestationDocument({ chain, pcrs, nonce, userData: binding }), eventLog: [] }),
     log: () => undefined,

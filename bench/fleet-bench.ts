@@ -16,7 +16,7 @@ import * as http from 'node:http';
 import { cpus, loadavg, totalmem } from 'node:os';
 import { startGateway } from '../lib/gateway/gateway';
 import { createTestChain, TestChain } from '../test/attestation/test-attestation';
-import { attestedAnswer, IMAGE, MODEL_SHA384 } from '../test/cli/doubles/attested-answer';
+import { attestedAnswer, IMAGE, MODEL } from '../test/cli/doubles/attested-answer';
 import { FakeAppliance } from '../test/cli/doubles/fake-appliance';
 import { HAPROXY, HaproxyFleet } from '../test/cli/doubles/haproxy-fleet';
 
@@ -83,7 +83,7 @@ async function run(chain: TestChain, count: number, reverifySeconds: number): Pr
   const haproxy = await HaproxyFleet.start(fakes.map((fake) => fake.url));
   const gateway = await startGateway({
     serviceUrl: new URL(haproxy.url),
-    expectations: { images: [IMAGE], modelSha384: MODEL_SHA384 },
+    expectations: { images: [IMAGE], model: MODEL },
     listen: { host: '127.0.0.1', port: 0 },
     maxAgeSeconds: 60,
     timeoutSeconds: 5,

@@ -17,3 +17,12 @@ export * from './sealed-inference';
 export * from './service-load-balancer-security-group';
 export * from './sealed-inference-fleet';
 export * from './attestation';
+
+// The sealing API a model owner scripts against; also the "./sealing" entry point, which needs no CDK.
+export {
+  seal, unseal, parseManifest, SealedModelError, modelMeasurement, modelMeasurementRecord,
+} from './sealing';
+export type {
+  SealOptions, SealResult, SealedSink, UnsealOptions, UnsealResult, SealedModelManifest, SealedModelFailure,
+  MeasuredModel,
+} from './sealing';

@@ -16,9 +16,14 @@ export const ENCRYPTION_CONTEXT_KEYS = [MODEL_CONTEXT_KEY, FORMAT_CONTEXT_KEY];
 
 const MODEL_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 
+/** Whether `name` is a valid model name: a string of the safe alphabet {@link checkModelName} describes. */
+export function isModelName(name: unknown): name is string {
+  return typeof name === 'string' && MODEL_NAME.test(name);
+}
+
 /** Checks a model name: it names S3 objects and appears in key policies, so it is kept to a safe alphabet. */
 export function checkModelName(name: string): string {
-  if (!MODEL_NAME.test(name)) {
+  if (!isModelName(name)) {
     throw new Error(
       `Model name must be 1-128 characters of letters, digits, '.', '_' or '-', starting with a letter or digit; ` +
         `got ${JSON.stringify(name)}`,

@@ -47,8 +47,8 @@ export interface SealedInferenceFleetProps extends SealedInferenceProps {
 
   /**
    * How long a new instance has to boot, fetch, unseal and verify the model and answer the readiness check before
-   * Auto Scaling may replace it as unhealthy. Unsealing streams the whole model through AES-GCM and SHA-384, so
-   * allow for the largest model the fleet will serve; during an image upgrade each new instance also waits this
+   * Auto Scaling may replace it as unhealthy. Unsealing streams the whole model through AES-GCM and Ollama hashes it,
+   * so allow for the largest model the fleet will serve; during an image upgrade each new instance also waits this
    * long before the next is replaced.
    *
    * @default Duration.minutes(30)

@@ -22,7 +22,7 @@ test('every example type-checks against the library', () => {
       .options,
     noEmit: true,
     baseUrl: root,
-    paths: { 'cdk-sealed-inference': ['lib/index.ts'] },
+    paths: { 'cdk-sealed-inference': ['lib/index.ts'], 'cdk-sealed-inference/sealing': ['lib/sealing/index.ts'] },
   };
   const host = ts.createCompilerHost(options);
   const readFile = host.readFile.bind(host);

@@ -67,6 +67,8 @@ describe('the published package', () => {
     'dist/lib/index.d.ts',
     'dist/lib/attestation/index.js',
     'dist/lib/attestation/index.d.ts',
+    'dist/lib/sealing/index.js',
+    'dist/lib/sealing/index.d.ts',
     'dist/bin/sealed-inference.js',
     'assets/published-measurements-handler/index.js',
     'assets/appliance/appliance.js',
@@ -127,11 +129,20 @@ describe('its entry points, as a consumer resolves them', () => {
     expect(() => runIn(verifierProject, `require('${manifest.name}')`)).toThrow(/Cannot find module 'aws-cdk-lib'/);
   });
 
+  test('"./sealing" loads with the runtime dependencies alone: a model owner\'s script needs no CDK', () => {
+    const exported = runIn(verifierProject, `
+      const sealing = require('${manifest.name}/sealing');
+      console.log([sealing.seal, sealing.unseal, sealing.parseManifest, sealing.SealedModelError, sealing.modelMeasurement]
+        .map((f) => typeof f).join(' '));`);
+    expect(exported.trim()).toBe('function function function function function');
+  });
+
   test('"." loads the constructs in a CDK app', () => {
     const exported = runIn(cdkProject, `
       const library = require('${manifest.name}');
-      console.log([typeof library.SealedInference, typeof library.verifyAttestationDocument].join(' '));`);
-    expect(exported.trim()).toBe('function function');
+      console.log([typeof library.SealedInference, typeof library.verifyAttestationDocument, typeof library.seal,
+        typeof library.modelMeasurement].join(' '));`);
+    expect(exported.trim()).toBe('function function function function');
   }, 60_000);
 
   test('a file outside the entry points cannot be imported', () => {
@@ -142,6 +153,9 @@ describe('its entry points, as a consumer resolves them', () => {
     fs.writeFileSync(path.join(cdkProject, 'consumer.ts'), [
       `import { SealedInference } from '${manifest.name}';`,
       `import { AttestationErrorKind, verifyAttestationDocument } from '${manifest.name}/attestation';`,
+      `import { MeasuredModel, modelMeasurement } from '${manifest.name}/sealing';`,
+      "export const measured: MeasuredModel = { modelName: 'm', plaintextSize: 0, sha256: '0'.repeat(64) };",
+      'export const measurement: string = modelMeasurement(measured);',
       'export const checks: Array<(bytes: Uint8Array) => unknown> = [verifyAttestationDocument];',
       "export const kind: string = AttestationErrorKind.STALE_DOCUMENT;",
       'export type Construct = SealedInference;',

@@ -10,10 +10,10 @@ export type AppliancePhase =
 /** The model being served, as its manifest and the verified plaintext name it. */
 export interface ServedModel {
   readonly name: string;
-  /** Lowercase hex SHA-256 of the plaintext model: Ollama's blob name. */
+  /** Lowercase hex SHA-256 of the plaintext model: its identity, and Ollama's blob name. */
   readonly sha256: string;
-  /** Lowercase hex SHA-384 of the plaintext model: what PCR15 is extended with. */
-  readonly sha384: string;
+  /** Lowercase hex SHA-384 of the model's measurement record (`modelMeasurement`): what PCR15 is extended with. */
+  readonly measurement: string;
 }
 
 /** What `GET /api/status` reports. It never carries prompts, answers or key material. */

@@ -4,6 +4,7 @@ import { ApplianceConfig } from '../appliance-config';
 import { configurationDigest, configurationEventDescription } from '../attestation/configuration-measurement';
 import { wipe } from '../sealing/format';
 import { modelEncryptionContext, parseManifest, SealedModelManifest } from '../sealing/manifest';
+import { modelMeasurement } from '../sealing/model-measurement';
 import { unsealInto } from '../sealing/unseal';
 import { AppliancePhase, ServedModel } from './appliance-status';
 import { Attester } from './attester';
@@ -22,7 +23,8 @@ import { StatusBoard } from './status-board';
  * 2. fetching   the manifest and the wrapped data key from S3
  * 3. attesting  ephemeral key pair, attestation document, KMS Decrypt with a Recipient, CMS unwrap in memory
  * 4. unsealing  the sealed model streamed from S3 through the unsealer into an upload to Ollama (loopback), which
- *               keeps the blob only once everything is verified; then PCR15 is extended with its SHA-384
+ *               keeps the blob only once everything is verified and its own SHA-256 matches; then PCR15 is
+ *               extended with the model's measurement (SHA-384 of a record with its name, size and SHA-256)
  * 5. loading    Ollama creates the model from the blob
  * 6. ready
  * A failure stops the pipeline in phase `failed`, naming the phase and the reason; no plaintext is left behind.
@@ -31,9 +33,9 @@ import { StatusBoard } from './status-board';
 /** Unwraps the model's data key with the instance's attestation: `decryptDataKey` on an instance. */
 export type DataKeyUnwrapper = (request: DecryptDataKeyRequest) => Promise<Buffer>;
 
-/** Extends PCR15 with a digest (the configuration's, then the model's) and records the event. */
+/** Extends PCR15 with a measurement (the configuration's, then the model's) and records the event. */
 export interface ModelMeasurement {
-  extend(sha384: string, description: string): Promise<unknown>;
+  extend(measurement: string, description: string): Promise<unknown>;
 }
 
 /** What the pipeline works with; all of it injected, so that it runs against test doubles as on an instance. */
@@ -137,8 +139,11 @@ export async function runBootPipeline(deps: BootPipelineDependencies): Promise<S
     if (sealed.size !== manifest.sealedSize) {
       throw new Error(`the sealed model is ${sealed.size} bytes, its manifest says ${manifest.sealedSize}`);
     }
-    // Straight into Ollama, which stores the blob only once the upload is committed, after every chunk, the trailer
-    // and the digests are verified: no plaintext copy of the appliance's own, and no second copy in memory.
+    // Straight into Ollama, which stores the blob only once the upload is committed, after every chunk and the
+    // trailer are authenticated: no plaintext copy of the appliance's own, and no second copy in memory. Ollama
+    // hashes the blob itself and refuses a digest mismatch, so the appliance does not hash it a second time; its
+    // blob store is empty and memory-backed at boot, so no blob of that name can be there unchecked
+    // (docs/security-model.md). PCR15 is extended only once Ollama confirmed the blob.
     const unsealed = await unsealInto(sealed.parts, deps.ollama.uploadBlob(manifest.sha256, manifest.plaintextSize), {
       dataKey,
       manifest,
@@ -148,10 +153,10 @@ export async function runBootPipeline(deps: BootPipelineDependencies): Promise<S
     const model: ServedModel = {
       name: config.modelName,
       sha256: unsealed.trailer.sha256,
-      sha384: unsealed.trailer.sha384,
+      measurement: modelMeasurement({ modelName: config.modelName, ...unsealed.trailer }),
     };
     deps.status.model(model);
-    await deps.measurement.extend(model.sha384, `model ${model.name} (SHA-384 of the plaintext model)`);
+    await deps.measurement.extend(model.measurement, `model ${model.name} sha256:${model.sha256} (measurement record)`);
 
     enter('loading');
     await deps.ollama.createModel(model.name, model.sha256, `${model.name}.gguf`);

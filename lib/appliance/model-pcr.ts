@@ -144,7 +144,7 @@ export class ModelPcr {
    * Extends PCR15 with `digestHex` and records the event.
    *
    * @param digestHex lowercase hex SHA-384, e.g. of the plaintext model
-   * @param description what the digest is, shown to verifiers, e.g. `model llama3 (SHA-384 of the plaintext GGUF)`
+   * @param description what the digest is, shown to verifiers, e.g. `model llama3 sha256:<hex> (measurement record)`
    * @returns the recorded event
    * @throws Error for a malformed digest or description, if PCR15 no longer matches the log, or tpm2-tools fail
    */

@@ -19,8 +19,9 @@ export interface OllamaChat {
 export interface OllamaModels {
   /**
    * Starts uploading the `size` bytes of the blob with this SHA-256, written as they are verified. Committing ends
-   * the upload and waits for Ollama, which recomputes the digest and stores the blob only if it matches; aborting
-   * breaks the upload off, and Ollama keeps nothing of it.
+   * the upload and waits for Ollama, which recomputes the digest and stores the blob only if it matches (the sink's
+   * `verifiesSha256`); aborting breaks the upload off, and Ollama keeps nothing of it. A blob Ollama already holds
+   * is answered 200 without being read: only an upload to a store empty at boot is checked.
    */
   uploadBlob(sha256: string, size: number): PlaintextSink;
   /** Creates (or replaces) model `name` from the blob with this SHA-256, known to Ollama as `fileName`. */
@@ -103,6 +104,8 @@ export class OllamaClient implements OllamaChat, OllamaModels {
     answer.catch(() => undefined); // reported by the write or the commit that meets it
     broken.catch(() => undefined);
     return {
+      // Ollama hashes the upload itself and answers 400 on a digest mismatch.
+      verifiesSha256: sha256,
       // Resolved once the plaintext is handed to the socket: the caller may then reuse (or transfer) its memory.
       write: (plaintext) =>
         Promise.race([broken, new Promise<void>((resolve) => request.write(plaintext, () => resolve()))]),

@@ -1,4 +1,5 @@
 import { checkPinsImage, normalizePcrValue, PcrMeasurements, pinnedPcrs } from '../measurements';
+import { MeasuredModel, modelMeasurement } from '../sealing/model-measurement';
 import type { AttestationDocument } from './attestation-document';
 import { isConfigurationEvent } from './configuration-measurement';
 import { MODEL_PCR, PcrEvent, replayPcrEvents } from './pcr-event-log';
@@ -23,11 +24,12 @@ export interface AttestationExpectations {
   /** The images the instance may run; its document must match one of them exactly. */
   readonly images: readonly ExpectedImage[];
   /**
-   * The SHA-384 (lower-case hex) of the one model the instance may serve: every model event of the log must be it.
+   * The one model the instance may serve, by name, size and SHA-256 (a manifest has them): every model event of the
+   * log must be its measurement, the SHA-384 of its measurement record (`modelMeasurement`).
    *
    * @default - the model is not checked; the verdict only reports what the log says
    */
-  readonly modelSha384?: string;
+  readonly model?: MeasuredModel;
   /**
    * The SHA-384 (lower-case hex) of the configuration the instance must act on ({@link configurationDigest}): the
    * first PCR15 event must be a configuration event with it, and every configuration event must be it.
@@ -63,7 +65,7 @@ export interface AttestationVerdict {
   readonly trustworthy: boolean;
   /** The expected image the document matched. */
   readonly matchedImage?: ExpectedImage;
-  /** Distinct model digests the log extended PCR15 with, in order of first appearance (configuration events aside). */
+  /** Distinct model measurements the log extended PCR15 with, in order of first appearance (configuration events aside). */
   readonly servedModels: string[];
   readonly checks: VerdictCheck[];
 }
@@ -117,10 +119,11 @@ export function describePcrs(values: ReadonlyArray<{ index: number; value: strin
  *   the log is the true history of the PCR;
  * - configuration (with `configurationSha384`): the first PCR15 event is a configuration event with that digest,
  *   and so is every configuration event (a restarted service measures its configuration again);
- * - model (with `modelSha384`): every other PCR15 event must be that digest, and the log must contain it (a restarted
+ * - model (with `model`): every other PCR15 event must be its measurement, and the log must contain it (a restarted
  *   service extends PCR15 with the same model again).
  *
  * @throws InvalidMeasurementError when an expected image does not pin an image ({@link checkExpectedImages})
+ * @throws Error when the expected model's name, size or SHA-256 cannot be a sealed model's
  */
 export function compareAttestation(
   document: AttestationDocument,
@@ -139,9 +142,7 @@ export function compareAttestation(
   if (expectations.configurationSha384 !== undefined) {
     checks.push(compareConfiguration(pcr15Events, expectations.configurationSha384.toLowerCase()));
   }
-  if (expectations.modelSha384 !== undefined) {
-    checks.push(compareModel(modelEvents, expectations.modelSha384.toLowerCase()));
-  }
+  if (expectations.model !== undefined) checks.push(compareModel(modelEvents, expectations.model));
   return {
     trustworthy: checks.every((check) => check.passed),
     matchedImage: image.matched,
@@ -217,15 +218,17 @@ function compareConfiguration(pcr15Events: readonly PcrEvent[], configurationSha
   };
 }
 
-function compareModel(modelEvents: readonly PcrEvent[], modelSha384: string): VerdictCheck {
-  const others = modelEvents.filter((event) => event.digest !== modelSha384);
+function compareModel(modelEvents: readonly PcrEvent[], model: MeasuredModel): VerdictCheck {
+  const measurement = modelMeasurement({ ...model, sha256: model.sha256.toLowerCase() });
+  const others = modelEvents.filter((event) => event.digest !== measurement);
   const found = modelEvents.length === 0
     ? `no model event on PCR${MODEL_PCR}`
     : modelEvents.map((event) => `${event.digest} (${event.description})`).join(', ');
   return {
     name: VerdictCheckName.MODEL,
     passed: modelEvents.length > 0 && others.length === 0,
-    expected: `only model ${modelSha384} on PCR${MODEL_PCR}`,
+    expected: `only model ${model.modelName} sha256:${model.sha256.toLowerCase()} (${model.plaintextSize} bytes; ` +
+      `measurement ${measurement}) on PCR${MODEL_PCR}`,
     found,
   };
 }

@@ -15,7 +15,7 @@ export interface PcrEvent {
   readonly algorithm: typeof PCR_DIGEST_ALGORITHM;
   /** Lowercase hex SHA-384 the PCR was extended with. */
   readonly digest: string;
-  /** What the digest is, e.g. `model llama3 (SHA-384 of the plaintext GGUF)`. */
+  /** What the digest is, e.g. `model llama3 sha256:<hex> (measurement record)`. */
   readonly description: string;
 }
 

@@ -9,6 +9,7 @@ import {
   sealedSize,
 } from '../sealing/format';
 import { parseManifest, SealedModelManifest } from '../sealing/manifest';
+import { modelMeasurement } from '../sealing/model-measurement';
 import { SealedModelError } from '../sealing/sealed-model-error';
 import { requireInputFile } from './input-file';
 import type { CliOutput } from './program';
@@ -119,7 +120,7 @@ export function describe(inspection: SealedModelInspection | ManifestInspection)
       ['chunk size', size(m.chunkSize)],
       ['sealed size', size(m.sealedSize)],
       ['SHA-256', m.sha256],
-      ['SHA-384', m.sha384],
+      ['PCR15 measurement', modelMeasurement(m)],
       ['header SHA-256', m.headerSha256],
       ['KMS key', m.keyArn ?? '(none: sealed offline)'],
       ['encryption context', Object.entries(m.encryptionContext).map(([k, v]) => `${k}=${v}`).join(', ')],

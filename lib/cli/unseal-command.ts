@@ -3,6 +3,7 @@ import { createReadStream, existsSync } from 'fs';
 import { readFile } from 'fs/promises';
 import * as path from 'path';
 import { parseManifest, SealedModelManifest } from '../sealing/manifest';
+import { modelMeasurement } from '../sealing/model-measurement';
 import { removeAbandonedPartialFiles } from '../sealing/partial-file';
 import { unseal } from '../sealing/unseal';
 import { readDataKeyFile } from './data-key-file';
@@ -30,8 +31,10 @@ export interface UnsealOutput {
   readonly model: string;
   readonly modelName: string;
   readonly plaintextSize: number;
+  /** SHA-256 of the plaintext model: its identity. */
   readonly sha256: string;
-  readonly sha384: string;
+  /** What PCR15 is extended with for this model: `modelMeasurement`. */
+  readonly measurement: string;
   /** The manifest the model was checked against, if any. */
   readonly manifest?: string;
 }
@@ -105,7 +108,7 @@ export async function unsealCommand(
       modelName: result.header.modelName,
       plaintextSize: result.trailer.plaintextSize,
       sha256: result.trailer.sha256,
-      sha384: result.trailer.sha384,
+      measurement: modelMeasurement({ modelName: result.header.modelName, ...result.trailer }),
       ...(manifestFile !== undefined ? { manifest: manifestFile } : {}),
     };
   } catch (error) {

@@ -213,7 +213,7 @@ function addExpectationFlags(command: Command): Command {
     .option('--region <region>', "with --image: the image's Region (default: AWS_REGION, else your profile's region)")
     .option('--secure-boot', 'with --image: a Secure Boot image, pinned by PCR7')
     .option('--owner <account>', "with --image: require the image's owner; repeat to allow several", collectAccount)
-    .addOption(new Option('--model <manifest.json>', "require the service to serve exactly this sealed model (the manifest's sha384)"))
+    .addOption(new Option('--model <manifest.json>', 'require the service to serve exactly this sealed model (its name, size and SHA-256)'))
     .addOption(new Option('--any-model', 'accept whichever model the service serves (the report still names it)')
       .conflicts('model'))
     .option('--max-age <seconds>', 'the oldest document accepted', parsePositiveSeconds, DEFAULT_ATTESTATION_MAX_AGE_MS / 1000)
@@ -245,15 +245,15 @@ export async function readVerifyExpectations(
   dependencies: CliDependencies = {},
 ): Promise<VerifyExpectations> {
   const images = await expectedImages(options, output, dependencies);
-  const manifest = options.model === undefined ? undefined : parseManifest(readFile(options.model, 'manifest'));
+  const model = options.model === undefined ? undefined : parseManifest(readFile(options.model, 'manifest'));
   const configurationSha384 = options.stackOutputs === undefined
     ? undefined
     : deployedConfigurationSha384(readFile(options.stackOutputs, 'stack outputs file'), options.stackOutputs, options.stack,
-      manifest?.modelName);
+      model?.modelName);
   const key = options.key === undefined
     ? undefined
     : { arn: options.key.arn, policy: await getKeyPolicy(options.key, dependencies) };
-  return { images, modelSha384: manifest?.sha384, configurationSha384, key };
+  return { images, model, configurationSha384, key };
 }
 
 /**

@@ -8,6 +8,7 @@ import { auditKeyPolicy, KeyPolicyFinding } from '../attestation/key-policy-audi
 import { AWS_NITRO_ROOT_SHA256_FINGERPRINT } from '../attestation/nitro-root';
 import type { PinnedConnection } from '../attestation/pinned-connection';
 import { verifyAttestationDocument } from '../attestation/verify-attestation';
+import type { MeasuredModel } from '../sealing/model-measurement';
 import { fetchAttestation } from './fetch-attestation';
 import type { CliDependencies } from './program';
 
@@ -72,8 +73,8 @@ export function documentFacts(document: AttestationDocument): DocumentFacts {
 /** What a service must show, read once before any attestation is asked for. */
 export interface VerifyExpectations {
   readonly images: ExpectedImage[];
-  /** The SHA-384 of the one model the service may serve. */
-  readonly modelSha384?: string;
+  /** The one model the service may serve (its manifest). */
+  readonly model?: MeasuredModel;
   /** The SHA-384 of the configuration the service must have measured before acting (from the deployment's outputs). */
   readonly configurationSha384?: string;
   /** The key to audit, with its live policy as read. */
@@ -97,7 +98,7 @@ export async function verifyConnection(
   },
   dependencies: Pick<CliDependencies, 'trustedRoots'> = {},
 ): Promise<VerifyReport> {
-  const { images, modelSha384, configurationSha384, key } = expectations;
+  const { images, model, configurationSha384, key } = expectations;
   const service = connection.serviceUrl.href;
   const nonce = randomBytes(32);
   const response = await fetchAttestation(connection, nonce, options.timeout * 1000);
@@ -150,7 +151,7 @@ export async function verifyConnection(
     found: `TLS key SPKI SHA-256 ${connection.peerSpkiSha256}, bound by the document`,
   });
 
-  const verdict = compareAttestation(document, response.eventLog, { images, modelSha384, configurationSha384 });
+  const verdict = compareAttestation(document, response.eventLog, { images, model, configurationSha384 });
   checks.push(...verdict.checks);
   checks.push(...keyPolicyCheck);
   return {

@@ -87,12 +87,12 @@ export function verifyStoredAttestation(
   options: { readonly source: string; readonly at?: Date; readonly maxAge: number },
   dependencies: { readonly trustedRoots?: X509Certificate[] } = {},
 ): StoredAttestationReport {
-  const { images, modelSha384, configurationSha384 } = expectations;
+  const { images, model, configurationSha384 } = expectations;
   let at = options.at;
   const expectedDocument = () => `signed through ${trustedRootNames(dependencies.trustedRoots)}, its certificates valid ` +
     `and the document at most ${options.maxAge} s old at ${at?.toISOString() ?? "the document's timestamp"}`;
   const report = (checks: VerifyCheck[], document?: AttestationDocument): StoredAttestationReport => {
-    const verdict = document === undefined ? undefined : compareAttestation(document, attestation.eventLog, { images, modelSha384, configurationSha384 });
+    const verdict = document === undefined ? undefined : compareAttestation(document, attestation.eventLog, { images, model, configurationSha384 });
     const all = [...checks, ...(verdict?.checks ?? [])];
     return {
       verified: all.every((check) => check.passed),

@@ -1,12 +1,13 @@
 import { createHash, createHmac, hkdfSync, timingSafeEqual } from 'crypto';
+import { isModelName } from '../model-identity';
 import { SealedModelError } from './sealed-model-error';
 
 /**
- * The sealed model format, version 1 (specified in docs/sealed-model-format.md):
+ * The sealed model format, version 2 (specified in docs/sealed-model-format.md):
  *
  *   magic (8) | header length (u32 BE) | header (JSON) | header MAC (32)
  *   chunk 0 … chunk n-1: AES-256-GCM ciphertext of up to `chunkSize` bytes | tag (16)
- *   trailer: AES-256-GCM ciphertext of plaintext size (u64 BE) | SHA-256 (32) | SHA-384 (48) | tag (16)
+ *   trailer: AES-256-GCM ciphertext of plaintext size (u64 BE) | SHA-256 (32) | tag (16)
  *
  * Subkeys come from the data key with HKDF-SHA256 and the header's random salt, so a data key reused across files
  * never reuses a (key, nonce) pair. Chunk i has nonce i; its additional data binds the header, i, and whether it is
@@ -14,14 +15,14 @@ import { SealedModelError } from './sealed-model-error';
  */
 
 export const MAGIC = Buffer.from('SIMODEL\0', 'latin1');
-export const FORMAT_VERSION = 1;
+export const FORMAT_VERSION = 2;
 export const DEFAULT_CHUNK_SIZE = 4 * 1024 * 1024;
 export const MAX_CHUNK_SIZE = 64 * 1024 * 1024;
 export const TAG_LENGTH = 16;
 export const HEADER_MAC_LENGTH = 32;
 const MAX_HEADER_LENGTH = 64 * 1024;
 export const SALT_LENGTH = 32;
-export const TRAILER_PLAINTEXT_LENGTH = 8 + 32 + 48;
+export const TRAILER_PLAINTEXT_LENGTH = 8 + 32;
 
 /** What the header of a sealed model says; authenticated by the header MAC and bound into every chunk. */
 export interface SealedHeader {
@@ -39,8 +40,8 @@ export interface SealedHeader {
 /** The authenticated facts at the end of a sealed model. */
 export interface SealedTrailer {
   readonly plaintextSize: number;
+  /** SHA-256 of the plaintext model, hex: the model's identity (Ollama's blob name, Hugging Face's LFS digest). */
   readonly sha256: string;
-  readonly sha384: string;
 }
 
 /** Keys derived from a data key for one sealed file. */
@@ -106,35 +107,47 @@ export async function readHeader(read: (n: number) => Promise<Buffer>): Promise<
   }
   const json = await read(length);
   const mac = await read(HEADER_MAC_LENGTH);
-  let header: SealedHeader;
+  let parsed: unknown;
   try {
-    header = JSON.parse(json.toString('utf8'));
+    parsed = JSON.parse(json.toString('utf8'));
   } catch {
     throw new SealedModelError('malformed', 'the header is not valid JSON');
   }
-  if (header.format !== 'sealed-inference/model' || header.version !== FORMAT_VERSION) {
-    throw new SealedModelError(
-      'unsupported-version',
-      `format ${JSON.stringify(header.format)} version ${JSON.stringify(header.version)} is not supported ` +
-        `(this build reads sealed-inference/model version ${FORMAT_VERSION})`,
-    );
-  }
-  checkHeaderFields(header);
+  const header = checkHeader(parsed);
   return { header, body: Buffer.concat([prefix, json]), mac };
 }
 
-function checkHeaderFields(header: SealedHeader): void {
+/** The header's fields, each of the type and range this version writes; anything else is a SealedModelError. */
+function checkHeader(parsed: unknown): SealedHeader {
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
+    throw new SealedModelError('malformed', `the header is not a JSON object: ${shown(parsed)}`);
+  }
+  const header = parsed as Record<keyof SealedHeader, unknown>;
+  if (header.format !== 'sealed-inference/model' || header.version !== FORMAT_VERSION) {
+    throw new SealedModelError(
+      'unsupported-version',
+      `format ${shown(header.format)} version ${shown(header.version)} is not supported ` +
+        `(this build reads sealed-inference/model version ${FORMAT_VERSION})`,
+    );
+  }
+  const size = (n: unknown, min: number, max: number) => Number.isSafeInteger(n) && (n as number) >= min && (n as number) <= max;
   const problems = [
-    header.cipher !== 'AES-256-GCM' && `cipher ${header.cipher}`,
-    header.kdf !== 'HKDF-SHA256' && `kdf ${header.kdf}`,
-    typeof header.modelName !== 'string' && 'modelName',
-    !Number.isSafeInteger(header.plaintextSize) || header.plaintextSize < 0 ? 'plaintextSize' : false,
-    !Number.isSafeInteger(header.chunkSize) || header.chunkSize < 1 || header.chunkSize > MAX_CHUNK_SIZE
-      ? 'chunkSize'
-      : false,
-    (typeof header.salt !== 'string' || Buffer.from(header.salt, 'base64').length !== SALT_LENGTH) && 'salt',
+    header.cipher !== 'AES-256-GCM' && `cipher ${shown(header.cipher)}`,
+    header.kdf !== 'HKDF-SHA256' && `kdf ${shown(header.kdf)}`,
+    !isModelName(header.modelName) && `modelName ${shown(header.modelName)}`,
+    !size(header.plaintextSize, 0, Number.MAX_SAFE_INTEGER) && `plaintextSize ${shown(header.plaintextSize)}`,
+    !size(header.chunkSize, 1, MAX_CHUNK_SIZE) && `chunkSize ${shown(header.chunkSize)}`,
+    (typeof header.salt !== 'string' || Buffer.from(header.salt, 'base64').length !== SALT_LENGTH) &&
+      `salt ${shown(header.salt)}`,
   ].filter(Boolean);
   if (problems.length > 0) throw new SealedModelError('malformed', `the header has a bad ${problems.join(', ')}`);
+  return header as unknown as SealedHeader;
+}
+
+/** A value from an untrusted file as it appears in a message: JSON, cut short. */
+export function shown(value: unknown): string {
+  const json = JSON.stringify(value) ?? String(value);
+  return json.length > 80 ? `${json.slice(0, 80)}…` : json;
 }
 
 /** Checks the header's MAC: the first proof that the key is the one the model was sealed with. */
@@ -187,7 +200,6 @@ export function encodeTrailer(trailer: SealedTrailer): Buffer {
   const bytes = Buffer.alloc(TRAILER_PLAINTEXT_LENGTH);
   bytes.writeBigUInt64BE(BigInt(trailer.plaintextSize), 0);
   Buffer.from(trailer.sha256, 'hex').copy(bytes, 8);
-  Buffer.from(trailer.sha384, 'hex').copy(bytes, 40);
   return bytes;
 }
 
@@ -195,6 +207,5 @@ export function decodeTrailer(bytes: Buffer): SealedTrailer {
   return {
     plaintextSize: Number(bytes.readBigUInt64BE(0)),
     sha256: bytes.subarray(8, 40).toString('hex'),
-    sha384: bytes.subarray(40, 88).toString('hex'),
   };
 }

@@ -1,10 +1,10 @@
-import { checkModelName, FORMAT_CONTEXT_KEY, MODEL_CONTEXT_KEY } from '../model-identity';
-import { FORMAT_VERSION, SealedHeader, SealedTrailer } from './format';
+import { checkModelName, FORMAT_CONTEXT_KEY, isModelName, MODEL_CONTEXT_KEY } from '../model-identity';
+import { FORMAT_VERSION, SealedHeader, SealedTrailer, shown } from './format';
 import { SealedModelError } from './sealed-model-error';
 
 /**
  * `<name>.manifest.json`: what a sealed model is, readable without a key. The unsealer relies on none of it
- * unchecked: the name, sizes and chunk size are compared with the authenticated header, the digests with the
+ * unchecked: the name, sizes and chunk size are compared with the authenticated header, the digest with the
  * authenticated trailer, so an edited manifest is detected.
  */
 export interface SealedModelManifest {
@@ -12,10 +12,11 @@ export interface SealedModelManifest {
   readonly modelName: string;
   readonly plaintextSize: number;
   readonly chunkSize: number;
-  /** SHA-256 of the plaintext model, hex: the name Ollama gives its blob. */
+  /**
+   * SHA-256 of the plaintext model, hex: the model's identity, the name Ollama gives its blob, and part of the
+   * measurement PCR15 is extended with (`modelMeasurement`).
+   */
   readonly sha256: string;
-  /** SHA-384 of the plaintext model, hex: what the appliance extends PCR15 with. */
-  readonly sha384: string;
   /** Size of `<name>.sealed`. */
   readonly sealedSize: number;
   /** SHA-256 of the sealed header (without its MAC), hex. */
@@ -35,33 +36,42 @@ export function modelEncryptionContext(modelName: string): Record<string, string
 
 /** Parses a manifest, refusing anything that is not one this version writes. */
 export function parseManifest(json: string): SealedModelManifest {
-  let value: Partial<SealedModelManifest>;
+  let parsed: unknown;
   try {
-    value = JSON.parse(json);
+    parsed = JSON.parse(json);
   } catch {
     throw new SealedModelError('malformed', 'the manifest is not valid JSON');
   }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
+    throw new SealedModelError('malformed', `the manifest is not a JSON object: ${shown(parsed)}`);
+  }
+  const value = parsed as Record<keyof SealedModelManifest, unknown>;
   if (value.formatVersion !== FORMAT_VERSION) {
     throw new SealedModelError(
       'unsupported-version',
-      `manifest format version ${JSON.stringify(value.formatVersion)} is not supported (this build reads ${FORMAT_VERSION})`,
+      `manifest format version ${shown(value.formatVersion)} is not supported (this build reads ${FORMAT_VERSION})`,
     );
   }
   const hex = (s: unknown, length: number) => typeof s === 'string' && new RegExp(`^[0-9a-f]{${length}}$`).test(s);
   const size = (n: unknown) => Number.isSafeInteger(n) && (n as number) >= 0;
+  const context = value.encryptionContext;
   const bad = [
-    typeof value.modelName !== 'string' && 'modelName',
+    !isModelName(value.modelName) && 'modelName',
     !size(value.plaintextSize) && 'plaintextSize',
     !size(value.chunkSize) && 'chunkSize',
     !size(value.sealedSize) && 'sealedSize',
     !hex(value.sha256, 64) && 'sha256',
-    !hex(value.sha384, 96) && 'sha384',
     !hex(value.headerSha256, 64) && 'headerSha256',
-    (typeof value.encryptionContext !== 'object' || value.encryptionContext === null) && 'encryptionContext',
+    value.keyArn !== undefined && typeof value.keyArn !== 'string' && 'keyArn',
+    (typeof context !== 'object' || context === null || Array.isArray(context) ||
+      !Object.values(context).every((v) => typeof v === 'string')) && 'encryptionContext',
     typeof value.createdAt !== 'string' && 'createdAt',
-  ].filter(Boolean);
-  if (bad.length > 0) throw new SealedModelError('malformed', `the manifest has a bad or missing ${bad.join(', ')}`);
-  return value as SealedModelManifest;
+  ].filter((field): field is string => typeof field === 'string');
+  if (bad.length > 0) {
+    const fields = bad.map((field) => `${field} ${shown(value[field as keyof SealedModelManifest])}`);
+    throw new SealedModelError('malformed', `the manifest has a bad or missing ${fields.join(', ')}`);
+  }
+  return value as unknown as SealedModelManifest;
 }
 
 /** The manifest of a model just sealed. */
@@ -75,7 +85,6 @@ export function buildManifest(
     plaintextSize: sealed.header.plaintextSize,
     chunkSize: sealed.header.chunkSize,
     sha256: sealed.trailer.sha256,
-    sha384: sealed.trailer.sha384,
     sealedSize: sealed.sealedSize,
     headerSha256: sealed.headerSha256,
     ...(origin.keyArn ? { keyArn: origin.keyArn } : {}),
@@ -100,7 +109,6 @@ function canonical(context: Record<string, string>): string {
 /** Compares what the manifest says with the authenticated trailer. */
 export function checkManifestTrailer(manifest: SealedModelManifest, trailer: SealedTrailer): void {
   mismatch('sha256', manifest.sha256, trailer.sha256);
-  mismatch('sha384', manifest.sha384, trailer.sha384);
 }
 
 function mismatch(field: string, manifest: unknown, sealed: unknown): void {

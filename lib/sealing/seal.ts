@@ -19,7 +19,8 @@ import {
   SealedTrailer,
   wipe,
 } from './format';
-import { PlaintextDigests } from './plaintext-digests';
+import { ChunkSlots } from './chunk-slots';
+import { PlaintextSha256 } from './plaintext-sha256';
 import { SealedModelError } from './sealed-model-error';
 import { byteLength, cryptInSlices } from './slices';
 
@@ -49,9 +50,13 @@ export interface SealResult {
 /** Receives the sealed file's bytes in order; resolves when they may be released. */
 export type SealedSink = (pieces: Buffer[]) => Promise<void>;
 
+/** Chunk slots: one being read, one being encrypted and hashed, one the hash may still be reading. */
+const SLOTS = 3;
+
 /**
  * Seals the model file at `sourcePath`, streaming the sealed bytes to `sink` with memory bounded by a few chunks.
- * Reading the next chunk overlaps with encrypting the current one. Fails if the file changes size while sealed.
+ * Each chunk is read into shared memory that the SHA-256 worker hashes while this thread encrypts it; reading the
+ * next chunk and delivering the previous one overlap with both. Fails if the file changes size while sealed.
  */
 export async function seal(sourcePath: string, sink: SealedSink, options: SealOptions): Promise<SealResult> {
   const chunkSize = options.chunkSize ?? DEFAULT_CHUNK_SIZE;
@@ -60,10 +65,11 @@ export async function seal(sourcePath: string, sink: SealedSink, options: SealOp
   }
   checkModelName(options.modelName);
   const file = await open(sourcePath, 'r');
-  const digests = new PlaintextDigests();
+  const sha256 = new PlaintextSha256();
   let keys;
   // Delivering chunk i - 1 overlaps with sealing chunk i; on a failure, the delivery in flight is waited for.
   let delivering: Promise<void> = Promise.resolve();
+  let reading: Promise<unknown> = Promise.resolve();
   try {
     const plaintextSize = (await file.stat()).size;
     const header = newHeader(options.modelName, plaintextSize, chunkSize, randomBytes(SALT_LENGTH));
@@ -74,21 +80,28 @@ export async function seal(sourcePath: string, sink: SealedSink, options: SealOp
     let sealedSize = encodedHeader.length;
 
     const count = chunkCount(header);
-    const readChunk = async (index: number) => {
-      const length = chunkLength(header, index);
-      const buffer = digests.buffer(length);
-      const { bytesRead } = await file.read(buffer, 0, length, index * chunkSize);
-      if (bytesRead !== length) throw changed(sourcePath);
-      return buffer;
+    const slots = new ChunkSlots(Math.min(chunkSize, plaintextSize), SLOTS);
+    const readChunk = (index: number) => {
+      const read = (async () => {
+        const slot = await slots.take();
+        const length = chunkLength(header, index);
+        const { bytesRead } = await file.read(slot.buffer, 0, length, index * chunkSize);
+        if (bytesRead !== length) throw changed(sourcePath);
+        return { slot, plaintext: slot.buffer.subarray(0, length) };
+      })();
+      // A read that fails while an earlier step already failed is reported by that step.
+      read.catch(() => undefined);
+      reading = read;
+      return read;
     };
-    // Reading chunk i + 1 and delivering chunk i - 1 overlap with encrypting chunk i.
     let next = count > 0 ? readChunk(0) : undefined;
     for (let index = 0; index < count; index++) {
       options.signal?.throwIfAborted();
-      const plaintext = await next!;
+      const { slot, plaintext } = await next!;
+      const hashed = sha256.update(slot, plaintext.length);
+      slots.releaseAfter(slot, [hashed]);
       next = index + 1 < count ? readChunk(index + 1) : undefined;
       const sealed = sealRecord(keys.chunks, digestOfHeader, index, false, plaintext);
-      await digests.update([plaintext]);
       await delivering;
       delivering = sink(sealed);
       sealedSize += byteLength(sealed);
@@ -98,15 +111,16 @@ export async function seal(sourcePath: string, sink: SealedSink, options: SealOp
     const { bytesRead } = await file.read(Buffer.alloc(1), 0, 1, plaintextSize);
     if (bytesRead !== 0) throw changed(sourcePath);
 
-    const trailer: SealedTrailer = { plaintextSize, ...(await digests.digest()) };
+    await slots.settled();
+    const trailer: SealedTrailer = { plaintextSize, sha256: await sha256.digest() };
     const sealedTrailer = sealRecord(keys.chunks, digestOfHeader, count, true, encodeTrailer(trailer));
     await sink(sealedTrailer);
     sealedSize += byteLength(sealedTrailer);
     return { header, trailer, headerSha256: digestOfHeader.toString('hex'), sealedSize };
   } finally {
-    await delivering.catch(() => undefined);
+    await Promise.all([delivering.catch(() => undefined), reading.catch(() => undefined)]);
     wipe(keys?.header, keys?.chunks);
-    await digests.close();
+    await sha256.close();
     await file.close();
   }
 }

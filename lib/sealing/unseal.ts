@@ -18,8 +18,9 @@ import {
   wipe,
 } from './format';
 import { checkManifestHeader, checkManifestTrailer, SealedModelManifest } from './manifest';
+import { ChunkSlots } from './chunk-slots';
 import { partialFileFor } from './partial-file';
-import { PlaintextDigests } from './plaintext-digests';
+import { PlaintextSha256 } from './plaintext-sha256';
 import { SealedModelError } from './sealed-model-error';
 import { byteLength, cryptInto } from './slices';
 
@@ -46,9 +47,17 @@ export interface UnsealResult {
  * nothing unverified is ever made available.
  */
 export interface PlaintextSink {
+  /**
+   * The SHA-256 (hex) that the sink itself checks the plaintext against, refusing to commit on a mismatch (as Ollama
+   * does with a blob it is sent). The unsealer then does not hash the plaintext itself; it checks that this digest is
+   * the authenticated trailer's before it commits.
+   *
+   * @default - the sink checks nothing: the unsealer hashes the plaintext and compares it with the trailer
+   */
+  readonly verifiesSha256?: string;
   /** Takes the next verified plaintext, in order; resolves once the sink no longer needs its memory. */
   write(plaintext: Buffer): Promise<void>;
-  /** Every chunk, the trailer and the digests are verified: make the plaintext available. */
+  /** Every chunk, the trailer and the digest are verified: make the plaintext available. */
   commit(): Promise<void>;
   /** Unsealing failed: drop whatever was written. */
   abort(): Promise<void>;
@@ -88,9 +97,13 @@ async function openFileSink(destination: string): Promise<PlaintextSink> {
   };
 }
 
+/** Chunk slots: one being decrypted, up to three being written and hashed. */
+const SLOTS = 4;
+
 /**
  * Unseals a sealed model streamed from `source` into `sink`: only authenticated plaintext is written to it, and it
- * is committed only once every chunk, the trailer and the digests are verified, else aborted.
+ * is committed only once every chunk, the trailer and the digest are verified, else aborted. Each chunk is
+ * decrypted into shared memory that the sink writes and the SHA-256 worker hashes at the same time.
  */
 export async function unsealInto(
   source: AsyncIterable<Buffer | Uint8Array>,
@@ -98,10 +111,10 @@ export async function unsealInto(
   options: UnsealOptions,
 ): Promise<UnsealResult> {
   const reader = new ByteReader(source);
-  const digests = new PlaintextDigests();
+  let sha256: PlaintextSha256 | undefined;
   let keys;
   let committed = false;
-  // Writing chunk i (then hashing it) overlaps with reading and decrypting chunk i + 1.
+  // Writes in order; writing chunk i, and hashing it, overlap with reading and decrypting chunk i + 1.
   let writing: Promise<void> = Promise.resolve();
   try {
     const exactPieces = async (n: number, what: string) => {
@@ -116,23 +129,28 @@ export async function unsealInto(
     if (options.manifest) checkManifestHeader(options.manifest, header, digestOfHeader.toString('hex'));
     keys = deriveSubKeys(options.dataKey, header);
     verifyHeader(raw, keys.header);
+    // Started only for a file the key opens, and only when the sink does not check the digest itself.
+    if (sink.verifiesSha256 === undefined) sha256 = new PlaintextSha256();
 
     const count = chunkCount(header);
+    const slots = new ChunkSlots(Math.min(header.chunkSize, header.plaintextSize), SLOTS);
     for (let index = 0; index < count; index++) {
       options.signal?.throwIfAborted();
       const what = `chunk ${index} of ${count}`;
-      const ciphertext = await exactPieces(chunkLength(header, index), what);
+      const length = chunkLength(header, index);
+      const ciphertext = await exactPieces(length, what);
       const tag = await exact(TAG_LENGTH, what);
-      const plaintext = digests.buffer(chunkLength(header, index));
+      const slot = await slots.take();
+      const plaintext = slot.buffer.subarray(0, length);
       openRecord(keys.chunks, digestOfHeader, index, false, ciphertext, tag, what, plaintext);
-      await writing;
       const done = Math.min(header.plaintextSize, (index + 1) * header.chunkSize);
-      writing = sink.write(plaintext).then(async () => {
-        await digests.update([plaintext]);
+      writing = writing.then(async () => {
+        await sink.write(plaintext);
         options.onProgress?.(done, header.plaintextSize);
       });
+      slots.releaseAfter(slot, sha256 ? [writing, sha256.update(slot, length)] : [writing]);
     }
-    await writing;
+    await slots.settled();
     const sealedTrailer = await exact(TRAILER_PLAINTEXT_LENGTH, 'the trailer');
     const trailerTag = await exact(TAG_LENGTH, 'the trailer');
     const trailerPlaintext = Buffer.alloc(TRAILER_PLAINTEXT_LENGTH);
@@ -141,22 +159,27 @@ export async function unsealInto(
     if (!(await reader.atEnd())) {
       throw new SealedModelError('trailing-data', 'the sealed model has bytes after its final record');
     }
-    const computed = await digests.digest();
-    if (
-      trailer.plaintextSize !== header.plaintextSize ||
-      trailer.sha256 !== computed.sha256 ||
-      trailer.sha384 !== computed.sha384
-    ) {
-      throw new SealedModelError('tampered', 'the unsealed model does not match the digests sealed with it');
+    if (trailer.plaintextSize !== header.plaintextSize) {
+      throw new SealedModelError('tampered', 'the sealed model\'s trailer and header disagree on its size');
     }
     if (options.manifest) checkManifestTrailer(options.manifest, trailer);
+    if (sha256 === undefined) {
+      if (trailer.sha256 !== sink.verifiesSha256) {
+        throw new SealedModelError(
+          'tampered',
+          `the sealed model's SHA-256 ${trailer.sha256} is not the ${sink.verifiesSha256} its destination checks`,
+        );
+      }
+    } else if (trailer.sha256 !== (await sha256.digest())) {
+      throw new SealedModelError('tampered', 'the unsealed model does not match the SHA-256 sealed with it');
+    }
 
     await sink.commit();
     committed = true;
     return { header, trailer };
   } finally {
     wipe(keys?.header, keys?.chunks);
-    await digests.close();
+    await sha256?.close();
     await reader.close();
     if (!committed) {
       await writing.catch(() => undefined);

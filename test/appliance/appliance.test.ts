@@ -111,7 +111,7 @@ describe('the appliance bundle', () => {
   test('attests, unseals, measures the model into PCR15, serves chat, and proves all of it to a verifier', async () => {
     const { kms, model, appliance } = await boot([image]);
     const ready = await appliance.waitFor((status) => status.phase === 'ready' || status.phase === 'failed');
-    expect(ready).toMatchObject({ phase: 'ready', model: { name: 'llama', sha256: model.sha256, sha384: model.sha384 } });
+    expect(ready).toMatchObject({ phase: 'ready', model: { name: 'llama', sha256: model.sha256, measurement: model.measurement } });
 
     // KMS was asked once, with an attestation document; Ollama holds the verified plaintext.
     expect(kms.requests.map((request) => [request.operation, request.withRecipient])).toEqual([['Decrypt', true]]);
@@ -120,7 +120,7 @@ describe('the appliance bundle', () => {
 
     // PCR15 on the TPM is the extend of the configuration's SHA-384, then the model's.
     const pcr15 = (await readSha384Pcrs([15], tpm())).get(15);
-    expect(pcr15).toBe(extendedFromZero(configurationDigest(model.config), model.sha384));
+    expect(pcr15).toBe(extendedFromZero(configurationDigest(model.config), model.measurement));
 
     // A chat round trip; the prompt goes to Ollama and never into the appliance's log.
     const prompt = `What is sealed inference? ${randomBytes(8).toString('hex')}`;
@@ -153,7 +153,7 @@ describe('the appliance bundle', () => {
     expect(replayPcrEvents(evidence.eventLog, 15)).toBe(pcr15);
     expect(evidence.eventLog).toEqual([
       expect.objectContaining({ pcr: 15, digest: configurationDigest(model.config), description: expect.stringMatching(/^configuration /) }),
-      expect.objectContaining({ pcr: 15, digest: model.sha384 }),
+      expect.objectContaining({ pcr: 15, digest: model.measurement }),
     ]);
 
     // The verifier's view: the command model consumers run, against this appliance.
@@ -167,13 +167,19 @@ describe('the appliance bundle', () => {
         ['verify', appliance.url, '--measurements', measurements, '--model', manifestPath],
         { trustedRoots: [chain.root.certificate] },
       );
-      expect(await verify(manifest)).toMatchObject({ code: EXIT_CODE.success });
-      // A consumer expecting another model is told the appliance is not trustworthy for it.
-      const other = path.join(work, 'other.manifest.json');
-      await writeFile(other, JSON.stringify({ ...JSON.parse(await readFile(manifest, 'utf8')), sha384: sha384('other') }));
-      const mismatch = await verify(other);
-      expect(mismatch.code).toBe(EXIT_CODE.notTrustworthy);
-      expect(mismatch.stderr).toMatch(/not trustworthy: .*model/);
+      const verified = await verify(manifest);
+      expect(verified).toMatchObject({ code: EXIT_CODE.success });
+      // The v2 manifest names the model by its SHA-256; PCR15 holds the measurement of its record.
+      expect(verified.stdout).toContain(`ok    model: ${model.measurement} (model llama sha256:${model.sha256}`);
+      // A consumer expecting another model (another SHA-256, or another size) is told it is not trustworthy.
+      const stored = JSON.parse(await readFile(manifest, 'utf8'));
+      for (const change of [{ sha256: createHash('sha256').update('other').digest('hex') }, { plaintextSize: 1 }]) {
+        const other = path.join(work, 'other.manifest.json');
+        await writeFile(other, JSON.stringify({ ...stored, ...change }));
+        const mismatch = await verify(other);
+        expect(mismatch.code).toBe(EXIT_CODE.notTrustworthy);
+        expect(mismatch.stderr).toMatch(/not trustworthy: .*model/);
+      }
     } finally {
       await rm(work, { recursive: true, force: true });
     }
@@ -197,7 +203,7 @@ describe('the appliance bundle', () => {
     const stdout: string[] = [];
     const gateway = await startGateway({
       serviceUrl: new URL(appliance.url),
-      expectations: { images: [image], modelSha384: model.sha384 },
+      expectations: { images: [image], model: { modelName: 'llama', plaintextSize: model.plaintext.length, sha256: model.sha256 } },
       listen: parseLoopbackAddress('127.0.0.1:0'),
       maxAgeSeconds: 60,
       timeoutSeconds: 10,
@@ -209,7 +215,7 @@ describe('the appliance bundle', () => {
     });
     running.push({ stop: () => gateway.close() });
     expect(stdout).toEqual([expect.stringContaining(servedKey)]);
-    expect(gateway.health()).toMatchObject({ verified: true, tlsSpkiSha256: servedKey, servedModels: [model.sha384] });
+    expect(gateway.health()).toMatchObject({ verified: true, tlsSpkiSha256: servedKey, servedModels: [model.measurement] });
 
     const client = new OpenAI({ baseURL: `${gateway.url}/v1`, apiKey: 'unused', maxRetries: 0 });
     const prompt = `Through the gateway ${randomBytes(8).toString('hex')}`;
@@ -248,7 +254,7 @@ describe('the appliance bundle', () => {
     s3.delayGets(50);
     const { model, appliance } = await boot([image]);
     const ready = await appliance.waitFor((status) => status.phase === 'ready' || status.phase === 'failed');
-    expect(ready).toMatchObject({ phase: 'ready', model: { sha384: model.sha384 } });
+    expect(ready).toMatchObject({ phase: 'ready', model: { measurement: model.measurement } });
     expect(appliance.output()).toMatch(/retrying after attempt 1/);
   }, 60_000);
 
@@ -277,7 +283,7 @@ describe('the appliance bundle', () => {
     expect(await again.waitFor((status) => status.phase === 'ready' || status.phase === 'failed')).toMatchObject({ phase: 'ready' });
 
     const configuration = configurationDigest(model.config);
-    expect((await readSha384Pcrs([15], tpm())).get(15)).toBe(extendedFromZero(configuration, model.sha384, configuration, model.sha384));
+    expect((await readSha384Pcrs([15], tpm())).get(15)).toBe(extendedFromZero(configuration, model.measurement, configuration, model.measurement));
 
     const work = await mkdtemp(path.join(tmpdir(), 'verify-'));
     try {
@@ -288,7 +294,7 @@ describe('the appliance bundle', () => {
       const verify = await runCaptured(['verify', again.url, '--measurements', measurements, '--model', manifest, '--json'],
         { trustedRoots: [chain.root.certificate] });
       expect(verify.code).toBe(EXIT_CODE.success);
-      expect(JSON.parse(verify.stdout)).toMatchObject({ servedModels: [model.sha384] });
+      expect(JSON.parse(verify.stdout)).toMatchObject({ servedModels: [model.measurement] });
     } finally {
       await rm(work, { recursive: true, force: true });
     }

@@ -8,7 +8,7 @@ import { createTestChain, TestChain, testPcrs } from '../attestation/test-attest
 import { FakeKms } from './doubles/fake-kms';
 import { TestAttester } from './doubles/test-attester';
 
-const MODEL_CONTEXT = { 'sealed-inference:model': 'llama3', 'sealed-inference:format': '1' };
+const MODEL_CONTEXT = { 'sealed-inference:model': 'llama3', 'sealed-inference:format': '2' };
 const ZEROS = '00'.repeat(48);
 
 /** The image test documents describe by default: PCR4 = 48 × 0x04, PCR12 zero (embedded command line). */

@@ -19,6 +19,8 @@ class RecordingLoader implements OllamaModels {
   uploadBlob(sha256: string, size: number): PlaintextSink {
     const received: Buffer[] = [];
     return {
+      // As Ollama: it hashes the upload itself and refuses a mismatch at the commit.
+      verifiesSha256: sha256,
       write: async (plaintext) => void received.push(Buffer.from(plaintext)),
       commit: async () => {
         const bytes = Buffer.concat(received);
@@ -78,11 +80,11 @@ describe('runBootPipeline', () => {
   test('serves the model: verified, measured into PCR15, loaded', async () => {
     const model = await storeSealedModel(s3);
     const deps = dependencies(model.config);
-    await expect(runBootPipeline(deps)).resolves.toEqual({ name: 'llama', sha256: model.sha256, sha384: model.sha384 });
+    await expect(runBootPipeline(deps)).resolves.toEqual({ name: 'llama', sha256: model.sha256, measurement: model.measurement });
     expect(phases).toEqual(['starting', 'fetching', 'attesting', 'unsealing', 'loading', 'ready']);
-    expect(deps.status.current()).toMatchObject({ phase: 'ready', model: { sha384: model.sha384 } });
+    expect(deps.status.current()).toMatchObject({ phase: 'ready', model: { measurement: model.measurement } });
     // The configuration first, before anything was fetched; then the verified model.
-    expect(extended).toEqual([configurationDigest(model.config), model.sha384]);
+    expect(extended).toEqual([configurationDigest(model.config), model.measurement]);
     expect(loader.blobs.get(model.sha256)?.equals(model.plaintext)).toBe(true);
     expect(loader.models.get('llama')).toBe(model.sha256);
     expect(loader.aborted).toEqual([]);
@@ -100,6 +102,32 @@ describe('runBootPipeline', () => {
     expect(loader.blobs.size).toBe(0);
     // Chunk 0 had verified and gone to Ollama; the upload was broken off before anything was stored.
     expect(loader.aborted).toEqual([64 * 1024]);
+  });
+
+  test("Ollama refusing the blob fails in unsealing, and PCR15 is not extended", async () => {
+    const model = await storeSealedModel(s3);
+    loader.uploadBlob = (sha256: string) => ({
+      verifiesSha256: sha256,
+      write: async () => undefined,
+      commit: async () => {
+        throw new Error(`Ollama refused POST /api/blobs/sha256:${sha256} (400): digest mismatch`);
+      },
+      abort: async () => undefined,
+    });
+    const deps = dependencies(model.config);
+    await expect(runBootPipeline(deps)).rejects.toMatchObject({ phase: 'unsealing', message: expect.stringMatching(/digest mismatch/) });
+    // Only the configuration it acted on; no model.
+    expect(extended).toEqual([configurationDigest(model.config)]);
+  });
+
+  test('a manifest naming another SHA-256 fails in unsealing before anything is committed', async () => {
+    const model = await storeSealedModel(s3);
+    const manifest = JSON.parse(Buffer.from(await readObject(s3, model.config.bucket, model.config.objects.manifest)).toString('utf8'));
+    s3.put(model.config.bucket, model.config.objects.manifest, Buffer.from(JSON.stringify({ ...manifest, sha256: 'ab'.repeat(32) })));
+    const deps = dependencies(model.config);
+    await expect(runBootPipeline(deps)).rejects.toMatchObject({ phase: 'unsealing', message: expect.stringMatching(/manifest's sha256/) });
+    expect(extended).toEqual([configurationDigest(model.config)]);
+    expect(loader.blobs.size).toBe(0);
   });
 
   test('a refused attestation fails in attesting with the unwrapper\'s reason', async () => {
@@ -156,7 +184,7 @@ describe('runBootPipeline', () => {
     expect(logs.filter((line) => line.startsWith('waiting for'))).toHaveLength(1);
 
     s3.put(config.bucket, config.objects.manifest, manifest);
-    await expect(served).resolves.toMatchObject({ name: 'llama', sha384: model.sha384 });
+    await expect(served).resolves.toMatchObject({ name: 'llama', measurement: model.measurement });
     expect(phases).toEqual(['starting', 'fetching', 'fetching', 'attesting', 'unsealing', 'loading', 'ready']);
   });
 

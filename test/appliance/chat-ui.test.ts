@@ -11,7 +11,7 @@ import { loadTestModel, StubOllama } from './doubles/stub-ollama';
 const ARTIFACTS = path.join(__dirname, '../../test-artifacts');
 const CHROMIUM = '/usr/bin/chromium';
 const SERVED = 'llama-sealed';
-const MODEL = { name: SERVED, sha256: 'a'.repeat(64), sha384: 'b4'.repeat(48) };
+const MODEL = { name: SERVED, sha256: 'a'.repeat(64), measurement: 'b4'.repeat(48) };
 const GiB = 1024 ** 3;
 
 jest.setTimeout(20_000);
@@ -86,7 +86,8 @@ test('while loading, the page shows the phase and its progress, and follows the 
   expect(Number(await bar.getAttribute('value')) / Number(await bar.getAttribute('max'))).toBe(0.375);
   expect(await page.locator('#chat').isHidden()).toBe(true);
   await expectText('#model-name', SERVED);
-  await expectText('#model-sha384', MODEL.sha384);
+  await expectText('#model-sha256', MODEL.sha256);
+  await expectText('#model-measurement', MODEL.measurement);
   await expectText('#verify-command', `sealed-inference verify ${service.url}`);
   await page.screenshot({ path: path.join(ARTIFACTS, 'chat-ui-loading.png'), fullPage: true });
 

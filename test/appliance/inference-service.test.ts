@@ -19,7 +19,7 @@ import { tlsFetch } from './doubles/tls-fetch';
 import { createTlsIdentity, TlsIdentity } from '../../lib/appliance/tls-identity';
 
 const SERVED = 'llama-sealed';
-const MODEL = { name: SERVED, sha256: 'a'.repeat(64), sha384: 'b'.repeat(96) };
+const MODEL = { name: SERVED, sha256: 'a'.repeat(64), measurement: 'b'.repeat(96) };
 const READY: ApplianceStatus = { phase: 'ready', model: MODEL, since: '2026-11-27T07:00:00.000Z' };
 const UNSEALING: ApplianceStatus = {
   phase: 'unsealing',
@@ -28,7 +28,7 @@ const UNSEALING: ApplianceStatus = {
   since: '2026-11-27T06:59:00.000Z',
 };
 const EVENT_LOG: PcrEvent[] = [
-  { pcr: MODEL_PCR, algorithm: 'sha384', digest: MODEL.sha384, description: `model ${SERVED} (SHA-384 of the plaintext GGUF)` },
+  { pcr: MODEL_PCR, algorithm: 'sha384', digest: MODEL.measurement, description: `model ${SERVED} (SHA-384 of the plaintext GGUF)` },
 ];
 
 let chain: TestChain;
@@ -54,7 +54,7 @@ beforeEach(async () => {
   attest = async (nonce) => {
     attestedNonces.push(nonce);
     const pcrs = testPcrs();
-    pcrs.set(MODEL_PCR, extendPcr(Buffer.alloc(48), Buffer.from(MODEL.sha384, 'hex')).toString('hex'));
+    pcrs.set(MODEL_PCR, extendPcr(Buffer.alloc(48), Buffer.from(MODEL.measurement, 'hex')).toString('hex'));
     return { document: buildTestAttestationDocument({ chain, pcrs, nonce }), eventLog: EVENT_LOG };
   };
   service = await startService();

@@ -3,12 +3,16 @@ import {
   AttestationDocument, compareAttestation, extendPcr, ExpectedImage, MODEL_PCR, PcrEvent, VerdictCheckName,
 } from '../../lib/attestation';
 import { InvalidMeasurementError } from '../../lib/measurements';
+import { MeasuredModel, modelMeasurement } from '../../lib/sealing/model-measurement';
 
 const hex = (byte: string) => byte.repeat(48);
 const ZERO = hex('00');
 const sha384 = (text: string) => createHash('sha384').update(text).digest('hex');
-const MODEL = sha384('model weights');
-const OTHER_MODEL = sha384('other weights');
+const sha256 = (text: string) => createHash('sha256').update(text).digest('hex');
+const EXPECTED: MeasuredModel = { modelName: 'llama3', plaintextSize: 13, sha256: sha256('model weights') };
+const MODEL = modelMeasurement(EXPECTED);
+const OTHER_MODEL = modelMeasurement({ ...EXPECTED, sha256: sha256('other weights') });
+const EXPECTED_TEXT = `only model llama3 sha256:${EXPECTED.sha256} (13 bytes; measurement ${MODEL}) on PCR15`;
 
 const IMAGE_A: ExpectedImage = { imageId: 'ami-0aaaaaaaaaaaaaaaa', pcr4: hex('a4'), pcr12: ZERO };
 const IMAGE_B: ExpectedImage = { imageId: 'ami-0bbbbbbbbbbbbbbbb', pcr4: hex('b4'), pcr12: ZERO };
@@ -35,7 +39,7 @@ function documentWith(pcrs: Record<number, string>): AttestationDocument {
 const imageA = (pcr15 = extended(MODEL)) => documentWith({ 4: hex('a4'), 12: ZERO, [MODEL_PCR]: pcr15 });
 
 test('a document of an expected image serving the expected model passes every check', () => {
-  const verdict = compareAttestation(imageA(), [modelEvent(MODEL)], { images: [IMAGE_A], modelSha384: MODEL });
+  const verdict = compareAttestation(imageA(), [modelEvent(MODEL)], { images: [IMAGE_A], model: EXPECTED });
   expect(verdict.trustworthy).toBe(true);
   expect(verdict.matchedImage).toBe(IMAGE_A);
   expect(verdict.servedModels).toEqual([MODEL]);
@@ -51,7 +55,7 @@ test('a document of an expected image serving the expected model passes every ch
     },
     {
       name: VerdictCheckName.MODEL, passed: true,
-      expected: `only model ${MODEL} on PCR15`, found: `${MODEL} (model (SHA-384 ${MODEL.slice(0, 8)}))`,
+      expected: EXPECTED_TEXT, found: `${MODEL} (model (SHA-384 ${MODEL.slice(0, 8)}))`,
     },
   ]);
 });
@@ -134,7 +138,7 @@ describe('event log', () => {
     const digest = sha384('config');
     const document = documentWith({ 4: hex('a4'), 12: ZERO, 14: extended(digest), 15: extended(MODEL) });
     const log = [modelEvent(digest, 14), modelEvent(MODEL)];
-    const verdict = compareAttestation(document, log, { images: [IMAGE_A], modelSha384: MODEL });
+    const verdict = compareAttestation(document, log, { images: [IMAGE_A], model: EXPECTED });
     expect(verdict.trustworthy).toBe(true);
     expect(verdict.checks.map((c) => [c.name, c.found.slice(0, 6)])).toEqual([
       ['image', 'ami-0a'], ['event-log', 'PCR14='], ['event-log', 'PCR15='], ['model', MODEL.slice(0, 6)],
@@ -147,29 +151,29 @@ describe('event log', () => {
 describe('model', () => {
   test('the same model extended twice (a restarted service) passes', () => {
     const verdict = compareAttestation(imageA(extended(MODEL, MODEL)), [modelEvent(MODEL), modelEvent(MODEL)],
-      { images: [IMAGE_A], modelSha384: MODEL });
+      { images: [IMAGE_A], model: EXPECTED });
     expect(verdict.trustworthy).toBe(true);
     expect(verdict.servedModels).toEqual([MODEL]);
   });
 
   test('another model fails, although the log replays', () => {
     const verdict = compareAttestation(imageA(extended(OTHER_MODEL)), [modelEvent(OTHER_MODEL)],
-      { images: [IMAGE_A], modelSha384: MODEL });
+      { images: [IMAGE_A], model: EXPECTED });
     expect(verdict.checks.map((c) => c.passed)).toEqual([true, true, false]);
     expect(verdict.checks[2].found).toMatch(new RegExp(`^${OTHER_MODEL} `));
   });
 
   test('the expected model followed by another fails: the service now serves both', () => {
     const verdict = compareAttestation(imageA(extended(MODEL, OTHER_MODEL)), [modelEvent(MODEL), modelEvent(OTHER_MODEL)],
-      { images: [IMAGE_A], modelSha384: MODEL });
+      { images: [IMAGE_A], model: EXPECTED });
     expect(verdict.checks[2].passed).toBe(false);
     expect(verdict.servedModels).toEqual([MODEL, OTHER_MODEL]);
   });
 
   test('no model event fails when a model is expected, and is only reported otherwise', () => {
-    const expected = compareAttestation(imageA(ZERO), [], { images: [IMAGE_A], modelSha384: MODEL.toUpperCase() });
+    const expected = compareAttestation(imageA(ZERO), [], { images: [IMAGE_A], model: { ...EXPECTED, sha256: EXPECTED.sha256.toUpperCase() } });
     expect(expected.checks[2]).toEqual({
-      name: 'model', passed: false, expected: `only model ${MODEL} on PCR15`, found: 'no model event on PCR15',
+      name: 'model', passed: false, expected: EXPECTED_TEXT, found: 'no model event on PCR15',
     });
     const reported = compareAttestation(imageA(ZERO), [], { images: [IMAGE_A] });
     expect(reported.trustworthy).toBe(true);
@@ -182,7 +186,7 @@ describe('the configuration the instance measured first', () => {
   const configurationEvent = (digest: string): PcrEvent =>
     ({ pcr: MODEL_PCR, algorithm: 'sha384', digest, description: 'configuration (sealed-inference-configuration/1) for model llama' });
   const compare = (log: PcrEvent[]) => compareAttestation(imageA(extended(...log.map((e) => e.digest))), log,
-    { images: [IMAGE_A], modelSha384: MODEL, configurationSha384: CONFIGURATION });
+    { images: [IMAGE_A], model: EXPECTED, configurationSha384: CONFIGURATION });
   const check = (log: PcrEvent[]) => compare(log).checks.find((c) => c.name === VerdictCheckName.CONFIGURATION);
 
   test('passes when the log begins with it, also after a restart measured it again, and models are told apart', () => {

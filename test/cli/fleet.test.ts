@@ -9,7 +9,7 @@ import type { FleetHealth, RefusedInstance } from '../../lib/gateway/fleet-healt
 import { Gateway, GatewayOptions, startGateway } from '../../lib/gateway/gateway';
 import { createTestChain, TestChain } from '../attestation/test-attestation';
 import { runCaptured } from './capture';
-import { attestedAnswer, IMAGE, MODEL_SHA384, OTHER_IMAGE, TestImage } from './doubles/attested-answer';
+import { attestedAnswer, IMAGE, MODEL, MODEL_MEASUREMENT, OTHER_IMAGE, TestImage } from './doubles/attested-answer';
 import { answerTo, FakeAppliance, ReceivedRequest } from './doubles/fake-appliance';
 import { HaproxyFleet, HEALTH_CHECK_INTERVAL_MS } from './doubles/haproxy-fleet';
 
@@ -92,7 +92,7 @@ async function untilHealthCheckSaw(fake: FakeAppliance, status: number): Promise
 
 beforeAll(async () => {
   chain = await createTestChain();
-  expectations = { images: readMeasurementsFile(JSON.stringify(IMAGE), 'expected image'), modelSha384: MODEL_SHA384 };
+  expectations = { images: readMeasurementsFile(JSON.stringify(IMAGE), 'expected image'), model: MODEL };
 });
 
 beforeEach(() => {
@@ -132,7 +132,7 @@ describe('the gateway in fleet mode', () => {
     expect(Object.keys(health.instances).sort()).toEqual(fakes.map(spkiOf).sort());
     for (const fake of fakes) {
       expect(health.instances[spkiOf(fake)]).toEqual({
-        verified: true, moduleId: expect.any(String), image: IMAGE.imageId, servedModels: [MODEL_SHA384],
+        verified: true, moduleId: expect.any(String), image: IMAGE.imageId, servedModels: [MODEL_MEASUREMENT],
         verifiedAt: expect.stringMatching(/^\d{4}-\d\d-\d\dT/),
       });
     }
@@ -257,7 +257,7 @@ describe('verify --all through the load balancer', () => {
     expect(run.code).toBe(0);
     for (const fake of fakes) {
       expect(run.stdout).toMatch(new RegExp(`^  ok    instance ${spkiOf(fake)} \\(module [^)]+\\): image ${IMAGE.imageId}, ` +
-        `model ${MODEL_SHA384}; 2 connections$`, 'm'));
+        `model ${MODEL_MEASUREMENT}; 2 connections$`, 'm'));
     }
     expect(run.stdout).toMatch(/\nVerified: all 3 instances reached\.\n$/);
   });

@@ -3,7 +3,7 @@ import { Browser, chromium } from 'playwright-core';
 import { Gateway, startGateway } from '../../lib/gateway/gateway';
 import { readMeasurementsFile } from '../../lib/cli/verify-expectations';
 import { createTestChain, TestChain } from '../attestation/test-attestation';
-import { attestedAnswer, IMAGE, MODEL_SHA384 } from './doubles/attested-answer';
+import { attestedAnswer, IMAGE, MODEL, MODEL_MEASUREMENT } from './doubles/attested-answer';
 import { FakeAppliance } from './doubles/fake-appliance';
 
 const CHROMIUM = '/usr/bin/chromium';
@@ -21,7 +21,7 @@ beforeAll(async () => {
   genuine = await FakeAppliance.start((nonce, binding) => attestedAnswer(chain, IMAGE, nonce, binding));
   gateway = await startGateway({
     serviceUrl: new URL(genuine.url),
-    expectations: { images: readMeasurementsFile(JSON.stringify(IMAGE), 'expected image'), modelSha384: MODEL_SHA384 },
+    expectations: { images: readMeasurementsFile(JSON.stringify(IMAGE), 'expected image'), model: MODEL },
     listen: { host: '127.0.0.1', port: 0 },
     maxAgeSeconds: 60, timeoutSeconds: 2, reverifySeconds: 300, maxConnections: 2,
     trustedRoots: [chain.root.certificate],
@@ -53,7 +53,7 @@ test('the page says what was verified and chats through the gateway, under its s
     const verification = page.locator('#verification');
     await verification.getByText(/^Verified at /).waitFor();
     const spki = genuine.binding.toString().split('=')[1];
-    for (const fact of [`${genuine.url}/`, IMAGE.imageId, MODEL_SHA384, spki, `PCR4 ${IMAGE.pcr4}`]) {
+    for (const fact of [`${genuine.url}/`, IMAGE.imageId, MODEL_MEASUREMENT, spki, `PCR4 ${IMAGE.pcr4}`]) {
       await expect(verification.textContent()).resolves.toContain(fact);
     }
 
@@ -72,7 +72,7 @@ test('the page says what was verified and chats through the gateway, under its s
 test('in fleet mode, the page lists each instance reached, by its TLS key, with what was verified of it', async () => {
   const fleetGateway = await startGateway({
     serviceUrl: new URL(genuine.url),
-    expectations: { images: readMeasurementsFile(JSON.stringify(IMAGE), 'expected image'), modelSha384: MODEL_SHA384 },
+    expectations: { images: readMeasurementsFile(JSON.stringify(IMAGE), 'expected image'), model: MODEL },
     listen: { host: '127.0.0.1', port: 0 },
     maxAgeSeconds: 60, timeoutSeconds: 2, reverifySeconds: 300, maxConnections: 2, fleet: true,
     trustedRoots: [chain.root.certificate],
@@ -88,7 +88,7 @@ test('in fleet mode, the page lists each instance reached, by its TLS key, with 
     const verification = page.locator('#verification');
     await verification.getByText(/^Verified fleet /).waitFor();
     const spki = genuine.binding.toString().split('=')[1];
-    for (const fact of [`${genuine.url}/`, `Instance with TLS key (SPKI SHA-256) ${spki}`, IMAGE.imageId, MODEL_SHA384]) {
+    for (const fact of [`${genuine.url}/`, `Instance with TLS key (SPKI SHA-256) ${spki}`, IMAGE.imageId, MODEL_MEASUREMENT]) {
       await expect(verification.textContent()).resolves.toContain(fact);
     }
     expect(problems).toEqual([]);

@@ -7,7 +7,7 @@ import type { VerifyExpectations } from '../../lib/cli/verify-connection';
 import { readMeasurementsFile } from '../../lib/cli/verify-expectations';
 import { Gateway, GatewayOptions, MAX_REQUEST_BODY_BYTES, startGateway } from '../../lib/gateway/gateway';
 import { createTestChain, TestChain } from '../attestation/test-attestation';
-import { attestedAnswer, IMAGE, MODEL_SHA384, OTHER_IMAGE, TestImage } from './doubles/attested-answer';
+import { attestedAnswer, IMAGE, MODEL, MODEL_MEASUREMENT, OTHER_IMAGE, TestImage } from './doubles/attested-answer';
 import { answerTo, FakeAppliance, SERVED_MODEL, wordChunks } from './doubles/fake-appliance';
 import { SwitchableProxy } from './doubles/switchable-proxy';
 
@@ -77,7 +77,7 @@ const chat = (local: Gateway) =>
 
 beforeAll(async () => {
   chain = await createTestChain();
-  expectations = { images: readMeasurementsFile(JSON.stringify(IMAGE), 'expected image'), modelSha384: MODEL_SHA384 };
+  expectations = { images: readMeasurementsFile(JSON.stringify(IMAGE), 'expected image'), model: MODEL };
 });
 
 beforeEach(() => {
@@ -96,7 +96,7 @@ describe('a genuine service', () => {
     const local = await gateway(genuine.url);
     const spki = genuine.binding.toString().split('=')[1];
     expect(stderr).toBe('');
-    expect(stdout).toBe(`Verified ${genuine.url}/: image ${IMAGE.imageId}, model ${MODEL_SHA384}, TLS key SPKI SHA-256 ${spki} pinned; ` +
+    expect(stdout).toBe(`Verified ${genuine.url}/: image ${IMAGE.imageId}, model ${MODEL_MEASUREMENT}, TLS key SPKI SHA-256 ${spki} pinned; ` +
       `serving it at ${local.url}/v1 (OpenAI-compatible) and ${local.url}/ (chat)\n`);
 
     const health = await request(local, '/health');
@@ -104,7 +104,7 @@ describe('a genuine service', () => {
     const body = JSON.parse(health.body);
     expect(body).toEqual({
       verified: true, service: `${genuine.url}/`, image: IMAGE.imageId, pcrs: expect.objectContaining({ 4: IMAGE.pcr4 }),
-      servedModels: [MODEL_SHA384], tlsSpkiSha256: spki, verifiedAt: expect.stringMatching(/^\d{4}-\d\d-\d\dT/),
+      servedModels: [MODEL_MEASUREMENT], tlsSpkiSha256: spki, verifiedAt: expect.stringMatching(/^\d{4}-\d\d-\d\dT/),
     });
     expect(local.health()).toEqual(body);
   });

@@ -2,6 +2,7 @@ import { randomBytes } from 'crypto';
 import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, truncateSync, unlinkSync, writeFileSync } from 'fs';
 import { tmpdir } from 'os';
 import * as path from 'path';
+import { modelMeasurement } from '../../lib/sealing/model-measurement';
 import { endsWithFailure, failure, runCaptured } from './capture';
 
 /** A model of a few chunks of 64 KiB, its key file (mode 0600) and a folder to seal into. */
@@ -47,12 +48,15 @@ test('seal, inspect and unseal a model offline, through the CLI', async () => {
     fileSize: manifest.sealedSize,
   });
   const text = await runCaptured(['inspect', artifacts.sealed]);
-  expect(text.stdout).toContain(`sealed model (sealed-inference/model version 1)\n`);
+  expect(text.stdout).toContain(`sealed model (sealed-inference/model version 2)\n`);
   expect(text.stdout).toContain(`  chunks:             4, then the trailer\n`);
   expect(text.stdout).toContain(`  file size:          ${manifest.sealedSize} bytes (195.7 KiB), as expected\n`);
   const described = await runCaptured(['inspect', artifacts.manifest, '--json']);
   expect(JSON.parse(described.stdout)).toEqual({ kind: 'manifest', file: artifacts.manifest, manifest });
-  expect((await runCaptured(['inspect', artifacts.manifest])).stdout).toContain('  KMS key:            (none: sealed offline)\n');
+  const manifestText = (await runCaptured(['inspect', artifacts.manifest])).stdout;
+  expect(manifestText).toContain('  KMS key:            (none: sealed offline)\n');
+  expect(manifestText).toContain(`  SHA-256:            ${manifest.sha256}\n`);
+  expect(manifestText).toContain(`  PCR15 measurement:  ${modelMeasurement(manifest)}\n`);
 
   const model = path.join(s.dir, 'unsealed.gguf');
   const unsealed = await runCaptured(['unseal', artifacts.sealed, '--data-key-file', s.keyFile, '--out', model]);
@@ -65,7 +69,7 @@ test('seal, inspect and unseal a model offline, through the CLI', async () => {
     modelName: 'tiny-llm.Q4_K_M',
     plaintextSize: 200_000,
     sha256: manifest.sha256,
-    sha384: manifest.sha384,
+    measurement: modelMeasurement(manifest),
     manifest: artifacts.manifest,
   });
   expect(readFileSync(model).equals(s.plaintext)).toBe(true);

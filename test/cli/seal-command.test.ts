@@ -38,7 +38,7 @@ describe('sealing with KMS into S3', () => {
     expect(printed.manifest).toMatchObject({ modelName: 'llama3', plaintextSize: 13, keyArn: KEY_ARN });
     expect(kms.commandCalls(GenerateDataKeyCommand)[0].args[0].input).toMatchObject({
       KeyId: 'alias/models',
-      EncryptionContext: { 'sealed-inference:model': 'llama3', 'sealed-inference:format': '1' },
+      EncryptionContext: { 'sealed-inference:model': 'llama3', 'sealed-inference:format': '2' },
     });
     const puts = s3.commandCalls(PutObjectCommand).map((c) => c.args[0].input);
     expect(puts.map((p) => p.Key)).toEqual(['models/llama3.sealed', 'models/llama3.datakey.enc', 'models/llama3.manifest.json']);

@@ -9,6 +9,7 @@ import { mockClient } from 'aws-sdk-client-mock';
 import { extendPcr, MODEL_PCR, parseAttestationDocument, PcrEvent } from '../../lib/attestation';
 import type { CliDependencies } from '../../lib/cli/program';
 import { FORMAT_VERSION } from '../../lib/sealing/format';
+import { MeasuredModel, modelMeasurement } from '../../lib/sealing/model-measurement';
 import { buildTestAttestationDocument, createTestChain, TestChain, testPcrs } from '../attestation/test-attestation';
 import { openssl } from '../attestation/openssl';
 import { synthesizedKeyPolicy } from '../attestation/synthesized-key-policy';
@@ -18,15 +19,21 @@ import { FakeAnswer, FakeAppliance } from './doubles/fake-appliance';
 import type { AddressInfo } from 'node:net';
 
 const hex = (byte: string) => byte.repeat(48);
-const sha384 = (text: string) => createHash('sha384').update(text).digest('hex');
-const MODEL = sha384('llama3 weights');
-const OTHER_MODEL = sha384('other weights');
+const sha256 = (text: string) => createHash('sha256').update(text).digest('hex');
+/** The model the appliance serves, as its v2 manifest names it, and what PCR15 is extended with for it. */
+const SERVED: MeasuredModel = { modelName: 'llama3', plaintextSize: 14, sha256: sha256('llama3 weights') };
+const MODEL = modelMeasurement(SERVED);
+const OTHER: MeasuredModel = { ...SERVED, sha256: sha256('other weights') };
+const OTHER_MODEL = modelMeasurement(OTHER);
+/** How a verdict names the model it expects. */
+const expectedModel = (model: MeasuredModel) =>
+  `only model llama3 sha256:${model.sha256} \\(14 bytes; measurement ${modelMeasurement(model)}\\) on PCR15`;
 const IMAGE = { imageId: 'ami-0123456789abcdef0', pcr4: hex('a4'), pcr12: hex('00') };
 const OTHER_IMAGE = { imageId: 'ami-0fedcba9876543210', pcr4: hex('b4'), pcr12: hex('00') };
 const KEY_ARN = 'arn:aws:kms:eu-west-1:111111111111:key/1234abcd-12ab-34cd-56ef-1234567890ab';
 
 const modelEvent = (digest: string): PcrEvent =>
-  ({ pcr: MODEL_PCR, algorithm: 'sha384', digest, description: `model llama3 (SHA-384 of the plaintext GGUF)` });
+  ({ pcr: MODEL_PCR, algorithm: 'sha384', digest, description: `model llama3 sha256:${SERVED.sha256} (measurement record)` });
 const extended = (...digests: string[]) =>
   digests.reduce((v, d) => extendPcr(Buffer.from(v, 'hex'), Buffer.from(d, 'hex')).toString('hex'), hex('00'));
 
@@ -59,11 +66,11 @@ function file(name: string, content: unknown): string {
   return filePath;
 }
 
-function manifest(sha: string): string {
-  return file(`manifest-${sha.slice(0, 8)}.json`, {
-    formatVersion: FORMAT_VERSION, modelName: 'llama3', plaintextSize: 14, chunkSize: 4194304, sha256: 'cd'.repeat(32),
-    sha384: sha, sealedSize: 200, headerSha256: 'ef'.repeat(32),
-    encryptionContext: { 'sealed-inference:model': 'llama3', 'sealed-inference:format': '1' }, createdAt: '2026-11-01T00:00:00.000Z',
+function manifest(model: MeasuredModel): string {
+  return file(`manifest-${model.sha256.slice(0, 8)}.json`, {
+    formatVersion: FORMAT_VERSION, modelName: model.modelName, plaintextSize: model.plaintextSize, chunkSize: 4194304,
+    sha256: model.sha256, sealedSize: 200, headerSha256: 'ef'.repeat(32),
+    encryptionContext: { 'sealed-inference:model': 'llama3', 'sealed-inference:format': '2' }, createdAt: '2026-11-01T00:00:00.000Z',
   });
 }
 
@@ -99,7 +106,7 @@ beforeEach(() => {
 describe('verified: exit code 0', () => {
   test('the expected image serving the expected model, checked with a fresh nonce each time', async () => {
     const measurements = file('measurements.json', IMAGE);
-    const { code, stdout, stderr } = await run(['--measurements', measurements, '--model', manifest(MODEL)]);
+    const { code, stdout, stderr } = await run(['--measurements', measurements, '--model', manifest(SERVED)]);
     expect({ code, stderr }).toEqual({ code: 0, stderr: '' });
     const lines = stdout.split('\n');
     expect(lines[0]).toMatch(new RegExp(`^Service ${appliance.url}/ \\(nonce [0-9a-f]{64}\\)$`));
@@ -225,7 +232,7 @@ describe('not trustworthy: exit code 3, the report on stdout, the reason on stde
     ['a command line injected (PCR12)', (n: Buffer) => attestation(n, { pcrs: { 12: hex('0c') } }), [], 'image',
       /not trustworthy: image: expected .*found PCR4=a4a4[0-9a-f]* PCR12=0c0c/],
     ['PCR15 of another model', (n: Buffer) => attestation(n, { pcrs: { 15: extended(OTHER_MODEL) }, eventLog: [modelEvent(OTHER_MODEL)] }),
-      ['--model'], 'model', new RegExp(`not trustworthy: model: expected only model ${MODEL} on PCR15; found ${OTHER_MODEL}`)],
+      ['--model'], 'model', new RegExp(`not trustworthy: model: expected ${expectedModel(SERVED)}; found ${OTHER_MODEL}`)],
     ['an event log that does not replay to PCR15', (n: Buffer) => attestation(n, { pcrs: { 15: extended(OTHER_MODEL) } }),
       ['--model'], 'event-log', new RegExp(`not trustworthy: event-log: expected PCR15=${extended(MODEL)} \\(replay of 1 event\\); found PCR15=${extended(OTHER_MODEL)}`)],
     ['a stale document', (n: Buffer) => attestation(n, { timestamp: new Date(Date.now() - 10 * 60 * 1000) }), [], 'document',
@@ -237,7 +244,7 @@ describe('not trustworthy: exit code 3, the report on stdout, the reason on stde
       /not trustworthy: document: .*found unknown-root: the root certificate \(CN=test.nitro-root\)/],
   ] as Array<[string, (n: Buffer) => FakeAnswer, string[], string, RegExp]>)('%s', async (_name, answer, extra, failed, reason) => {
     appliance.answer = answer;
-    const args = ['--measurements', measurements(), ...(extra.includes('--model') ? ['--model', manifest(MODEL)] : ['--any-model'])];
+    const args = ['--measurements', measurements(), ...(extra.includes('--model') ? ['--model', manifest(SERVED)] : ['--any-model'])];
     const { code, stdout, stderr } = await run(args);
     expect(code).toBe(3);
     expect(stdout).toContain(`  FAIL  ${failed}: expected `);
@@ -267,7 +274,7 @@ describe("the service's unauthenticated text cannot forge lines of the report", 
 
   test('an event description is shown escaped, on its own line', async () => {
     appliance.answer = (n) => attestation(n, { eventLog: [forgedEvent(MODEL)] });
-    const { code, stdout } = await run(['--measurements', file('m.json', IMAGE), '--model', manifest(MODEL)]);
+    const { code, stdout } = await run(['--measurements', file('m.json', IMAGE), '--model', manifest(SERVED)]);
     expect(code).toBe(0);
     expect(stdout).not.toMatch(CONTROL_BUT_LINE_FEED);
     expect(stdout.split('\n').filter((line) => /forged/.test(line))).toEqual([
@@ -277,7 +284,7 @@ describe("the service's unauthenticated text cannot forge lines of the report", 
 
   test('on stderr too, when the check fails', async () => {
     appliance.answer = (n) => attestation(n, { pcrs: { 15: extended(OTHER_MODEL) }, eventLog: [forgedEvent(OTHER_MODEL)] });
-    const { code, stdout, stderr } = await run(['--measurements', file('m.json', IMAGE), '--model', manifest(MODEL)]);
+    const { code, stdout, stderr } = await run(['--measurements', file('m.json', IMAGE), '--model', manifest(SERVED)]);
     expect(code).toBe(3);
     expect(`${stdout}${stderr}`).not.toMatch(CONTROL_BUT_LINE_FEED);
     expect(stdout.split('\n').filter((line) => /forged/.test(line))).toEqual([expect.stringMatching(/^ {10}found [0-9a-f]{96} \(llama3\\x1b/)]);
@@ -570,12 +577,12 @@ describe('--document: a stored attestation, audited as of a time, without asking
     const { body: answered } = attestation(Buffer.alloc(32, 7)) as { body: object };
     const document = file('served.json', answered);
     const measurements = file('m.json', IMAGE);
-    const served = await runCaptured(['verify', '--document', document, '--measurements', measurements, '--model', manifest(MODEL)], deps);
+    const served = await runCaptured(['verify', '--document', document, '--measurements', measurements, '--model', manifest(SERVED)], deps);
     expect(served.code).toBe(0);
     expect(served.stdout).toContain(`  ok    model: ${MODEL}`);
-    const other = await runCaptured(['verify', '--document', document, '--measurements', measurements, '--model', manifest(OTHER_MODEL)], deps);
+    const other = await runCaptured(['verify', '--document', document, '--measurements', measurements, '--model', manifest(OTHER)], deps);
     expect(other.code).toBe(3);
-    expect(other.stderr).toMatch(endsWithFailure(new RegExp(`not trustworthy: model: expected only model ${OTHER_MODEL}`)));
+    expect(other.stderr).toMatch(endsWithFailure(new RegExp(`not trustworthy: model: expected ${expectedModel(OTHER)}`)));
     const otherImage = await runCaptured(['verify', '--document', document, '--measurements', file('o.json', OTHER_IMAGE), '--any-model'], deps);
     expect(otherImage.code).toBe(3);
     expect(otherImage.stdout).toMatch(/\nNOT TRUSTWORTHY: image failed. Not checked: channel, nonce.\n$/);
@@ -644,7 +651,7 @@ describe('--document: a stored attestation, audited as of a time, without asking
     const { document } = parseAttestationDocument(Buffer.from((served as { document: string }).document, 'base64'));
     expect(document.nonce?.toString('hex')).toBe(JSON.parse(online.stdout).nonce);
 
-    const later = await runCaptured(['verify', '--document', saved, '--measurements', measurements, '--model', manifest(MODEL)], deps);
+    const later = await runCaptured(['verify', '--document', saved, '--measurements', measurements, '--model', manifest(SERVED)], deps);
     expect(later.code).toBe(0);
     expect(later.stdout).toContain(`judged at ${document.timestamp.toISOString()}`);
   });

@@ -20,7 +20,7 @@ test('asks for an AES-256 key bound to the model, and returns it with the wrappe
     {
       KeyId: 'alias/models',
       KeySpec: 'AES_256',
-      EncryptionContext: { 'sealed-inference:model': 'llama3', 'sealed-inference:format': '1' },
+      EncryptionContext: { 'sealed-inference:model': 'llama3', 'sealed-inference:format': '2' },
     },
   ]);
 });

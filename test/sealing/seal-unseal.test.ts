@@ -7,7 +7,7 @@ import { MAGIC, TAG_LENGTH, TRAILER_PLAINTEXT_LENGTH } from '../../lib/sealing/f
 import { buildManifest, SealedModelManifest } from '../../lib/sealing/manifest';
 import { seal, SealResult } from '../../lib/sealing/seal';
 import { SealedModelError } from '../../lib/sealing/sealed-model-error';
-import { unseal } from '../../lib/sealing/unseal';
+import { PlaintextSink, unseal, unsealInto } from '../../lib/sealing/unseal';
 
 const CHUNK = 1024;
 const KEY = randomBytes(32);
@@ -76,18 +76,18 @@ describe('round trip', () => {
     expect(readdirSync(s.dir).sort()).toEqual(['model.gguf', 'unsealed.gguf']);
   });
 
-  test('records the digests Ollama and PCR15 need', async () => {
+  test("records the model's SHA-256, its one digest", async () => {
     const s = await sealBytes(Buffer.from('hello'));
     expect(s.manifest).toMatchObject({
-      formatVersion: 1,
+      formatVersion: 2,
       modelName: 'llama',
       plaintextSize: 5,
       chunkSize: CHUNK,
       sha256: '2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824',
-      sha384:
-        '59e1748777448c69de6b800d7a33bbfb9ff1b463e44354c3553bcdb9c666fa90125a3c79f90397bdf5f6a13de828684f',
-      encryptionContext: { 'sealed-inference:model': 'llama', 'sealed-inference:format': '1' },
+      encryptionContext: { 'sealed-inference:model': 'llama', 'sealed-inference:format': '2' },
     });
+    expect(s.manifest).not.toHaveProperty('sha384');
+    expect(s.result.trailer).toEqual({ plaintextSize: 5, sha256: s.manifest.sha256 });
   });
 
   test('never repeats a nonce under a reused data key: each file derives its own keys', async () => {
@@ -153,7 +153,7 @@ describe('tampering is detected and leaves no plaintext', () => {
   });
 
   test('an unsupported version', async () => {
-    const bytes = Buffer.from(s.sealed.toString('latin1').replace('"version":1', '"version":9'), 'latin1');
+    const bytes = Buffer.from(s.sealed.toString('latin1').replace('"version":2', '"version":9'), 'latin1');
     await expectRefused(s, bytes, 'unsupported-version', /version 9 is not supported/);
   });
 
@@ -163,7 +163,7 @@ describe('tampering is detected and leaves no plaintext', () => {
 
   test.each([
     ['sha256', { sha256: 'ab'.repeat(32) }],
-    ['sha384', { sha384: 'ab'.repeat(48) }],
+    ['chunkSize', { chunkSize: 2 * CHUNK }],
     ['modelName', { modelName: 'other' }],
     ['plaintextSize', { plaintextSize: 1 }],
     ['headerSha256', { headerSha256: 'cd'.repeat(32) }],
@@ -195,4 +195,40 @@ test('refuses a bad model name and chunk size before reading anything', async ()
   await expect(seal('/nonexistent', async () => undefined, { dataKey: KEY, modelName: 'a', chunkSize: 0 })).rejects.toThrow(
     /chunk size must be 1 to/,
   );
+});
+
+describe('a sink that checks the SHA-256 itself', () => {
+  const sink = (verifiesSha256: string, events: string[], failWrite = false): PlaintextSink => ({
+    verifiesSha256,
+    write: async () => {
+      events.push('write');
+      if (failWrite) throw new Error('the destination broke');
+    },
+    commit: async () => void events.push('commit'),
+    abort: async () => void events.push('abort'),
+  });
+
+  test('is committed when its digest is the trailer’s', async () => {
+    const s = await sealBytes(randomBytes(3 * CHUNK));
+    const events: string[] = [];
+    await unsealInto(Readable.from([s.sealed]), sink(s.manifest.sha256, events), { dataKey: KEY, manifest: s.manifest });
+    expect(events).toEqual(['write', 'write', 'write', 'commit']);
+  });
+
+  test('is aborted, never committed, when it would check another digest', async () => {
+    const s = await sealBytes(randomBytes(3 * CHUNK));
+    const events: string[] = [];
+    const error = await unsealInto(Readable.from([s.sealed]), sink('ab'.repeat(32), events), { dataKey: KEY }).catch((e) => e);
+    expect(error).toMatchObject({ kind: 'tampered', message: expect.stringMatching(/is not the abab.* its destination checks/) });
+    expect(events.at(-1)).toBe('abort');
+    expect(events).not.toContain('commit');
+  });
+
+  test('a failing write stops unsealing with its error, and the sink is aborted', async () => {
+    const s = await sealBytes(randomBytes(6 * CHUNK));
+    const events: string[] = [];
+    await expect(unsealInto(Readable.from([s.sealed]), sink(s.manifest.sha256, events, true), { dataKey: KEY }))
+      .rejects.toThrow('the destination broke');
+    expect(events).toEqual(['write', 'abort']);
+  });
 });

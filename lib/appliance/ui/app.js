@@ -31,7 +31,8 @@
     send: element('send'),
     chatError: element('chat-error'),
     modelName: element('model-name'),
-    modelSha384: element('model-sha384'),
+    modelSha256: element('model-sha256'),
+    modelMeasurement: element('model-measurement'),
     verifyCommand: element('verify-command'),
   };
 
@@ -78,7 +79,8 @@
 
     if (status.model) {
       view.modelName.textContent = status.model.name;
-      view.modelSha384.textContent = status.model.sha384;
+      view.modelSha256.textContent = status.model.sha256;
+      view.modelMeasurement.textContent = status.model.measurement;
     }
     view.chat.hidden = status.phase !== 'ready';
   }

@@ -3,6 +3,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { ApplianceConfig, sealedModelObjects } from '../../../lib/appliance-config';
+import { modelMeasurement } from '../../../lib/sealing/model-measurement';
 import { sealToDirectory } from '../../../lib/sealing/seal-to-directory';
 import { FakeS3 } from './fake-s3';
 
@@ -12,7 +13,8 @@ export interface SealedModelFixture {
   readonly plaintext: Buffer;
   readonly dataKey: Buffer;
   readonly sha256: string;
-  readonly sha384: string;
+  /** What PCR15 is extended with for this model. */
+  readonly measurement: string;
 }
 
 export const TEST_KEY_ARN = 'arn:aws:kms:eu-west-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab';
@@ -56,11 +58,12 @@ export async function storeSealedModel(
   } finally {
     await rm(work, { recursive: true, force: true });
   }
+  const sha256 = createHash('sha256').update(plaintext).digest('hex');
   return {
     config,
     plaintext,
     dataKey,
-    sha256: createHash('sha256').update(plaintext).digest('hex'),
-    sha384: createHash('sha384').update(plaintext).digest('hex'),
+    sha256,
+    measurement: modelMeasurement({ modelName: config.modelName, plaintextSize: plaintext.length, sha256 }),
   };
 }

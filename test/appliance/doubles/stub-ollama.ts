@@ -28,7 +28,8 @@ interface ChatCompletionRequest {
 
 /**
  * A local HTTP server speaking the part of Ollama's API the appliance uses: `HEAD`/`POST /api/blobs/sha256:<d>`
- * (verifying the SHA-256 of the upload, 400 on a mismatch), `POST /api/create` from uploaded blobs, `GET /api/tags`,
+ * (verifying the SHA-256 of the upload, 400 on a mismatch; 200 without reading it for a blob it holds),
+ * `POST /api/create` from uploaded blobs, `GET /api/tags`,
  * and Ollama's OpenAI-compatible `POST /v1/chat/completions` (a `chat.completion`, or with `"stream": true`
  * `chat.completion.chunk` server-sent events ending in `data: [DONE]`) and `GET /v1/models`, with errors in OpenAI's
  * shape as Ollama sends them. Its answer to a chat is `You said: <last user message>`, in word chunks.
@@ -104,6 +105,12 @@ export class StubOllama {
         request.resume();
         return;
       }
+      if (this.blobs.has(blob[1])) {
+        // As Ollama: a blob it already holds is answered 200 without reading the upload.
+        request.resume();
+        answer(response, 200);
+        return;
+      }
       const hash = createHash('sha256');
       let size = 0;
       for await (const chunk of request as AsyncIterable<Buffer>) {
@@ -115,9 +122,8 @@ export class StubOllama {
         answer(response, 400, { error: `digest mismatch, expected "${blob[1]}", got "${received}"` });
         return;
       }
-      const known = this.blobs.has(received);
       this.blobs.set(received, size);
-      answer(response, known ? 200 : 201);
+      answer(response, 201);
     } else if (path === '/api/create' && method === 'POST') {
       const body = await readJson(request);
       this.calls.push({ method, path, body });
