@@ -1,6 +1,6 @@
 import { Token } from 'aws-cdk-lib';
 import { Construct } from 'constructs';
-import { checkPinsImage, normalizePcrValue, PcrMeasurements } from './measurements';
+import { checkPinsImage, normalizePcrValue, PcrMeasurements } from './shared/measurements';
 import { PublishedImageMeasurements, PublishedImageMeasurementsProps } from './published-image';
 
 /**

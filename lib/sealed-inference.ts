@@ -5,11 +5,11 @@ import * as kms from 'aws-cdk-lib/aws-kms';
 import { Construct } from 'constructs';
 import { AttestedInstance } from './attested-instance';
 import { IAttestableImage } from './attestable-image';
-import { inferenceNetwork } from './inference-network';
+import { inferenceNetwork } from './private/inference-network';
 import { KeyAdministration } from './key-administration';
 import { ModelBucket } from './model-bucket';
-import { warnWithoutModelOwner } from './model-owner-check';
-import { addReviewerOutputs } from './reviewer-outputs';
+import { warnWithoutModelOwner } from './private/model-owner-check';
+import { addReviewerOutputs } from './private/reviewer-outputs';
 import { SealedModelKey } from './sealed-model-key';
 import { ZeroOperatorAccessSecurityGroup } from './zero-operator-access';
 

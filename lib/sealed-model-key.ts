@@ -4,8 +4,8 @@ import * as kms from 'aws-cdk-lib/aws-kms';
 import { Construct } from 'constructs';
 import { IAttestableImage } from './attestable-image';
 import { KEY_MANAGEMENT_ACTIONS, KeyAdministration } from './key-administration';
-import { nitroTpmPcrConditionKey, pinnedPcrs } from './measurements';
-import { checkModelName, ENCRYPTION_CONTEXT_KEYS, MODEL_CONTEXT_KEY } from './model-identity';
+import { nitroTpmPcrConditionKey, pinnedPcrs } from './shared/measurements';
+import { checkModelName, ENCRYPTION_CONTEXT_KEYS, MODEL_CONTEXT_KEY } from './shared/model-identity';
 
 /** Properties of a {@link SealedModelKey}. */
 export interface SealedModelKeyProps {

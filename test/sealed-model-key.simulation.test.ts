@@ -16,8 +16,8 @@ import { App, Stack } from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import { AttestableImage, KeyAdministration, SealedModelKey } from '../lib';
-import { nitroTpmPcrConditionKey } from '../lib/measurements';
-import { FORMAT_CONTEXT_KEY, MODEL_CONTEXT_KEY } from '../lib/model-identity';
+import { nitroTpmPcrConditionKey } from '../lib/shared/measurements';
+import { FORMAT_CONTEXT_KEY, MODEL_CONTEXT_KEY } from '../lib/shared/model-identity';
 
 const ACCOUNT = '111111111111';
 const REGION = 'eu-west-1';

@@ -1,6 +1,6 @@
 import { S3Client } from '@aws-sdk/client-s3';
 import { KMSClient } from '@aws-sdk/client-kms';
-import { ApplianceConfig } from '../appliance-config';
+import { ApplianceConfig } from '../shared/appliance-config';
 import { wipe } from '../sealing/format';
 import { modelEncryptionContext, parseManifest, SealedModelManifest } from '../sealing/manifest';
 import { unsealInto } from '../sealing/unseal';

@@ -1,4 +1,4 @@
-import { checkPinsImage, normalizePcrValue, PcrMeasurements, pinnedPcrs } from '../measurements';
+import { checkPinsImage, normalizePcrValue, PcrMeasurements, pinnedPcrs } from '../shared/measurements';
 import type { AttestationDocument } from './attestation-document';
 import { MODEL_PCR, PcrEvent, replayPcrEvents } from './pcr-event-log';
 

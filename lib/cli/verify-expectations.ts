@@ -1,6 +1,6 @@
 import { ExpectedImage, normalizeExpectedImage } from '../attestation/attestation-expectations';
-import { isJsonObject } from '../json-object';
-import { AMI_ID_PATTERN } from '../measurements';
+import { isJsonObject } from '../shared/json-object';
+import { AMI_ID_PATTERN } from '../shared/measurements';
 import { chooseStack, SoughtOutputs } from './stack-outputs-file';
 
 /**

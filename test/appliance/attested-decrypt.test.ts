@@ -3,7 +3,7 @@ import * as net from 'node:net';
 import { DecryptCommand, KMSClient } from '@aws-sdk/client-kms';
 import { DataKeyFailure, DataKeyUnwrapError, decryptDataKey } from '../../lib/appliance/attested-decrypt';
 import { Attester } from '../../lib/appliance/attester';
-import { PcrMeasurements } from '../../lib/measurements';
+import { PcrMeasurements } from '../../lib/shared/measurements';
 import { createTestChain, TestChain, testPcrs } from '../attestation/test-attestation';
 import { FakeKms } from './doubles/fake-kms';
 import { TestAttester } from './doubles/test-attester';

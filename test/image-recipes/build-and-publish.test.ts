@@ -5,7 +5,7 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { MEASUREMENT_TAGS } from '../../lib';
-import { readPublishedMeasurements } from '../../lib/published-measurements';
+import { readPublishedMeasurements } from '../../lib/shared/published-measurements';
 
 /**
  * image-recipes/build-and-publish.sh with stand-ins for kiwi-ng (and its mkfs.erofs, veritysetup), coldsnap, the AWS
@@ -74,8 +74,8 @@ let stubs: string;
 let appliance: string;
 
 beforeAll(() => {
-  if (!fs.existsSync(path.join(ROOT, 'dist/lib/measurements.js'))) {
-    throw new Error('dist/lib/measurements.js is missing: run npm run build (npm test runs it first)');
+  if (!fs.existsSync(path.join(ROOT, 'dist/lib/shared/measurements.js'))) {
+    throw new Error('dist/lib/shared/measurements.js is missing: run npm run build (npm test runs it first)');
   }
   if (spawnSync('jq', ['--version']).error) {
     throw new Error('jq is missing: run bash scripts/require-system-tools.sh (as root it installs it)');

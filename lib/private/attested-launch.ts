@@ -3,11 +3,11 @@ import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import { Construct } from 'constructs';
-import { APPLIANCE_CONFIG_VERSION, ApplianceConfig, sealedModelObjects } from './appliance-config';
-import { IAttestableImage } from './attestable-image';
-import type { AttestedLaunchTemplateProps } from './attested-launch-template';
-import { checkModelName } from './model-identity';
-import { NitroTpmSupport, nitroTpmSupport } from './nitro-tpm-support';
+import { APPLIANCE_CONFIG_VERSION, ApplianceConfig, sealedModelObjects } from '../shared/appliance-config';
+import { IAttestableImage } from '../attestable-image';
+import type { AttestedLaunchTemplateProps } from '../attested-launch-template';
+import { checkModelName } from '../shared/model-identity';
+import { NitroTpmSupport, nitroTpmSupport } from '../shared/nitro-tpm-support';
 
 /**
  * What every launch of an attested instance is made of, whether one instance (AttestedInstance) or a fleet of them
