@@ -112,7 +112,7 @@ export class SealedInferenceFleet extends Construct {
     this.key = new SealedModelKey(this, 'Key', {
       allowedImages,
       modelNames: [props.modelName],
-      administration: props.keyAdministration,
+      keyAdministration: props.keyAdministration,
     });
     this.modelBucket = new ModelBucket(this, 'Models', { encryptionKey: props.bucketEncryptionKey });
     this.securityGroup = new ZeroOperatorAccessSecurityGroup(this, 'SecurityGroup', {

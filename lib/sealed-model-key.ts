@@ -45,7 +45,7 @@ export interface SealedModelKeyProps {
    *
    * @default KeyAdministration.delegatedToAccount()
    */
-  readonly administration?: KeyAdministration;
+  readonly keyAdministration?: KeyAdministration;
 
   /**
    * An alias for the key, without the `alias/` prefix.
@@ -91,7 +91,7 @@ export class SealedModelKey extends Construct {
     if (this.modelNames?.length === 0) {
       throw new Error(`${this.node.path}: modelNames is empty, so no model could ever be sealed; omit it to allow any`);
     }
-    this.administration = props.administration ?? KeyAdministration.delegatedToAccount();
+    this.administration = props.keyAdministration ?? KeyAdministration.delegatedToAccount();
     props.allowedImages?.forEach((image) => this.allowImage(image));
     props.unsealers?.forEach((role) => this.allowUnseal(role));
     props.sealers?.forEach((principal) => this.allowSeal(principal));

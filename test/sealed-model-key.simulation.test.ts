@@ -79,7 +79,7 @@ function synthesizeKeyPolicy(administration?: KeyAdministration): object {
       AttestableImage.fromMeasurements('ami-0123456789abcdef0', IMAGE_1),
       AttestableImage.fromMeasurements('ami-0fedcba9876543210', IMAGE_2),
     ],
-    administration,
+    keyAdministration: administration,
   });
   const keys = Object.values(Template.fromStack(stack).findResources('AWS::KMS::Key'));
   if (keys.length !== 1) throw new Error(`Expected one AWS::KMS::Key, found ${keys.length}`);

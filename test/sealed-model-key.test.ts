@@ -164,7 +164,7 @@ describe('key policy', () => {
   test('restricts administration to named principals when asked, and reminds to include the deploy role', () => {
     const adminArn = 'arn:aws:iam::111111111111:role/key-admin';
     const { template, stack } = keyWith({
-      administration: KeyAdministration.restrictedTo([new iam.ArnPrincipal(adminArn)]),
+      keyAdministration: KeyAdministration.restrictedTo([new iam.ArnPrincipal(adminArn)]),
     });
     expect(sid(template, 'KeyAdministrationWithoutUse').Principal).toEqual({ AWS: adminArn });
     expect(JSON.stringify(statements(template))).not.toContain(':root');
