@@ -45,30 +45,3 @@ export class KeyAdministration {
     return this.principals ?? [new iam.AccountPrincipal(Stack.of(scope).account)];
   }
 }
-
-/** Actions that manage a key without using it: the administrators' share. */
-export const KEY_MANAGEMENT_ACTIONS = [
-  'kms:DescribeKey',
-  'kms:GetKeyPolicy',
-  'kms:PutKeyPolicy',
-  'kms:ListKeyPolicies',
-  'kms:ListResourceTags',
-  'kms:TagResource',
-  'kms:UntagResource',
-  'kms:UpdateKeyDescription',
-  'kms:EnableKey',
-  'kms:DisableKey',
-  'kms:GetKeyRotationStatus',
-  'kms:EnableKeyRotation',
-  'kms:DisableKeyRotation',
-  'kms:ListKeyRotations',
-  'kms:RotateKeyOnDemand',
-  'kms:ScheduleKeyDeletion',
-  'kms:CancelKeyDeletion',
-  'kms:CreateAlias',
-  'kms:UpdateAlias',
-  'kms:DeleteAlias',
-  'kms:ListGrants',
-  'kms:RevokeGrant',
-  'kms:RetireGrant',
-];

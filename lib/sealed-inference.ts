@@ -194,7 +194,7 @@ export class SealedInference extends Construct {
   /** Lets `principal` seal the model with the key and upload it to the bucket. It can never decrypt. */
   public allowModelOwner(principal: iam.IPrincipal): void {
     this.modelOwners.push(principal);
-    this.key.allowSeal(principal);
+    this.key.grantSeal(principal);
     this.modelBucket.grantUpload(principal, this.modelPrefix);
   }
 

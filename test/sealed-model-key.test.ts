@@ -180,8 +180,8 @@ describe('key policy', () => {
     const stack = testStack();
     const key = new SealedModelKey(stack, 'Key');
     key.allowImage(IMAGE_B);
-    key.allowUnseal(iam.Role.fromRoleArn(stack, 'W', WORKLOAD_ARN));
-    key.allowSeal(new iam.ArnPrincipal(OWNER_ARN));
+    key.grantUnseal(iam.Role.fromRoleArn(stack, 'W', WORKLOAD_ARN));
+    key.grantSeal(new iam.ArnPrincipal(OWNER_ARN));
     const template = Template.fromStack(stack);
     expect(sid(template, 'UnsealOnlyOnAttestedImage1').Condition!.StringEqualsIgnoreCase).toMatchObject({
       'kms:RecipientAttestation:NitroTPMPCR4': hex384('b4'),
