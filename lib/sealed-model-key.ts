@@ -124,6 +124,13 @@ export class SealedModelKey extends Resource implements ISealedModelKey {
     id: string,
     attributes: SealedModelKeyAttributes,
   ): ISealedModelKey {
+    const { keyArn } = attributes;
+    if (!Token.isUnresolved(keyArn) && !KMS_KEY_ARN_PATTERN.test(keyArn)) {
+      throw new Error(
+        `${id}: keyArn must be a KMS key ARN, arn:aws:kms:<region>:<account>:key/<id> (not an alias); ` +
+          `got ${JSON.stringify(keyArn)}`,
+      );
+    }
     return new ImportedSealedModelKey(scope, id, attributes);
   }
 
@@ -343,12 +350,6 @@ class ImportedSealedModelKey extends Resource implements ISealedModelKey {
     super(scope, id, { environmentFromArn: attributes.keyArn });
     this.keyArn = attributes.keyArn;
     this.keyId = Arn.split(attributes.keyArn, ArnFormat.SLASH_RESOURCE_NAME).resourceName ?? '';
-    if (!Token.isUnresolved(this.keyArn) && !KMS_KEY_ARN_PATTERN.test(this.keyArn)) {
-      throw new Error(
-        `${this.node.path}: keyArn must be a KMS key ARN, arn:aws:kms:<region>:<account>:key/<id> (not an alias); ` +
-          `got ${JSON.stringify(this.keyArn)}`,
-      );
-    }
     this.modelNames = attributes.modelNames?.map((name) => (Token.isUnresolved(name) ? name : checkModelName(name)));
   }
 

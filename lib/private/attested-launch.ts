@@ -106,8 +106,8 @@ function unsealerRole(scope: Construct, options: AttestedLaunchOptions, modelPre
     description: 'Attested inference instance: fetch the sealed model, unseal it with an attestation document',
     roleName: options.roleName,
   });
-  const fetch = options.modelBucket.grantFetch(role, modelPrefix);
-  const modelObjects = fetch.principalStatements.flatMap((statement) => statement.resources).find((arn) => arn !== options.modelBucket.bucket.bucketArn);
+  options.modelBucket.grantFetch(role, modelPrefix);
+  const modelObjects = options.modelBucket.bucket.arnForObjects(`${modelPrefix}*`);
   Validations.of(role).acknowledge(
     {
       id: `AwsSolutions-IAM5[Resource::${nagResourceName(Stack.of(scope).resolve(modelObjects))}]`,
