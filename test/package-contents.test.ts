@@ -127,11 +127,11 @@ describe('its entry points, as a consumer resolves them', () => {
     expect(() => runIn(verifierProject, `require('${manifest.name}')`)).toThrow(/Cannot find module 'aws-cdk-lib'/);
   });
 
-  test('"." loads the constructs in a CDK app', () => {
+  test('"." loads the constructs in a CDK app, and leaves the verifier to "./attestation"', () => {
     const exported = runIn(cdkProject, `
       const library = require('${manifest.name}');
       console.log([typeof library.SealedInference, typeof library.verifyAttestationDocument].join(' '));`);
-    expect(exported.trim()).toBe('function function');
+    expect(exported.trim()).toBe('function undefined');
   }, 60_000);
 
   test('a file outside the entry points cannot be imported', () => {
