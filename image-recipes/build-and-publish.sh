@@ -1,7 +1,7 @@
 #!/bin/bash
 # Builds the sealed inference appliance image with kiwi-ng, uploads its disk to an EBS snapshot with coldsnap,
 # registers it as a NitroTPM attestable AMI (UEFI, TPM 2.0, IMDSv2) and publishes its reference measurements as
-# tags on the AMI, under the tag keys of the library (MEASUREMENT_TAGS in lib/measurements.ts).
+# tags on the AMI, under the tag keys of the library (MEASUREMENT_TAGS in lib/shared/measurements.ts).
 #
 # Prints the AMI id and its measurements as JSON on stdout, as `sealed-inference measurements` does; everything
 # else goes to stderr. Re-running with the same recipe version and the same measurements reuses the AMI.
@@ -112,7 +112,7 @@ case "$profile" in
 esac
 [[ -f "$description/appliance.kiwi" ]] || fail "no kiwi description at $description (appliance.kiwi missing)"
 [[ -f "$appliance" ]] || fail "the appliance bundle $appliance is missing: run npm run build"
-measurements_module="$repo_dir/dist/lib/measurements.js"
+measurements_module="$repo_dir/dist/lib/shared/measurements.js"
 [[ -f "$measurements_module" ]] || fail "$measurements_module is missing: run npm run build"
 [[ -z "$uefi_data" || -f "$uefi_data" ]] || fail "--uefi-data $uefi_data is not a file"
 if [[ -n "$measurements_fixture" ]]; then

@@ -1,6 +1,6 @@
 import { Token } from 'aws-cdk-lib';
 import { Construct } from 'constructs';
-import { checkPinsImage, normalizePcrValue, PcrMeasurements } from './measurements';
+import { AMI_ID_PATTERN, checkPinsImage, normalizePcrValue, PcrMeasurements } from './shared/measurements';
 import { PublishedImageMeasurements, PublishedImageMeasurementsProps } from './published-image';
 
 /**
@@ -15,8 +15,6 @@ export interface IAttestableImage {
   /** The reference measurements of the image. */
   readonly measurements: PcrMeasurements;
 }
-
-const AMI_ID = /^ami-[0-9a-f]{8}([0-9a-f]{9})?$/;
 
 /** Factories for {@link IAttestableImage}. */
 export class AttestableImage {
@@ -61,7 +59,7 @@ export class AttestableImage {
 }
 
 function checkImageId(imageId: string): void {
-  if (!Token.isUnresolved(imageId) && !AMI_ID.test(imageId)) {
+  if (!Token.isUnresolved(imageId) && !AMI_ID_PATTERN.test(imageId)) {
     throw new Error(`Image id must look like ami-0123456789abcdef0, got ${JSON.stringify(imageId)}`);
   }
 }

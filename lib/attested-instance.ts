@@ -2,8 +2,8 @@ import { Validations } from 'aws-cdk-lib';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import { Construct } from 'constructs';
-import { ApplianceConfig } from './appliance-config';
-import { acknowledgePinnedImage, attestedLaunch, attestedSubnets, launchViolations } from './attested-launch';
+import { ApplianceConfig } from './shared/appliance-config';
+import { acknowledgePinnedImage, attestedLaunch, attestedSubnets, launchViolations } from './private/attested-launch';
 import { AttestedLaunchTemplateProps } from './attested-launch-template';
 
 /** Properties of an {@link AttestedInstance}: what every attested launch takes, and where to launch. */

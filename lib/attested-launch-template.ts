@@ -2,12 +2,12 @@ import { Size } from 'aws-cdk-lib';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import { Construct } from 'constructs';
-import { ApplianceConfig } from './appliance-config';
+import { ApplianceConfig } from './shared/appliance-config';
 import { IAttestableImage } from './attestable-image';
-import { acknowledgePinnedImage, attestedLaunch, launchViolations } from './attested-launch';
-import { ModelBucket } from './model-bucket';
-import { SealedModelKey } from './sealed-model-key';
-import { ZeroOperatorAccessSecurityGroup } from './zero-operator-access';
+import { acknowledgePinnedImage, attestedLaunch, launchViolations } from './private/attested-launch';
+import { IModelBucket } from './model-bucket';
+import { ISealedModelKey } from './sealed-model-key';
+import { IZeroOperatorAccessSecurityGroup } from './zero-operator-access';
 
 /** Properties of an {@link AttestedLaunchTemplate}. */
 export interface AttestedLaunchTemplateProps {
@@ -15,13 +15,16 @@ export interface AttestedLaunchTemplateProps {
   readonly image: IAttestableImage;
 
   /** The instances' only security group. */
-  readonly securityGroup: ZeroOperatorAccessSecurityGroup;
+  readonly securityGroup: IZeroOperatorAccessSecurityGroup;
 
-  /** The key the model's data key is wrapped with; the instances' role is allowed to unseal with it. */
-  readonly key: SealedModelKey;
+  /**
+   * The key the model's data key is wrapped with, created in this app or imported from the model owner's account;
+   * the instances' role is granted unsealing on `image` with it.
+   */
+  readonly key: ISealedModelKey;
 
-  /** The bucket holding the sealed model; the instances' role may read `modelPrefix` in it. */
-  readonly modelBucket: ModelBucket;
+  /** The bucket holding the sealed model, created or imported; the instances' role may read `modelPrefix` in it. */
+  readonly modelBucket: IModelBucket;
 
   /** The sealed model's name. */
   readonly modelName: string;
@@ -29,9 +32,17 @@ export interface AttestedLaunchTemplateProps {
   /**
    * The prefix the sealed model's artifacts are stored under: empty or ending in '/'.
    *
-   * @default 'models/'
+   * @default - the bucket's `modelPrefix`
    */
   readonly modelPrefix?: string;
+
+  /**
+   * A name for the instances' role. Name it when the key is in another account: the key's owner names the role in
+   * the key policy, by an ARN known before it exists.
+   *
+   * @default - a name CloudFormation generates
+   */
+  readonly roleName?: string;
 
   /**
    * The instance type. It must offer NitroTPM 2.0; bare-metal and pre-Nitro types are rejected.

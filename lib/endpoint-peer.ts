@@ -2,7 +2,7 @@ import { Stack } from 'aws-cdk-lib';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as cr from 'aws-cdk-lib/custom-resources';
 import { Construct } from 'constructs';
-import { lookUpS3PrefixList, PREFIX_LIST_ID_FIELD } from './s3-prefix-list';
+import { lookUpS3PrefixList, PREFIX_LIST_ID_FIELD } from './private/s3-prefix-list';
 
 /** The id of the stack's one S3 prefix list lookup. */
 const LOOKUP_ID = 'SealedInferenceS3PrefixList';

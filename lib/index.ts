@@ -1,22 +1,34 @@
-export * from './measurements';
-export * from './model-identity';
-export * from './appliance-config';
-export * from './attestable-image';
-export * from './published-measurements';
-export * from './published-image';
-export * from './key-administration';
-export * from './sealed-model-key';
-export * from './model-bucket';
-export * from './zero-operator-access';
-export * from './isolated-network';
-export * from './endpoint-peer';
-export * from './nitro-tpm-support';
-export * from './attested-instance';
-export * from './attested-launch-template';
-export * from './sealed-inference';
-export * from './service-load-balancer-security-group';
-export * from './sealed-inference-fleet';
-export * from './attestation';
+/**
+ * The `cdk-sealed-inference` entry point: the constructs and the types their properties use. The verifier is the
+ * `cdk-sealed-inference/attestation` entry point; modules not named here are internal.
+ */
+export { AttestableImage } from './attestable-image';
+export type { IAttestableImage } from './attestable-image';
+export { PublishedImageMeasurements } from './published-image';
+export type { PublishedImageMeasurementsProps } from './published-image';
+export { InvalidMeasurementError, MEASUREMENT_TAGS } from './shared/measurements';
+export type { PcrMeasurements } from './shared/measurements';
+export { KeyAdministration } from './key-administration';
+export { SealedModelKey } from './sealed-model-key';
+export type { ISealedModelKey, SealedModelKeyAttributes, SealedModelKeyProps } from './sealed-model-key';
+export { ModelBucket } from './model-bucket';
+export type { IModelBucket, ModelBucketAttributes, ModelBucketProps } from './model-bucket';
+export { ZeroOperatorAccessSecurityGroup } from './zero-operator-access';
+export type { IZeroOperatorAccessSecurityGroup, ZeroOperatorAccessSecurityGroupProps } from './zero-operator-access';
+export { ServiceLoadBalancerSecurityGroup } from './service-load-balancer-security-group';
+export type { ServiceLoadBalancerSecurityGroupProps } from './service-load-balancer-security-group';
+export { IsolatedNetwork } from './isolated-network';
+export type { IsolatedNetworkProps } from './isolated-network';
+export { EndpointPeer } from './endpoint-peer';
+export { AttestedLaunchTemplate } from './attested-launch-template';
+export type { AttestedLaunchTemplateProps } from './attested-launch-template';
+export { AttestedInstance } from './attested-instance';
+export type { AttestedInstanceProps } from './attested-instance';
+export type { ApplianceConfig, SealedModelObjects } from './shared/appliance-config';
+export { SealedInference } from './sealed-inference';
+export type { SealedInferenceProps } from './sealed-inference';
+export { SealedInferenceFleet } from './sealed-inference-fleet';
+export type { SealedInferenceFleetProps } from './sealed-inference-fleet';
 
 // The sealing API a model owner scripts against; also the "./sealing" entry point, which needs no CDK.
 export {

@@ -2,7 +2,7 @@ import { RemovalPolicy, Token, Validations } from 'aws-cdk-lib';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import { Construct } from 'constructs';
-import { lookUpS3PrefixList, PREFIX_LIST_ID_FIELD } from './s3-prefix-list';
+import { lookUpS3PrefixList, PREFIX_LIST_ID_FIELD } from './private/s3-prefix-list';
 
 /** Properties of an {@link IsolatedNetwork}. */
 export interface IsolatedNetworkProps {

@@ -1,5 +1,6 @@
 import * as iam from 'aws-cdk-lib/aws-iam';
 import { DefaultStackSynthesizer, Stack } from 'aws-cdk-lib';
+import { KEY_MANAGEMENT_ACTIONS } from './private/permissions';
 import { IConstruct } from 'constructs';
 
 /** Options for the administration modes that name break-glass principals. */
@@ -113,30 +114,3 @@ function cloudFormationExecutionRoleArn(scope: IConstruct): string {
     .replace(/\$\{AWS::AccountId\}/g, stack.account)
     .replace(/\$\{AWS::Region\}/g, stack.region);
 }
-
-/** Actions that manage a key without using it: the administrators' share. */
-export const KEY_MANAGEMENT_ACTIONS = [
-  'kms:DescribeKey',
-  'kms:GetKeyPolicy',
-  'kms:PutKeyPolicy',
-  'kms:ListKeyPolicies',
-  'kms:ListResourceTags',
-  'kms:TagResource',
-  'kms:UntagResource',
-  'kms:UpdateKeyDescription',
-  'kms:EnableKey',
-  'kms:DisableKey',
-  'kms:GetKeyRotationStatus',
-  'kms:EnableKeyRotation',
-  'kms:DisableKeyRotation',
-  'kms:ListKeyRotations',
-  'kms:RotateKeyOnDemand',
-  'kms:ScheduleKeyDeletion',
-  'kms:CancelKeyDeletion',
-  'kms:CreateAlias',
-  'kms:UpdateAlias',
-  'kms:DeleteAlias',
-  'kms:ListGrants',
-  'kms:RevokeGrant',
-  'kms:RetireGrant',
-];

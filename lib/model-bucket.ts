@@ -1,12 +1,82 @@
-import { Duration, RemovalPolicy, Token, Validations } from 'aws-cdk-lib';
+import { Duration, IResource, RemovalPolicy, Resource, Token, Validations } from 'aws-cdk-lib';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as kms from 'aws-cdk-lib/aws-kms';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import { Construct } from 'constructs';
+import { MODEL_FETCH_ACTIONS, MODEL_LIST_ACTIONS, MODEL_UPLOAD_ACTIONS } from './private/permissions';
 import { SealedModelKey } from './sealed-model-key';
+
+/** Where sealed models are stored in a model bucket unless told otherwise. */
+export const DEFAULT_MODEL_PREFIX = 'models/';
+
+/**
+ * A bucket for sealed model artifacts: one this stack creates ({@link ModelBucket}) or an existing one, e.g. in the
+ * model owner's account, imported with `ModelBucket.fromBucketName()`.
+ */
+export interface IModelBucket extends IResource {
+  /** The underlying bucket. */
+  readonly bucket: s3.IBucket;
+
+  /** The bucket's name. */
+  readonly bucketName: string;
+
+  /** The prefix sealed models are stored under unless a grant names another: empty or ending in '/'. */
+  readonly modelPrefix: string;
+
+  /**
+   * Lets the model owner upload sealed artifacts under `prefix`, including multipart uploads and their abort.
+   *
+   * @param prefix empty or ending in '/'; by default `modelPrefix`
+   */
+  grantUpload(grantee: iam.IGrantable, prefix?: string): iam.Grant;
+
+  /**
+   * Lets the workload read sealed artifacts under `prefix`, and list that prefix: S3 tells a missing object (404)
+   * from a refused one (403) only to a caller allowed `s3:ListBucket`, and the workload waits for a model not
+   * uploaded yet.
+   *
+   * @param prefix empty or ending in '/'; by default `modelPrefix`
+   */
+  grantFetch(grantee: iam.IGrantable, prefix?: string): iam.Grant;
+}
+
+/** What identifies an existing model bucket, for {@link ModelBucket.fromModelBucketAttributes}. */
+export interface ModelBucketAttributes {
+  /** The bucket's name. */
+  readonly bucketName: string;
+
+  /**
+   * The account that owns the bucket. Name it when it is not this stack's: grants then write identity policies only,
+   * and the owner's bucket policy must allow the same (`ModelBucket.grantFetch()` in the owner's stack).
+   *
+   * @default - this stack's account
+   */
+  readonly account?: string;
+
+  /**
+   * The bucket's Region.
+   *
+   * @default - this stack's Region
+   */
+  readonly region?: string;
+
+  /**
+   * The prefix sealed models are stored under: empty or ending in '/'.
+   *
+   * @default 'models/'
+   */
+  readonly modelPrefix?: string;
+}
 
 /** Properties of a {@link ModelBucket}. */
 export interface ModelBucketProps {
+  /**
+   * The prefix sealed models are stored under unless a grant names another: empty or ending in '/'.
+   *
+   * @default 'models/'
+   */
+  readonly modelPrefix?: string;
+
   /**
    * A KMS key for encryption at rest. Never the sealing key: it refuses every unattested decrypt, so S3 could not
    * serve the objects. The sealed artifacts are encrypted anyway; this key protects them as a second layer.
@@ -35,12 +105,27 @@ export interface ModelBucketProps {
  *
  * Uploading (the model owner) and fetching (the workload) are granted separately and scoped to a prefix.
  */
-export class ModelBucket extends Construct {
+export class ModelBucket extends Resource implements IModelBucket {
+  /** An existing model bucket in this stack's account and Region, by name; sealed models under 'models/'. */
+  public static fromBucketName(scope: Construct, id: string, bucketName: string): IModelBucket {
+    return ModelBucket.fromModelBucketAttributes(scope, id, { bucketName });
+  }
+
+  /** An existing model bucket, possibly in another account, with the prefix sealed models are stored under. */
+  public static fromModelBucketAttributes(scope: Construct, id: string, attributes: ModelBucketAttributes): IModelBucket {
+    return new ImportedModelBucket(scope, id, attributes);
+  }
+
   /** The underlying bucket. */
   public readonly bucket: s3.Bucket;
 
+  public readonly bucketName: string;
+
+  public readonly modelPrefix: string;
+
   constructor(scope: Construct, id: string, props: ModelBucketProps = {}) {
     super(scope, id);
+    this.modelPrefix = checkPrefix(props.modelPrefix ?? DEFAULT_MODEL_PREFIX);
     const accessLogsBucket = props.accessLogsBucket ?? this.createAccessLogsBucket();
     this.bucket = new s3.Bucket(this, 'Resource', {
       blockPublicAccess: s3.BlockPublicAccess.BLOCK_ALL,
@@ -62,6 +147,7 @@ export class ModelBucket extends Construct {
       ],
       removalPolicy: RemovalPolicy.RETAIN,
     });
+    this.bucketName = this.bucket.bucketName;
 
     Validations.of(this.bucket).acknowledge({
       id: 'NIST.800.53.R5-S3BucketReplicationEnabled',
@@ -90,40 +176,14 @@ export class ModelBucket extends Construct {
     }
   }
 
-  /**
-   * Lets the model owner upload sealed artifacts under `prefix`, including multipart uploads and their abort.
-   * Works across accounts (the bucket policy names a foreign principal).
-   */
-  public grantUpload(grantee: iam.IGrantable, prefix: string): iam.Grant {
-    return this.grantOnObjects(grantee, prefix, [
-      's3:PutObject',
-      's3:AbortMultipartUpload',
-      's3:ListMultipartUploadParts',
-    ]);
+  /** Works across accounts: the bucket policy names a foreign principal. */
+  public grantUpload(grantee: iam.IGrantable, prefix: string = this.modelPrefix): iam.Grant {
+    return grantOnModels(this.bucket, grantee, prefix, MODEL_UPLOAD_ACTIONS);
   }
 
-  /**
-   * Lets the workload read sealed artifacts under `prefix`, and list that prefix: S3 tells a missing object (404) from
-   * a refused one (403) only to a caller allowed `s3:ListBucket`, and the workload waits for a model not uploaded yet.
-   */
-  public grantFetch(grantee: iam.IGrantable, prefix: string): iam.Grant {
-    return this.grantOnObjects(grantee, prefix, ['s3:GetObject']).combine(iam.Grant.addToPrincipalOrResource({
-      grantee,
-      actions: ['s3:ListBucket'],
-      resourceArns: [this.bucket.bucketArn],
-      resource: this.bucket,
-      conditions: { StringLike: { 's3:prefix': [`${prefix}*`] } },
-    }));
-  }
-
-  private grantOnObjects(grantee: iam.IGrantable, prefix: string, actions: string[]): iam.Grant {
-    checkPrefix(prefix);
-    return iam.Grant.addToPrincipalOrResource({
-      grantee,
-      actions,
-      resourceArns: [this.bucket.arnForObjects(`${prefix}*`)],
-      resource: this.bucket,
-    });
+  /** Works across accounts: the bucket policy names a foreign principal. */
+  public grantFetch(grantee: iam.IGrantable, prefix: string = this.modelPrefix): iam.Grant {
+    return grantFetchModels(this.bucket, grantee, prefix);
   }
 
   private createAccessLogsBucket(): s3.Bucket {
@@ -159,13 +219,64 @@ export class ModelBucket extends Construct {
   }
 }
 
-/** A prefix is empty or a relative S3 "folder" ending in '/'. */
-function checkPrefix(prefix: string): void {
-  if (Token.isUnresolved(prefix)) return;
+/**
+ * A model bucket that exists outside this stack. Its grants write identity policies, and the bucket policy too when
+ * the bucket and the grantee are in one account; across accounts, the owner's bucket policy must allow the same.
+ */
+class ImportedModelBucket extends Resource implements IModelBucket {
+  public readonly bucket: s3.IBucket;
+  public readonly bucketName: string;
+  public readonly modelPrefix: string;
+
+  constructor(scope: Construct, id: string, attributes: ModelBucketAttributes) {
+    super(scope, id, { account: attributes.account, region: attributes.region });
+    this.modelPrefix = checkPrefix(attributes.modelPrefix ?? DEFAULT_MODEL_PREFIX);
+    this.bucket = s3.Bucket.fromBucketAttributes(this, 'Bucket', {
+      bucketName: attributes.bucketName,
+      account: attributes.account,
+      region: attributes.region,
+    });
+    this.bucketName = this.bucket.bucketName;
+  }
+
+  public grantUpload(grantee: iam.IGrantable, prefix: string = this.modelPrefix): iam.Grant {
+    return grantOnModels(this.bucket, grantee, prefix, MODEL_UPLOAD_ACTIONS);
+  }
+
+  public grantFetch(grantee: iam.IGrantable, prefix: string = this.modelPrefix): iam.Grant {
+    return grantFetchModels(this.bucket, grantee, prefix);
+  }
+}
+
+/** Reading the objects under `prefix`, and listing that prefix. */
+function grantFetchModels(bucket: s3.IBucket, grantee: iam.IGrantable, prefix: string): iam.Grant {
+  return grantOnModels(bucket, grantee, prefix, MODEL_FETCH_ACTIONS).combine(iam.Grant.addToPrincipalOrResource({
+    grantee,
+    actions: MODEL_LIST_ACTIONS,
+    resourceArns: [bucket.bucketArn],
+    resource: bucket,
+    conditions: { StringLike: { 's3:prefix': [`${prefix}*`] } },
+  }));
+}
+
+/** `actions` on the objects under `prefix`: in the identity policy, and in the bucket policy where one is needed. */
+function grantOnModels(bucket: s3.IBucket, grantee: iam.IGrantable, prefix: string, actions: string[]): iam.Grant {
+  return iam.Grant.addToPrincipalOrResource({
+    grantee,
+    actions,
+    resourceArns: [bucket.arnForObjects(`${checkPrefix(prefix)}*`)],
+    resource: bucket,
+  });
+}
+
+/** A prefix is empty or a relative S3 "folder" ending in '/'. Returns it. */
+function checkPrefix(prefix: string): string {
+  if (Token.isUnresolved(prefix)) return prefix;
   const wellFormed = /^[A-Za-z0-9!_.'()-]+(\/[A-Za-z0-9!_.'()-]+)*\/$/.test(prefix);
   if (prefix !== '' && (!wellFormed || prefix.split('/').some((segment) => segment === '.' || segment === '..'))) {
     throw new Error(
       `Prefix must be empty or a path ending in '/' without a leading '/', e.g. "models/"; got ${JSON.stringify(prefix)}`,
     );
   }
+  return prefix;
 }

@@ -4,9 +4,9 @@ import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as cr from 'aws-cdk-lib/custom-resources';
 import { Construct } from 'constructs';
 import type { IAttestableImage } from './attestable-image';
-import { bundledHandlerDir } from './bundled-handler';
-import type { PublishedMeasurementsProperties } from './attestable-image/handler/types';
-import { PcrMeasurements, SHA256_HEX } from './measurements';
+import { bundledHandlerDir } from './private/bundled-handler';
+import type { PublishedMeasurementsProperties } from './published-image/handler/types';
+import { PcrMeasurements, SHA256_HEX } from './shared/measurements';
 
 /** Properties of {@link PublishedImageMeasurements}. */
 export interface PublishedImageMeasurementsProps {

@@ -4,12 +4,12 @@ import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as elbv2 from 'aws-cdk-lib/aws-elasticloadbalancingv2';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import { Construct } from 'constructs';
-import { attestedSubnets } from './attested-launch';
+import { attestedSubnets } from './private/attested-launch';
 import { AttestedLaunchTemplate } from './attested-launch-template';
-import { inferenceNetwork } from './inference-network';
+import { inferenceNetwork } from './private/inference-network';
 import { ModelBucket } from './model-bucket';
-import { warnWithoutModelOwner } from './model-owner-check';
-import { addReviewerOutputs } from './reviewer-outputs';
+import { warnWithoutModelOwner } from './private/model-owner-check';
+import { addReviewerOutputs } from './private/reviewer-outputs';
 import { SealedInferenceProps } from './sealed-inference';
 import { SealedModelKey } from './sealed-model-key';
 import { ServiceLoadBalancerSecurityGroup } from './service-load-balancer-security-group';
@@ -112,7 +112,7 @@ export class SealedInferenceFleet extends Construct {
     this.key = new SealedModelKey(this, 'Key', {
       allowedImages,
       modelNames: [props.modelName],
-      administration: props.keyAdministration,
+      keyAdministration: props.keyAdministration,
     });
     this.modelBucket = new ModelBucket(this, 'Models', { encryptionKey: props.bucketEncryptionKey });
     this.securityGroup = new ZeroOperatorAccessSecurityGroup(this, 'SecurityGroup', {
@@ -206,7 +206,7 @@ export class SealedInferenceFleet extends Construct {
   /** Lets `principal` seal the model with the key and upload it to the bucket. It can never decrypt. */
   public allowModelOwner(principal: iam.IPrincipal): void {
     this.modelOwners.push(principal);
-    this.key.allowSeal(principal);
+    this.key.grantSeal(principal);
     this.modelBucket.grantUpload(principal, this.modelPrefix);
   }
 

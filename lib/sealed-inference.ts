@@ -5,11 +5,11 @@ import * as kms from 'aws-cdk-lib/aws-kms';
 import { Construct } from 'constructs';
 import { AttestedInstance } from './attested-instance';
 import { IAttestableImage } from './attestable-image';
-import { inferenceNetwork } from './inference-network';
+import { inferenceNetwork } from './private/inference-network';
 import { KeyAdministration } from './key-administration';
 import { ModelBucket } from './model-bucket';
-import { warnWithoutModelOwner } from './model-owner-check';
-import { addReviewerOutputs } from './reviewer-outputs';
+import { warnWithoutModelOwner } from './private/model-owner-check';
+import { addReviewerOutputs } from './private/reviewer-outputs';
 import { SealedModelKey } from './sealed-model-key';
 import { ZeroOperatorAccessSecurityGroup } from './zero-operator-access';
 
@@ -162,7 +162,7 @@ export class SealedInference extends Construct {
     this.key = new SealedModelKey(this, 'Key', {
       allowedImages,
       modelNames: [props.modelName],
-      administration: props.keyAdministration,
+      keyAdministration: props.keyAdministration,
     });
     this.modelBucket = new ModelBucket(this, 'Models', { encryptionKey: props.bucketEncryptionKey });
     this.securityGroup = new ZeroOperatorAccessSecurityGroup(this, 'SecurityGroup', {
@@ -194,7 +194,7 @@ export class SealedInference extends Construct {
   /** Lets `principal` seal the model with the key and upload it to the bucket. It can never decrypt. */
   public allowModelOwner(principal: iam.IPrincipal): void {
     this.modelOwners.push(principal);
-    this.key.allowSeal(principal);
+    this.key.grantSeal(principal);
     this.modelBucket.grantUpload(principal, this.modelPrefix);
   }
 

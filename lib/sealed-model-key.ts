@@ -1,11 +1,54 @@
-import { Annotations, Lazy, RemovalPolicy, Token } from 'aws-cdk-lib';
+import { Annotations, Arn, ArnFormat, CfnOutput, IResource, Lazy, RemovalPolicy, Resource, Stack, Token } from 'aws-cdk-lib';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as kms from 'aws-cdk-lib/aws-kms';
 import { Construct } from 'constructs';
 import { IAttestableImage } from './attestable-image';
 import { KeyAdministration } from './key-administration';
-import { nitroTpmPcrConditionKey, pinnedPcrs } from './measurements';
-import { checkModelName, ENCRYPTION_CONTEXT_KEYS, MODEL_CONTEXT_KEY } from './model-identity';
+import { DESCRIBE_KEY_ACTIONS, SEAL_ACTIONS, UNSEAL_ACTIONS } from './private/permissions';
+import { KMS_KEY_ARN_PATTERN } from './shared/appliance-config';
+import { nitroTpmPcrConditionKey, pinnedPcrs } from './shared/measurements';
+import { checkModelName, ENCRYPTION_CONTEXT_KEYS, MODEL_CONTEXT_KEY } from './shared/model-identity';
+
+/**
+ * A key that seals model weights to attested instances: one this stack creates ({@link SealedModelKey}) or an
+ * existing one, e.g. in the model owner's account, imported with `SealedModelKey.fromKeyArn()`.
+ */
+export interface ISealedModelKey extends IResource {
+  /** The key's ARN. */
+  readonly keyArn: string;
+
+  /** The key's id. */
+  readonly keyId: string;
+
+  /**
+   * Lets `grantee` unseal on an attested instance of `image` (of any image the key allows when omitted): the key
+   * policy names it and allows the image, and its identity policy allows `kms:Decrypt` on the key. The key policy of
+   * an imported key cannot change from this stack: synth then warns (`sealed-inference:imported-key-policy`) with
+   * the statement the key's owner must add.
+   */
+  grantUnseal(grantee: iam.IGrantable, image?: IAttestableImage): iam.Grant;
+
+  /**
+   * Lets `grantee` (the model owner) generate data keys for sealing; it may never decrypt. Writes the key policy
+   * and the identity policy, or, for an imported key, the identity policy and a synth warning with the statements
+   * the key's owner must add.
+   */
+  grantSeal(grantee: iam.IGrantable): iam.Grant;
+}
+
+/** What identifies an existing sealed model key, for {@link SealedModelKey.fromSealedModelKeyAttributes}. */
+export interface SealedModelKeyAttributes {
+  /** The key's ARN (not an alias): `arn:aws:kms:<region>:<account>:key/<id>`. */
+  readonly keyArn: string;
+
+  /**
+   * Names of the models the key allows, as in its owner's `modelNames`: the statements the owner is asked to add
+   * name them.
+   *
+   * @default - any model name
+   */
+  readonly modelNames?: string[];
+}
 
 /** Properties of a {@link SealedModelKey}. */
 export interface SealedModelKeyProps {
@@ -21,7 +64,7 @@ export interface SealedModelKeyProps {
    * Roles of the attested workload. They may decrypt only with an attestation document of an allowed image, and
    * may never manage the key. Roles in other accounts are allowed (their account must grant `kms:Decrypt` too).
    *
-   * @default - none; add them with `allowUnseal()`
+   * @default - none; add them with `grantUnseal()`
    */
   readonly unsealers?: iam.IRole[];
 
@@ -29,7 +72,7 @@ export interface SealedModelKeyProps {
    * The model owner's principals: they may generate data keys to seal models, never decrypt. Principals in other
    * accounts are allowed.
    *
-   * @default - none; add them with `allowSeal()`
+   * @default - none; add them with `grantSeal()`
    */
   readonly sealers?: iam.IPrincipal[];
 
@@ -45,7 +88,7 @@ export interface SealedModelKeyProps {
    *
    * @default KeyAdministration.throughDeployments(): the stack's CloudFormation execution role only
    */
-  readonly administration?: KeyAdministration;
+  readonly keyAdministration?: KeyAdministration;
 
   /**
    * An alias for the key, without the `alias/` prefix.
@@ -69,7 +112,28 @@ export interface SealedModelKeyProps {
  * IAM and would let any identity policy bypass the attestation conditions; explicit Deny statements close the
  * remaining bypasses (unattested decrypt, re-encryption, grants, the workload managing its own key).
  */
-export class SealedModelKey extends Construct {
+export class SealedModelKey extends Resource implements ISealedModelKey {
+  /** An existing sealed model key, possibly in another account, by its ARN. */
+  public static fromKeyArn(scope: Construct, id: string, keyArn: string): ISealedModelKey {
+    return SealedModelKey.fromSealedModelKeyAttributes(scope, id, { keyArn });
+  }
+
+  /** An existing sealed model key, possibly in another account, with what its policy allows. */
+  public static fromSealedModelKeyAttributes(
+    scope: Construct,
+    id: string,
+    attributes: SealedModelKeyAttributes,
+  ): ISealedModelKey {
+    const { keyArn } = attributes;
+    if (!Token.isUnresolved(keyArn) && !KMS_KEY_ARN_PATTERN.test(keyArn)) {
+      throw new Error(
+        `${id}: keyArn must be a KMS key ARN, arn:aws:kms:<region>:<account>:key/<id> (not an alias); ` +
+          `got ${JSON.stringify(keyArn)}`,
+      );
+    }
+    return new ImportedSealedModelKey(scope, id, attributes);
+  }
+
   /** The key's ARN. */
   public readonly keyArn: string;
 
@@ -80,7 +144,7 @@ export class SealedModelKey extends Construct {
   public readonly aliasName?: string;
 
   private readonly images: IAttestableImage[] = [];
-  private readonly unsealers: iam.IRole[] = [];
+  private readonly unsealers: iam.IPrincipal[] = [];
   private readonly sealers: iam.IPrincipal[] = [];
   private readonly modelNames?: string[];
   private readonly administration: KeyAdministration;
@@ -91,10 +155,10 @@ export class SealedModelKey extends Construct {
     if (this.modelNames?.length === 0) {
       throw new Error(`${this.node.path}: modelNames is empty, so no model could ever be sealed; omit it to allow any`);
     }
-    this.administration = props.administration ?? KeyAdministration.throughDeployments();
+    this.administration = props.keyAdministration ?? KeyAdministration.throughDeployments();
     props.allowedImages?.forEach((image) => this.allowImage(image));
-    props.unsealers?.forEach((role) => this.allowUnseal(role));
-    props.sealers?.forEach((principal) => this.allowSeal(principal));
+    this.unsealers.push(...(props.unsealers ?? []));
+    this.sealers.push(...(props.sealers ?? []));
 
     const key = new kms.CfnKey(this, 'Resource', {
       description: props.description ?? 'Seals model weights to attested instances of allowed images',
@@ -139,28 +203,30 @@ export class SealedModelKey extends Construct {
       validate: () => {
         const errors: string[] = [];
         if (this.images.length === 0) errors.push('no allowed image: nothing could unseal; call allowImage()');
-        if (this.unsealers.length === 0) errors.push('no unsealer role: nothing could unseal; call allowUnseal()');
+        if (this.unsealers.length === 0) errors.push('no unsealer role: nothing could unseal; call grantUnseal()');
         return errors;
       },
     });
   }
 
-  /** Allows attested instances of `image` to unseal; one policy statement per image. */
+  /** Allows attested instances of `image` to unseal; one policy statement per image, added once. */
   public allowImage(image: IAttestableImage): void {
     if (pinnedPcrs(image.measurements).length === 0) {
       throw new Error(`${this.node.path}: image ${image.imageId} has no measurements to seal to`);
     }
-    this.images.push(image);
+    if (!this.images.some((allowed) => sameImage(allowed, image))) this.images.push(image);
   }
 
-  /** Allows `role` to unseal from an attested instance of an allowed image. The role may never manage the key. */
-  public allowUnseal(role: iam.IRole): void {
-    this.unsealers.push(role);
+  public grantUnseal(grantee: iam.IGrantable, image?: IAttestableImage): iam.Grant {
+    if (image) this.allowImage(image);
+    this.unsealers.push(grantee.grantPrincipal);
+    // The key policy gates decrypt; the identity policy is needed too when the grantee is in another account.
+    return iam.Grant.addToPrincipal({ grantee, actions: UNSEAL_ACTIONS, resourceArns: [this.keyArn] });
   }
 
-  /** Allows `principal` (the model owner) to generate data keys for sealing. It may never decrypt. */
-  public allowSeal(principal: iam.IPrincipal): void {
-    this.sealers.push(principal);
+  public grantSeal(grantee: iam.IGrantable): iam.Grant {
+    this.sealers.push(grantee.grantPrincipal);
+    return iam.Grant.addToPrincipal({ grantee, actions: [...SEAL_ACTIONS, ...DESCRIBE_KEY_ACTIONS], resourceArns: [this.keyArn] });
   }
 
   private policyDocument(): iam.PolicyDocument {
@@ -176,37 +242,11 @@ export class SealedModelKey extends Construct {
       }),
     );
 
-    if (this.sealers.length > 0) {
-      document.addStatements(
-        new iam.PolicyStatement({
-          sid: 'SealModelsWithNamedContext',
-          principals: this.sealers,
-          actions: ['kms:GenerateDataKey'],
-          resources: key,
-          conditions: this.encryptionContextConditions(),
-        }),
-        new iam.PolicyStatement({
-          sid: 'SealersResolveKey',
-          principals: this.sealers,
-          actions: ['kms:DescribeKey'],
-          resources: key,
-        }),
-      );
-    }
+    if (this.sealers.length > 0) document.addStatements(...sealStatements(this.sealers, this.modelNames));
 
     if (this.unsealers.length > 0) {
       this.images.forEach((image, i) => {
-        const pcrs: Record<string, string> = {};
-        for (const { index, value } of pinnedPcrs(image.measurements)) pcrs[nitroTpmPcrConditionKey(index)] = value;
-        document.addStatements(
-          new iam.PolicyStatement({
-            sid: `UnsealOnlyOnAttestedImage${i + 1}`,
-            principals: this.unsealers,
-            actions: ['kms:Decrypt'],
-            resources: key,
-            conditions: { StringEqualsIgnoreCase: pcrs, ...this.encryptionContextConditions() },
-          }),
-        );
+        document.addStatements(attestedUnsealStatement(i + 1, this.unsealers, image, this.modelNames));
       });
     }
 
@@ -241,15 +281,6 @@ export class SealedModelKey extends Construct {
     return document;
   }
 
-  /** Binds every request to a named model and to the keys of the sealed format's encryption context. */
-  private encryptionContextConditions(): Record<string, Record<string, unknown>> {
-    const modelKey = `kms:EncryptionContext:${MODEL_CONTEXT_KEY}`;
-    return {
-      ...(this.modelNames ? { StringEquals: { [modelKey]: this.modelNames } } : { Null: { [modelKey]: 'false' } }),
-      'ForAllValues:StringEquals': { 'kms:EncryptionContextKeys': ENCRYPTION_CONTEXT_KEYS },
-    };
-  }
-
   /**
    * True when a request carries no attestation document: every PCR an allowed image pins is absent (several keys
    * in one condition block are AND-ed). A NitroTPM document reports all of them.
@@ -260,5 +291,109 @@ export class SealedModelKey extends Construct {
     const absent: Record<string, string> = {};
     for (const index of [...indices].sort((a, b) => a - b)) absent[nitroTpmPcrConditionKey(index)] = 'true';
     return absent;
+  }
+}
+
+/** The owner's statements: generate data keys for named models, and resolve the key. */
+function sealStatements(sealers: iam.IPrincipal[], modelNames?: string[]): iam.PolicyStatement[] {
+  return [
+    new iam.PolicyStatement({
+      sid: 'SealModelsWithNamedContext',
+      principals: sealers,
+      actions: SEAL_ACTIONS,
+      resources: ['*'],
+      conditions: encryptionContextConditions(modelNames),
+    }),
+    new iam.PolicyStatement({
+      sid: 'SealersResolveKey',
+      principals: sealers,
+      actions: DESCRIBE_KEY_ACTIONS,
+      resources: ['*'],
+    }),
+  ];
+}
+
+/** The statement that lets `unsealers` decrypt only with an attestation document of `image`: its PCRs, all of them. */
+function attestedUnsealStatement(
+  number: number,
+  unsealers: iam.IPrincipal[],
+  image: IAttestableImage,
+  modelNames?: string[],
+): iam.PolicyStatement {
+  const pcrs: Record<string, string> = {};
+  for (const { index, value } of pinnedPcrs(image.measurements)) pcrs[nitroTpmPcrConditionKey(index)] = value;
+  return new iam.PolicyStatement({
+    sid: `UnsealOnlyOnAttestedImage${number}`,
+    principals: unsealers,
+    actions: UNSEAL_ACTIONS,
+    resources: ['*'],
+    conditions: { StringEqualsIgnoreCase: pcrs, ...encryptionContextConditions(modelNames) },
+  });
+}
+
+/** Binds every request to a named model and to the keys of the sealed format's encryption context. */
+function encryptionContextConditions(modelNames?: string[]): Record<string, Record<string, unknown>> {
+  const modelKey = `kms:EncryptionContext:${MODEL_CONTEXT_KEY}`;
+  return {
+    ...(modelNames ? { StringEquals: { [modelKey]: modelNames } } : { Null: { [modelKey]: 'false' } }),
+    'ForAllValues:StringEquals': { 'kms:EncryptionContextKeys': ENCRYPTION_CONTEXT_KEYS },
+  };
+}
+
+/** Two descriptions of one image: the same id and the same pinned values. */
+function sameImage(a: IAttestableImage, b: IAttestableImage): boolean {
+  const values = (image: IAttestableImage) => JSON.stringify([image.imageId, pinnedPcrs(image.measurements)]);
+  return a === b || values(a) === values(b);
+}
+
+/**
+ * A sealed model key that exists outside this stack, e.g. in the model owner's account. Its policy cannot change
+ * from here: grants write identity policies only, and synth says which statements the owner must add.
+ */
+class ImportedSealedModelKey extends Resource implements ISealedModelKey {
+  public readonly keyArn: string;
+  public readonly keyId: string;
+  private readonly modelNames?: string[];
+  private requests = 0;
+
+  constructor(scope: Construct, id: string, attributes: SealedModelKeyAttributes) {
+    super(scope, id, { environmentFromArn: attributes.keyArn });
+    this.keyArn = attributes.keyArn;
+    this.keyId = Arn.split(attributes.keyArn, ArnFormat.SLASH_RESOURCE_NAME).resourceName ?? '';
+    this.modelNames = attributes.modelNames?.map((name) => (Token.isUnresolved(name) ? name : checkModelName(name)));
+  }
+
+  public grantUnseal(grantee: iam.IGrantable, image?: IAttestableImage): iam.Grant {
+    const images = image ? [image] : [];
+    const statements = images.map((allowed, i) => attestedUnsealStatement(i + 1, [grantee.grantPrincipal], allowed, this.modelNames));
+    this.askOwner(`unseal for ${grantee.grantPrincipal}`, statements, image ? '' : ' one statement like it per image, with its PCRs;');
+    return iam.Grant.addToPrincipal({ grantee, actions: UNSEAL_ACTIONS, resourceArns: [this.keyArn] });
+  }
+
+  public grantSeal(grantee: iam.IGrantable): iam.Grant {
+    this.askOwner(`seal for ${grantee.grantPrincipal}`, sealStatements([grantee.grantPrincipal], this.modelNames), '');
+    return iam.Grant.addToPrincipal({ grantee, actions: [...SEAL_ACTIONS, ...DESCRIBE_KEY_ACTIONS], resourceArns: [this.keyArn] });
+  }
+
+  /**
+   * Says, at synth time and as a stack output, which key policy statements the key's owner must add: the grant
+   * works only once they are in the owner's policy, and a deployment would not say why.
+   */
+  private askOwner(what: string, statements: iam.PolicyStatement[], note: string): void {
+    this.requests += 1;
+    const stack = Stack.of(this);
+    const json = statements.map((statement) => statement.toStatementJson());
+    const output = new CfnOutput(this, `KeyPolicyRequest${this.requests}`, {
+      value: stack.toJsonString(json),
+      description: `Key policy statements the owner of ${this.keyArn} must add to ${what}`,
+    });
+    const readable = JSON.stringify(stack.resolve(json), undefined, 1).replace(/\n\s*/g, ' ');
+    Annotations.of(this).addWarningV2(
+      'sealed-inference:imported-key-policy',
+      `The key ${this.keyArn} is imported: its policy cannot change from this stack. To ${what}, its owner must ` +
+        `add to the key policy (output ${stack.resolve(output.logicalId)} has it with every ARN resolved):` +
+        `${note} ${readable}. A SealedModelKey in the owner's stack writes them when given the same unsealers, ` +
+        'images and model names.',
+    );
   }
 }

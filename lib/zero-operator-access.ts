@@ -8,6 +8,16 @@ export const DEFAULT_SERVICE_PORT = 3000;
 /** The only outbound port: HTTPS to the AWS service endpoints the workload calls (S3, KMS). */
 const HTTPS = 443;
 
+/**
+ * The security group of Zero Operator Access instances, as an attested launch needs it: the group and its service
+ * port. The library implements it only with {@link ZeroOperatorAccessSecurityGroup} and offers no import of an
+ * existing group, whose rules it could not check.
+ */
+export interface IZeroOperatorAccessSecurityGroup extends ec2.ISecurityGroup {
+  /** The TCP port of the inference service: the only inbound port. */
+  readonly servicePort: number;
+}
+
 /** Properties of a {@link ZeroOperatorAccessSecurityGroup}. */
 export interface ZeroOperatorAccessSecurityGroupProps {
   /** The VPC the security group belongs to. */
@@ -41,7 +51,7 @@ export interface ZeroOperatorAccessSecurityGroupProps {
  * The security group of a Zero Operator Access instance: inbound only TCP on the service port, outbound only HTTPS
  * to named endpoints. There is no rule for SSH or any other way in, and adding one throws at synth time.
  */
-export class ZeroOperatorAccessSecurityGroup extends ec2.SecurityGroup {
+export class ZeroOperatorAccessSecurityGroup extends ec2.SecurityGroup implements IZeroOperatorAccessSecurityGroup {
   /** The TCP port of the inference service. */
   public readonly servicePort: number;
 

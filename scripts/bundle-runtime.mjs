@@ -12,7 +12,7 @@ import { uiAsText } from './ui-as-text.mjs';
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 
 const bundles = [
-  { entry: 'lib/attestable-image/handler/index.ts', outfile: 'assets/published-measurements-handler/index.js' },
+  { entry: 'lib/published-image/handler/index.ts', outfile: 'assets/published-measurements-handler/index.js' },
   { entry: 'lib/appliance/main.ts', outfile: 'assets/appliance/appliance.js', plugins: [uiAsText] },
 ];
 

@@ -3,7 +3,7 @@ import { Annotations, Match, Template } from 'aws-cdk-lib/assertions';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import { AttestedInstance, AttestedInstanceProps, ModelBucket, SealedModelKey, ZeroOperatorAccessSecurityGroup } from '../lib';
 import { parseApplianceConfig } from '../lib/appliance/user-data';
-import { NitroTpmSupport, nitroTpmSupport } from '../lib/nitro-tpm-support';
+import { NitroTpmSupport, nitroTpmSupport } from '../lib/shared/nitro-tpm-support';
 import { IMAGE_A, testStack } from './fixtures';
 
 function instance(props: Partial<AttestedInstanceProps> = {}, stack: Stack = testStack()) {

@@ -1,6 +1,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import * as ts from 'typescript';
+import { entryPoints } from './entry-points';
 
 /** The TypeScript examples of the README and of every page under docs/, type-checked as a user would import them. */
 
@@ -22,7 +23,7 @@ test('every example type-checks against the library', () => {
       .options,
     noEmit: true,
     baseUrl: root,
-    paths: { 'cdk-sealed-inference': ['lib/index.ts'], 'cdk-sealed-inference/sealing': ['lib/sealing/index.ts'] },
+    paths: Object.fromEntries(entryPoints(root).map(({ specifier, source }) => [specifier, [source]])),
   };
   const host = ts.createCompilerHost(options);
   const readFile = host.readFile.bind(host);

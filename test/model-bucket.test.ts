@@ -108,3 +108,25 @@ test.each(['/models/', 'models', 'models/*', '../x/', 'a//b/'])('rejects the pre
   const role = new iam.Role(stack, 'R', { assumedBy: new iam.ServicePrincipal('ec2.amazonaws.com') });
   expect(() => models.grantFetch(role, prefix)).toThrow(/Prefix must be empty or a path ending in '\/'/);
 });
+
+describe('an imported bucket', () => {
+  test('grants under its model prefix by default, in identity policies', () => {
+    const stack = testStack();
+    const models = ModelBucket.fromModelBucketAttributes(stack, 'Models', { bucketName: 'owner-models', modelPrefix: 'sealed/' });
+    const role = new iam.Role(stack, 'Workload', { assumedBy: new iam.ServicePrincipal('ec2.amazonaws.com') });
+    expect(models.modelPrefix).toBe('sealed/');
+    expect(models.grantFetch(role).success).toBe(true);
+    const template = Template.fromStack(stack);
+    expect(template.findResources('AWS::S3::BucketPolicy')).toEqual({});
+    expect(JSON.stringify(template.findResources('AWS::IAM::Policy'))).toContain(':s3:::owner-models/sealed/*');
+  });
+
+  test('fromBucketName stores models under models/', () => {
+    expect(ModelBucket.fromBucketName(testStack(), 'Models', 'owner-models').modelPrefix).toBe('models/');
+  });
+
+  test('rejects a malformed prefix', () => {
+    expect(() => ModelBucket.fromModelBucketAttributes(testStack(), 'Models', { bucketName: 'b', modelPrefix: '/models' }))
+      .toThrow(/Prefix must be empty or a path ending in '\/'/);
+  });
+});

@@ -5,7 +5,7 @@ import * as os from 'os';
 import * as path from 'path';
 import { addComplianceChecks } from '../bin/compliance';
 import { AttestableImage, SealedInference } from '../lib';
-import { bundledHandlerDir } from '../lib/bundled-handler';
+import { bundledHandlerDir } from '../lib/private/bundled-handler';
 import { IMAGE_A, testStack } from './fixtures';
 
 const IMAGE_ID = 'ami-0aaaaaaaaaaaaaaaa';

@@ -4,20 +4,21 @@
  * explicit Deny statements close. Assertions on the template's shape would only restate the construct; these ask
  * what an evaluator of AWS's documented rules decides.
  */
-import {
-  anonymousPrincipal,
-  type EvaluationResult,
-  runSimulation,
-  runUnsafeSimulation,
-  type Simulation,
-  type SimulationRequestPrincipal,
-} from '@cloud-copilot/iam-simulate';
+import { anonymousPrincipal, type EvaluationResult, type SimulationRequestPrincipal } from '@cloud-copilot/iam-simulate';
 import { App, Stack } from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import { AttestableImage, KeyAdministration, SealedModelKey } from '../lib';
-import { nitroTpmPcrConditionKey } from '../lib/measurements';
-import { FORMAT_CONTEXT_KEY, MODEL_CONTEXT_KEY } from '../lib/model-identity';
+import { FORMAT_CONTEXT_KEY } from '../lib/shared/model-identity';
+import {
+  attestationReporting,
+  type Context,
+  encryptionContext,
+  pseudoParameters,
+  resolveIntrinsics,
+  sealedModelContext,
+  simulate,
+} from './iam-simulation';
 
 const ACCOUNT = '111111111111';
 const REGION = 'eu-west-1';
@@ -38,37 +39,8 @@ type Pcrs = { pcr4: string; pcr12: string };
 const IMAGE_1: Pcrs = { pcr4: '4a'.repeat(48), pcr12: 'c1'.repeat(48) };
 const IMAGE_2: Pcrs = { pcr4: '4b'.repeat(48), pcr12: 'c2'.repeat(48) };
 
-type Context = Record<string, string | string[]>;
-
 /** What the break-glass runbook has key administrators do: stop all unsealing, undo it, or end the key. */
 const EMERGENCY_ACTIONS = ['kms:DisableKey', 'kms:EnableKey', 'kms:ScheduleKeyDeletion', 'kms:CancelKeyDeletion'];
-
-/** CloudFormation pseudo parameters the key policy may reference. */
-const PSEUDO_PARAMETERS: Record<string, string> = {
-  'AWS::Partition': 'aws',
-  'AWS::AccountId': ACCOUNT,
-  'AWS::Region': REGION,
-  'AWS::URLSuffix': 'amazonaws.com',
-};
-
-/** Replaces the intrinsics a key policy may contain (Ref of a pseudo parameter, Fn::Join) with plain strings. */
-function resolveIntrinsics(value: unknown): unknown {
-  if (Array.isArray(value)) return value.map(resolveIntrinsics);
-  if (value === null || typeof value !== 'object') return value;
-  const entries = Object.entries(value);
-  const [name, argument] = entries.length === 1 ? entries[0] : [];
-  if (name === 'Ref' && typeof argument === 'string' && argument in PSEUDO_PARAMETERS) {
-    return PSEUDO_PARAMETERS[argument];
-  }
-  if (name === 'Fn::Join') {
-    const [separator, parts] = argument as [string, unknown[]];
-    return parts.map(resolveIntrinsics).join(separator);
-  }
-  if (name === 'Ref' || name?.startsWith('Fn::')) {
-    throw new Error(`Cannot resolve ${JSON.stringify(value)}: import principals by ARN in this test`);
-  }
-  return Object.fromEntries(entries.map(([k, v]) => [k, resolveIntrinsics(v)]));
-}
 
 /** Synthesizes the key of the scenario and returns its policy as plain JSON. */
 function synthesizeKeyPolicy(administration?: KeyAdministration): object {
@@ -81,11 +53,11 @@ function synthesizeKeyPolicy(administration?: KeyAdministration): object {
       AttestableImage.fromMeasurements('ami-0123456789abcdef0', IMAGE_1),
       AttestableImage.fromMeasurements('ami-0fedcba9876543210', IMAGE_2),
     ],
-    administration,
+    keyAdministration: administration,
   });
   const keys = Object.values(Template.fromStack(stack).findResources('AWS::KMS::Key'));
   if (keys.length !== 1) throw new Error(`Expected one AWS::KMS::Key, found ${keys.length}`);
-  return resolveIntrinsics(keys[0].Properties.KeyPolicy) as object;
+  return resolveIntrinsics(keys[0].Properties.KeyPolicy, pseudoParameters(ACCOUNT, REGION)) as object;
 }
 
 /** The default: administered by the stack's CloudFormation execution role, so only deployments change the policy. */
@@ -97,7 +69,7 @@ const IMMUTABLE = synthesizeKeyPolicy(KeyAdministration.immutablePolicy({ breakG
 /** The principal's identity policy, allowing `actions` on `resource`. */
 function identityPolicy(actions: string[], resource: string) {
   const statement = { Effect: 'Allow', Action: actions, Resource: resource };
-  return { name: 'identity', policy: { Version: '2012-10-17', Statement: [statement] } };
+  return { Version: '2012-10-17', Statement: [statement] };
 }
 
 interface Request {
@@ -112,62 +84,29 @@ interface Request {
   readonly keyPolicy?: object;
 }
 
-const ENCRYPTION_CONTEXT_PAIR = /^kms:EncryptionContext:/i;
-
-/**
- * What the simulator decides for `request` against the key policy.
- *
- * `runSimulation` validates the policies, the action, the resource and the request's context keys, but it drops
- * `kms:EncryptionContext:<key>` from the request: it only recognises variable keys after a '/'
- * (`aws:PrincipalTag/<tag>`), not after a ':'. The decision therefore comes from `runUnsafeSimulation`, the same
- * engine fed the full context unvalidated, once the validated run has shown that nothing else was dropped; where
- * nothing was dropped, both runs must agree.
- */
-async function decide(request: Request): Promise<EvaluationResult> {
-  const simulation: Simulation = {
-    request: {
-      principal: request.principal,
-      action: request.action,
-      resource: { resource: KEY_ARN, accountId: ACCOUNT },
-      contextVariables: request.context ?? {},
-    },
+/** What the simulator decides for `request` against the key policy. */
+function decide(request: Request): Promise<EvaluationResult> {
+  return simulate({
+    principal: request.principal,
+    action: request.action,
+    resource: KEY_ARN,
+    resourceAccount: ACCOUNT,
+    context: request.context,
     identityPolicies: request.identityAllows
       ? [identityPolicy(request.identityAllows, request.identityResource ?? '*')]
       : [],
-    serviceControlPolicies: [],
-    resourceControlPolicies: [],
     resourcePolicy: request.keyPolicy ?? THROUGH_DEPLOYMENTS,
-  };
-  const validated = await runSimulation(simulation, { simulationMode: 'Strict' });
-  if (validated.resultType !== 'single') throw new Error(JSON.stringify(validated, null, 2));
-  const ignored = validated.result.ignoredContextKeys ?? [];
-  expect(ignored.filter((key) => !ENCRYPTION_CONTEXT_PAIR.test(key))).toEqual([]);
-  // The unsafe engine loads a bare resource policy without the name its analysis reads; a policy already validated
-  // (just above) carries one, in the plain-object form @cloud-copilot/iam-policy's createValidatedPolicy() returns.
-  const named = { __validated: true, policyDocument: simulation.resourcePolicy, metadata: { name: 'key' }, errors: [] };
-  const decision = runUnsafeSimulation({ ...simulation, resourcePolicy: named }, { simulationMode: 'Strict' });
-  if (ignored.length === 0) expect(decision).toBe(validated.overallResult);
-  return decision;
+  });
 }
 
-/** The condition keys KMS derives from a request's encryption context. */
-function encryptionContext(pairs: Record<string, string>): Context {
-  const context: Context = { 'kms:EncryptionContextKeys': Object.keys(pairs) };
-  for (const [key, value] of Object.entries(pairs)) context[`kms:EncryptionContext:${key}`] = value;
-  return context;
-}
-
-/** The encryption context of a sealed model's data key, optionally with pairs it should not have. */
-function sealedContext(model = 'llama', extraPairs: Record<string, string> = {}): Context {
-  return encryptionContext({ [MODEL_CONTEXT_KEY]: model, [FORMAT_CONTEXT_KEY]: '1', ...extraPairs });
-}
+const sealedContext = (model = 'llama', extraPairs: Record<string, string> = {}) => sealedModelContext(model, extraPairs);
 
 /** A context that names the format but no model. */
 const NO_MODEL = encryptionContext({ [FORMAT_CONTEXT_KEY]: '1' });
 
 /** The condition keys of a NitroTPM attestation document reporting `pcrs`, plus a sealed model's context. */
 function attested(pcrs: Pcrs, context: Context = sealedContext()): Context {
-  return { [nitroTpmPcrConditionKey(4)]: pcrs.pcr4, [nitroTpmPcrConditionKey(12)]: pcrs.pcr12, ...context };
+  return { ...attestationReporting(pcrs), ...context };
 }
 
 const upperCase = (pcrs: Pcrs): Pcrs => ({ pcr4: pcrs.pcr4.toUpperCase(), pcr12: pcrs.pcr12.toUpperCase() });

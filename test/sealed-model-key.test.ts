@@ -174,7 +174,7 @@ describe('key policy', () => {
       env: { account: '111111111111', region: 'eu-west-1' },
       synthesizer: new DefaultStackSynthesizer({ qualifier: 'owner1' }),
     });
-    const { template } = keyWith({ administration: KeyAdministration.throughDeployments({ breakGlass: [new iam.ArnPrincipal(breakGlass)] }) }, stack);
+    const { template } = keyWith({ keyAdministration: KeyAdministration.throughDeployments({ breakGlass: [new iam.ArnPrincipal(breakGlass)] }) }, stack);
     expect(sid(template, 'KeyAdministrationWithoutUse').Principal).toEqual({ AWS: [executionRole('owner1'), breakGlass] });
   });
 
@@ -186,7 +186,7 @@ describe('key policy', () => {
   });
 
   test('an immutable policy: nobody may change it, KMS is told so, the other management stays with deployments', () => {
-    const { template } = keyWith({ administration: KeyAdministration.immutablePolicy() });
+    const { template } = keyWith({ keyAdministration: KeyAdministration.immutablePolicy() });
     const [key] = Object.values(template.findResources('AWS::KMS::Key'));
     expect(key.Properties.BypassPolicyLockoutSafetyCheck).toBe(true);
     const admin = sid(template, 'KeyAdministrationWithoutUse');
@@ -202,7 +202,7 @@ describe('key policy', () => {
   });
 
   test('delegates administration to the account only when asked, with a warning that says what it allows', () => {
-    const { template, stack } = keyWith({ administration: KeyAdministration.delegatedToAccount() });
+    const { template, stack } = keyWith({ keyAdministration: KeyAdministration.delegatedToAccount() });
     expect(JSON.stringify(sid(template, 'KeyAdministrationWithoutUse').Principal)).toMatch(/:iam::.*111111111111.*:root/);
     expect(Annotations.fromStack(stack).findWarning('/Test/Key', Match.stringLikeRegexp(
       'delegated to the account.*can rewrite the key policy, then unseal the model.*sealed-inference:key-administration-delegated',
@@ -212,7 +212,7 @@ describe('key policy', () => {
   test('restricts administration to named principals when asked, and reminds to include the deploy role', () => {
     const adminArn = 'arn:aws:iam::111111111111:role/key-admin';
     const { template, stack } = keyWith({
-      administration: KeyAdministration.restrictedTo([new iam.ArnPrincipal(adminArn)]),
+      keyAdministration: KeyAdministration.restrictedTo([new iam.ArnPrincipal(adminArn)]),
     });
     expect(sid(template, 'KeyAdministrationWithoutUse').Principal).toEqual({ AWS: adminArn });
     expect(JSON.stringify(statements(template))).not.toContain(':root');
@@ -228,8 +228,8 @@ describe('key policy', () => {
     const stack = testStack();
     const key = new SealedModelKey(stack, 'Key');
     key.allowImage(IMAGE_B);
-    key.allowUnseal(iam.Role.fromRoleArn(stack, 'W', WORKLOAD_ARN));
-    key.allowSeal(new iam.ArnPrincipal(OWNER_ARN));
+    key.grantUnseal(iam.Role.fromRoleArn(stack, 'W', WORKLOAD_ARN));
+    key.grantSeal(new iam.ArnPrincipal(OWNER_ARN));
     const template = Template.fromStack(stack);
     expect(sid(template, 'UnsealOnlyOnAttestedImage1').Condition!.StringEqualsIgnoreCase).toMatchObject({
       'kms:RecipientAttestation:NitroTPMPCR4': hex384('b4'),
@@ -265,5 +265,61 @@ describe('bad input', () => {
     const stack = new Stack(app, 'S');
     new SealedModelKey(stack, 'Key');
     expect(() => app.synth()).toThrow(/no allowed image.*allowImage\(\)[\s\S]*no unsealer role/);
+  });
+});
+
+describe('grants', () => {
+  test('grantUnseal names the role in the key policy, allows its image once, and writes its identity policy', () => {
+    const stack = testStack();
+    const key = new SealedModelKey(stack, 'Key', { allowedImages: [IMAGE_A] });
+    const role = new iam.Role(stack, 'Workload', { assumedBy: new iam.ServicePrincipal('ec2.amazonaws.com') });
+    const grant = key.grantUnseal(role, IMAGE_A);
+    key.grantUnseal(role, IMAGE_B);
+    expect(grant.success).toBe(true);
+    const template = Template.fromStack(stack);
+    const unseal = statements(template).filter((s) => s.Sid.startsWith('UnsealOnlyOnAttestedImage'));
+    expect(unseal.map((s) => s.Sid)).toEqual(['UnsealOnlyOnAttestedImage1', 'UnsealOnlyOnAttestedImage2']);
+    template.hasResourceProperties('AWS::IAM::Policy', {
+      PolicyDocument: { Statement: [{ Action: 'kms:Decrypt', Effect: 'Allow', Resource: { 'Fn::GetAtt': [Match.anyValue(), 'Arn'] } }] },
+    });
+  });
+
+  test('grantSeal names the owner in the key policy and returns the grant', () => {
+    const stack = testStack();
+    const key = new SealedModelKey(stack, 'Key', { allowedImages: [IMAGE_A], unsealers: [iam.Role.fromRoleArn(stack, 'W', WORKLOAD_ARN)] });
+    const owner = new iam.Role(stack, 'Owner', { assumedBy: new iam.AccountRootPrincipal() });
+    expect(key.grantSeal(owner).principalStatements.flatMap((s) => s.actions)).toEqual(['kms:GenerateDataKey', 'kms:DescribeKey']);
+    expect(JSON.stringify(sid(Template.fromStack(stack), 'SealModelsWithNamedContext').Principal)).toContain('Owner');
+  });
+});
+
+describe('an imported key', () => {
+  const KEY_ARN = 'arn:aws:kms:eu-west-1:222222222222:key/1234abcd-12ab-34cd-56ef-1234567890ab';
+
+  test('keeps its ARN and id, and takes its environment from the ARN', () => {
+    const key = SealedModelKey.fromKeyArn(testStack(), 'Key', KEY_ARN);
+    expect(key.keyArn).toBe(KEY_ARN);
+    expect(key.keyId).toBe('1234abcd-12ab-34cd-56ef-1234567890ab');
+    expect(key.env.account).toBe('222222222222');
+  });
+
+  test.each(['arn:aws:kms:eu-west-1:222222222222:alias/sealed', 'key/1234', ''])('rejects %j, which is no key ARN', (arn) => {
+    expect(() => SealedModelKey.fromKeyArn(testStack(), 'Key', arn)).toThrow(/keyArn must be a KMS key ARN/);
+  });
+
+  test('grants write identity policies only, and synth names the statements its owner must add', () => {
+    const stack = testStack();
+    const key = SealedModelKey.fromSealedModelKeyAttributes(stack, 'Key', { keyArn: KEY_ARN, modelNames: ['llama'] });
+    const owner = new iam.Role(stack, 'Owner', { assumedBy: new iam.AccountRootPrincipal() });
+    expect(key.grantSeal(owner).success).toBe(true);
+    const template = Template.fromStack(stack);
+    expect(template.findResources('AWS::KMS::Key')).toEqual({});
+    template.hasResourceProperties('AWS::IAM::Policy', {
+      PolicyDocument: { Statement: [{ Action: ['kms:GenerateDataKey', 'kms:DescribeKey'], Resource: KEY_ARN }] },
+    });
+    Annotations.fromStack(stack).hasWarning('/Test/Key', Match.stringLikeRegexp('must add.*llama.*SealModelsWithNamedContext'));
+    expect(Object.values(template.findOutputs('*')).map((o) => o.Description)).toEqual([
+      expect.stringContaining(`Key policy statements the owner of ${KEY_ARN} must add to seal`),
+    ]);
   });
 });

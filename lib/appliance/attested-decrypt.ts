@@ -16,25 +16,26 @@ const DATA_KEY_BYTES = 32;
 export const MAX_CIPHERTEXT_BLOB_BYTES = 6144;
 
 /** Why the data key could not be unwrapped. */
-export type DataKeyFailure =
+export enum DataKeyFailure {
   /** The NitroTPM could not produce an attestation document. */
-  | 'attestation-unavailable'
+  ATTESTATION_UNAVAILABLE = 'attestation-unavailable',
   /** KMS denied the request: the image's PCRs are not in the key policy, or the instance role may not use the key. */
-  | 'attestation-rejected'
+  ATTESTATION_REJECTED = 'attestation-rejected',
   /** KMS refused the attestation document itself (not signed by NitroTPM, too old, or without a usable public key). */
-  | 'attestation-invalid'
+  ATTESTATION_INVALID = 'attestation-invalid',
   /** The wrapped data key was not made by this KMS key under this encryption context. */
-  | 'wrong-ciphertext'
+  WRONG_CIPHERTEXT = 'wrong-ciphertext',
   /** The KMS key does not exist, is disabled, pending deletion, or not a symmetric encryption key. */
-  | 'key-unusable'
+  KEY_UNUSABLE = 'key-unusable',
   /** KMS answered with the data key in clear: the Recipient was ignored, so the answer is refused. */
-  | 'plaintext-in-clear'
+  PLAINTEXT_IN_CLEAR = 'plaintext-in-clear',
   /** KMS's `CiphertextForRecipient` is missing, malformed, or does not hold a 32-byte key. */
-  | 'bad-envelope'
+  BAD_ENVELOPE = 'bad-envelope',
   /** KMS is throttling, failing (5xx) or unreachable: retry later. */
-  | 'kms-unavailable'
+  KMS_UNAVAILABLE = 'kms-unavailable',
   /** Any other refusal from KMS. */
-  | 'kms-refused';
+  KMS_REFUSED = 'kms-refused',
+}
 
 /** The data key could not be unwrapped; `transient` says whether retrying the whole call may succeed. */
 export class DataKeyUnwrapError extends Error {
@@ -90,39 +91,39 @@ function explainKmsError(error: unknown, request: DecryptDataKeyRequest): DataKe
   const keyId = request.keyId;
   if (!(error instanceof KMSServiceException)) {
     // No answer from KMS at all: connection refused or reset, DNS, timeout, or no credentials from the instance role.
-    return new DataKeyUnwrapError('kms-unavailable', true,
+    return new DataKeyUnwrapError(DataKeyFailure.KMS_UNAVAILABLE, true,
       `could not reach KMS for key ${keyId}: ${(error as Error)?.message ?? String(error)}`, { cause: error });
   }
   const detail = `${error.name}: ${error.message}`;
   const fail = (kind: DataKeyFailure, message: string, transient = false) =>
     new DataKeyUnwrapError(kind, transient, `${message} (${detail})`, { cause: error });
   if (TRANSIENT_ERRORS.has(error.name) || error.$fault === 'server') {
-    return fail('kms-unavailable', `KMS is throttling or failing for key ${keyId}; retry later`, true);
+    return fail(DataKeyFailure.KMS_UNAVAILABLE, `KMS is throttling or failing for key ${keyId}; retry later`, true);
   }
   switch (error.name) {
     case 'AccessDeniedException':
-      return fail('attestation-rejected', `attestation rejected by KMS: this image's PCRs are not in the key policy of ${keyId} ` +
+      return fail(DataKeyFailure.ATTESTATION_REJECTED, `attestation rejected by KMS: this image's PCRs are not in the key policy of ${keyId} ` +
         '(or the instance role may not use the key)');
     case 'ValidationException':
-      return fail('attestation-invalid', 'KMS refused the attestation document: it must be signed by the NitroTPM, ' +
+      return fail(DataKeyFailure.ATTESTATION_INVALID, 'KMS refused the attestation document: it must be signed by the NitroTPM, ' +
         'at most five minutes old (check the instance clock), and carry an RSA-2048 public key');
     case 'InvalidCiphertextException':
-      return fail('wrong-ciphertext', `the wrapped data key does not belong to KMS key ${keyId} with encryption context ` +
+      return fail(DataKeyFailure.WRONG_CIPHERTEXT, `the wrapped data key does not belong to KMS key ${keyId} with encryption context ` +
         `${JSON.stringify(request.encryptionContext)}: the model was sealed with another key or for another model name`);
     case 'IncorrectKeyException':
-      return fail('wrong-ciphertext', `the wrapped data key was made by another KMS key than ${keyId}: ` +
+      return fail(DataKeyFailure.WRONG_CIPHERTEXT, `the wrapped data key was made by another KMS key than ${keyId}: ` +
         'deploy with the key the model was sealed with, or re-seal the model');
     case 'NotFoundException':
-      return fail('key-unusable', `KMS key ${keyId} was not found: check the key ARN and the Region`);
+      return fail(DataKeyFailure.KEY_UNUSABLE, `KMS key ${keyId} was not found: check the key ARN and the Region`);
     case 'DisabledException':
-      return fail('key-unusable', `KMS key ${keyId} is disabled: enable it`);
+      return fail(DataKeyFailure.KEY_UNUSABLE, `KMS key ${keyId} is disabled: enable it`);
     case 'KMSInvalidStateException':
-      return fail('key-unusable', `KMS key ${keyId} is in a state that allows no decryption, such as pending ` +
+      return fail(DataKeyFailure.KEY_UNUSABLE, `KMS key ${keyId} is in a state that allows no decryption, such as pending ` +
         'deletion: cancel the deletion, then enable it');
     case 'InvalidKeyUsageException':
-      return fail('key-unusable', `KMS key ${keyId} is not a symmetric encryption key`);
+      return fail(DataKeyFailure.KEY_UNUSABLE, `KMS key ${keyId} is not a symmetric encryption key`);
     default:
-      return fail('kms-refused', `KMS refused to decrypt the data key with key ${keyId}`);
+      return fail(DataKeyFailure.KMS_REFUSED, `KMS refused to decrypt the data key with key ${keyId}`);
   }
 }
 
@@ -130,7 +131,7 @@ async function attest(attester: Attester, publicKey: Buffer): Promise<Buffer> {
   try {
     return await attester.attest({ publicKey });
   } catch (error) {
-    throw new DataKeyUnwrapError('attestation-unavailable', isTransient(error),
+    throw new DataKeyUnwrapError(DataKeyFailure.ATTESTATION_UNAVAILABLE, isTransient(error),
       `could not get a NitroTPM attestation document: ${(error as Error)?.message ?? String(error)}`, { cause: error });
   }
 }
@@ -162,12 +163,12 @@ export async function decryptDataKey(request: DecryptDataKeyRequest): Promise<Bu
 
   if (response.Plaintext !== undefined && response.Plaintext.length > 0) {
     response.Plaintext.fill(0);
-    throw new DataKeyUnwrapError('plaintext-in-clear', false,
+    throw new DataKeyUnwrapError(DataKeyFailure.PLAINTEXT_IN_CLEAR, false,
       `KMS answered with the data key in clear instead of CiphertextForRecipient for key ${request.keyId}: refused, ` +
       'the endpoint ignored the attestation Recipient (check that the KMS endpoint is genuine)');
   }
   if (response.CiphertextForRecipient === undefined || response.CiphertextForRecipient.length === 0) {
-    throw new DataKeyUnwrapError('bad-envelope', false,
+    throw new DataKeyUnwrapError(DataKeyFailure.BAD_ENVELOPE, false,
       `KMS answered without CiphertextForRecipient for key ${request.keyId}`);
   }
 
@@ -176,14 +177,14 @@ export async function decryptDataKey(request: DecryptDataKeyRequest): Promise<Bu
     dataKey = openRecipientEnvelope(response.CiphertextForRecipient, recipient.privateKey);
   } catch (error) {
     if (error instanceof RecipientEnvelopeError) {
-      throw new DataKeyUnwrapError('bad-envelope', false, error.message, { cause: error });
+      throw new DataKeyUnwrapError(DataKeyFailure.BAD_ENVELOPE, false, error.message, { cause: error });
     }
     throw error;
   }
   if (dataKey.length !== DATA_KEY_BYTES) {
     const length = dataKey.length;
     dataKey.fill(0);
-    throw new DataKeyUnwrapError('bad-envelope', false,
+    throw new DataKeyUnwrapError(DataKeyFailure.BAD_ENVELOPE, false,
       `the unwrapped data key is ${length} bytes, expected ${DATA_KEY_BYTES} (AES-256)`);
   }
   return dataKey;

@@ -1,6 +1,6 @@
 import { S3Client } from '@aws-sdk/client-s3';
 import { KMSClient } from '@aws-sdk/client-kms';
-import { ApplianceConfig } from '../appliance-config';
+import { ApplianceConfig } from '../shared/appliance-config';
 import { configurationDigest, configurationEventDescription } from '../attestation/configuration-measurement';
 import { wipe } from '../sealing/format';
 import { modelEncryptionContext, parseManifest, SealedModelManifest } from '../sealing/manifest';

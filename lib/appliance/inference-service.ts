@@ -8,7 +8,7 @@ import { allow, declaredLength, Exchange, Refusal, sendJson, send } from './http
 import type { OllamaChat } from './ollama-client';
 import { chatCompletions, listModels, MAX_CHAT_REQUEST_BYTES, OpenAiApiContext, openAiError } from './openai-api';
 import { UI_ASSETS } from './ui-assets';
-import { setSecurityHeaders } from '../security-headers';
+import { setSecurityHeaders } from '../shared/security-headers';
 
 export { MAX_CHAT_REQUEST_BYTES } from './openai-api';
 

@@ -1,7 +1,7 @@
 import { KMSClient } from '@aws-sdk/client-kms';
 import { S3Client } from '@aws-sdk/client-s3';
 import * as path from 'node:path';
-import { ApplianceConfig } from '../appliance-config';
+import { ApplianceConfig } from '../shared/appliance-config';
 import { PcrEvent } from '../attestation/pcr-event-log';
 import { decryptDataKey } from './attested-decrypt';
 import { encodeChannelBinding } from '../attestation/channel-binding';

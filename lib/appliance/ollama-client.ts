@@ -1,7 +1,7 @@
 import * as http from 'http';
 import { isIP } from 'net';
 import type { Readable } from 'stream';
-import { isJsonObject } from '../json-object';
+import { isJsonObject } from '../shared/json-object';
 import type { PlaintextSink } from '../sealing/unseal';
 
 /** Chats with the local Ollama through its OpenAI-compatible API: what the port-3000 service needs of it. */

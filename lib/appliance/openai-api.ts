@@ -1,6 +1,6 @@
 import type * as http from 'http';
 import type { Readable } from 'stream';
-import { isJsonObject } from '../json-object';
+import { isJsonObject } from '../shared/json-object';
 import type { ApplianceStatus } from './appliance-status';
 import { Exchange, readBody, Refusal, requireJson, sendJson } from './http-exchange';
 import { OllamaChat, OllamaError } from './ollama-client';

@@ -5,9 +5,9 @@ import {
   AWS_REGION_PATTERN,
   KMS_KEY_ARN_PATTERN,
   sealedModelObjects,
-} from '../appliance-config';
-import { isJsonObject } from '../json-object';
-import { checkModelName } from '../model-identity';
+} from '../shared/appliance-config';
+import { isJsonObject } from '../shared/json-object';
+import { checkModelName } from '../shared/model-identity';
 
 /**
  * The appliance's configuration, read from instance user data over IMDSv2 (never v1).

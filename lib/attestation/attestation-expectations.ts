@@ -1,4 +1,4 @@
-import { checkPinsImage, normalizePcrValue, PcrMeasurements, pinnedPcrs } from '../measurements';
+import { checkPinsImage, normalizePcrValue, PcrMeasurements, pinnedPcrs } from '../shared/measurements';
 import { MeasuredModel, modelMeasurement } from '../sealing/model-measurement';
 import type { AttestationDocument } from './attestation-document';
 import { isConfigurationEvent } from './configuration-measurement';

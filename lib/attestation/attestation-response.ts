@@ -1,4 +1,4 @@
-import { isJsonObject } from '../json-object';
+import { isJsonObject } from '../shared/json-object';
 import { HIGHEST_PCR, MAX_EVENT_DESCRIPTION_LENGTH, PcrEvent } from './pcr-event-log';
 
 /**

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import type { SealedModelObjects } from '../appliance-config';
+import type { SealedModelObjects } from '../shared/appliance-config';
 import type { PcrEvent } from './pcr-event-log';
 
 /**

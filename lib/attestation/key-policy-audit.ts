@@ -1,4 +1,4 @@
-import { PcrValue, pinnedPcrs } from '../measurements';
+import { PcrValue, pinnedPcrs } from '../shared/measurements';
 import { checkExpectedImages, describePcrs, ExpectedImage, expectedImageName } from './attestation-expectations';
 
 /**

@@ -1,6 +1,6 @@
 import { Command, InvalidArgumentError } from 'commander';
-import { AMI_ID_PATTERN, PcrMeasurements, SHA256_HEX } from '../measurements';
-import { readPublishedMeasurements } from '../published-measurements';
+import { AMI_ID_PATTERN, PcrMeasurements, SHA256_HEX } from '../shared/measurements';
+import { readPublishedMeasurements } from '../shared/published-measurements';
 import { requireRegion } from './aws-region';
 import type { CliDependencies, CliOutput } from './program';
 
@@ -63,7 +63,7 @@ export async function measurements(
 ): Promise<ImageMeasurements> {
   const secureBoot = options.secureBoot ?? false;
   // Loaded here, not at start-up: the EC2 client takes about half a second to load, which no other command needs.
-  const { describeImage, newEc2Client } = await import('../describe-image');
+  const { describeImage, newEc2Client } = await import('../shared/describe-image');
   const ec2 = (dependencies.ec2Client ?? newEc2Client)(options.region);
   let image;
   try {

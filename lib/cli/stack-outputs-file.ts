@@ -1,4 +1,4 @@
-import { isJsonObject } from '../json-object';
+import { isJsonObject } from '../shared/json-object';
 
 /**
  * The file `cdk deploy --outputs-file` writes, `{ "<stack>": { "<output>": "<value>" } }`, and choosing the one stack

@@ -1,6 +1,6 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { KMS_KEY_ARN_PATTERN } from '../appliance-config';
+import { KMS_KEY_ARN_PATTERN } from '../shared/appliance-config';
 import { AttestationResponse, printableText } from '../attestation/attestation-response';
 import type { ExpectedImage } from '../attestation/attestation-expectations';
 import { DEFAULT_ATTESTATION_MAX_AGE_MS } from '../attestation/verify-attestation';

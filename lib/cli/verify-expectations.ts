@@ -1,8 +1,8 @@
-import { KMS_KEY_ARN_PATTERN, sealedModelObjects } from '../appliance-config';
+import { KMS_KEY_ARN_PATTERN, sealedModelObjects } from '../shared/appliance-config';
 import { ExpectedImage, normalizeExpectedImage } from '../attestation/attestation-expectations';
 import { configurationDigest } from '../attestation/configuration-measurement';
-import { isJsonObject } from '../json-object';
-import { AMI_ID_PATTERN } from '../measurements';
+import { isJsonObject } from '../shared/json-object';
+import { AMI_ID_PATTERN } from '../shared/measurements';
 import { deploymentIn } from './model-deployment-outputs';
 import { chooseStack, SoughtOutputs } from './stack-outputs-file';
 

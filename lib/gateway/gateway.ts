@@ -12,7 +12,7 @@ import { allowedHostHeaders, LoopbackAddress } from './loopback-address';
 import { sendOpenAiError } from './openai-error';
 import { BodyTooLargeError, readRequestBody } from './read-request-body';
 import { FleetPoolOptions, VerifiedUpstreamPool } from './verified-upstream-pool';
-import { setSecurityHeaders } from '../security-headers';
+import { setSecurityHeaders } from '../shared/security-headers';
 
 /** What the gateway needs: the service, what to expect of it, where to listen and how often to check. */
 export interface GatewayOptions {

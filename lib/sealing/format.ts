@@ -1,5 +1,5 @@
 import { createHash, createHmac, hkdfSync, timingSafeEqual } from 'crypto';
-import { isModelName } from '../model-identity';
+import { isModelName } from '../shared/model-identity';
 import { SealedModelError } from './sealed-model-error';
 
 /**

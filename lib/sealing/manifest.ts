@@ -1,4 +1,4 @@
-import { checkModelName, FORMAT_CONTEXT_KEY, isModelName, MODEL_CONTEXT_KEY } from '../model-identity';
+import { checkModelName, FORMAT_CONTEXT_KEY, isModelName, MODEL_CONTEXT_KEY } from '../shared/model-identity';
 import { FORMAT_VERSION, SealedHeader, SealedTrailer, shown } from './format';
 import { SealedModelError } from './sealed-model-error';
 

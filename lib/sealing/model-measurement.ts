@@ -1,5 +1,5 @@
 import { createHash } from 'crypto';
-import { checkModelName } from '../model-identity';
+import { checkModelName } from '../shared/model-identity';
 import { FORMAT_VERSION } from './format';
 
 /**

@@ -2,7 +2,7 @@ import { DeleteObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client
 import { Upload } from '@aws-sdk/lib-storage';
 import { stat } from 'fs/promises';
 import { PassThrough } from 'stream';
-import { SealedModelObjects } from '../appliance-config';
+import { SealedModelObjects } from '../shared/appliance-config';
 import { buildManifest, SealedModelManifest } from './manifest';
 import { seal, SealedSink } from './seal';
 

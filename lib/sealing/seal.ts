@@ -1,6 +1,6 @@
 import { createCipheriv, randomBytes } from 'crypto';
 import { open } from 'fs/promises';
-import { checkModelName } from '../model-identity';
+import { checkModelName } from '../shared/model-identity';
 import {
   additionalData,
   chunkCount,

@@ -3,7 +3,7 @@ import * as net from 'node:net';
 import { DecryptCommand, KMSClient } from '@aws-sdk/client-kms';
 import { DataKeyFailure, DataKeyUnwrapError, decryptDataKey } from '../../lib/appliance/attested-decrypt';
 import { Attester } from '../../lib/appliance/attester';
-import { PcrMeasurements } from '../../lib/measurements';
+import { PcrMeasurements } from '../../lib/shared/measurements';
 import { createTestChain, TestChain, testPcrs } from '../attestation/test-attestation';
 import { FakeKms } from './doubles/fake-kms';
 import { TestAttester } from './doubles/test-attester';
@@ -105,7 +105,7 @@ describe('an allowed image', () => {
 describe('refusals by KMS', () => {
   test("an image whose PCRs are not in the key policy: the reason names the policy", async () => {
     await startKms([OTHER_IMAGE]);
-    expectFailure(await failure(), 'attestation-rejected', false,
+    expectFailure(await failure(), DataKeyFailure.ATTESTATION_REJECTED, false,
       /^attestation rejected by KMS: this image's PCRs are not in the key policy of arn:aws:kms:.* \(or the instance role may not use the key\) \(AccessDeniedException: /);
   });
 
@@ -113,7 +113,7 @@ describe('refusals by KMS', () => {
     await startKms([THIS_IMAGE, OTHER_IMAGE]);
     const pcrs = testPcrs();
     pcrs.set(12, OTHER_IMAGE.pcr12!);
-    expectFailure(await failure({ attester: new TestAttester({ chain, pcrs }) }), 'attestation-rejected', false,
+    expectFailure(await failure({ attester: new TestAttester({ chain, pcrs }) }), DataKeyFailure.ATTESTATION_REJECTED, false,
       /PCRs are not in the key policy/);
   });
 
@@ -128,39 +128,39 @@ describe('refusals by KMS', () => {
   test('a data key wrapped for another model', async () => {
     await startKms();
     const error = await failure({ wrappedContext: { ...MODEL_CONTEXT, 'sealed-inference:model': 'mistral' } });
-    expectFailure(error, 'wrong-ciphertext', false,
+    expectFailure(error, DataKeyFailure.WRONG_CIPHERTEXT, false,
       /^the wrapped data key does not belong to KMS key arn:.* with encryption context \{"sealed-inference:model":"llama3".*\(InvalidCiphertextException/);
   });
 
   test('a stale attestation document', async () => {
     await startKms();
     const error = await failure({ attester: new TestAttester({ chain, age: 6 * 60 * 1000 }) });
-    expectFailure(error, 'attestation-invalid', false,
+    expectFailure(error, DataKeyFailure.ATTESTATION_INVALID, false,
       /^KMS refused the attestation document: .*at most five minutes old \(check the instance clock\).*stale-document/);
   });
 
   test('a document not signed by a trusted NitroTPM chain', async () => {
     await startKms();
     const error = await failure({ attester: new TestAttester({ chain: otherChain }) });
-    expectFailure(error, 'attestation-invalid', false, /KMS refused the attestation document: .*unknown-root/);
+    expectFailure(error, DataKeyFailure.ATTESTATION_INVALID, false, /KMS refused the attestation document: .*unknown-root/);
   });
 
   test('a key that does not exist', async () => {
     await startKms();
     const error = await failure({ keyId: 'arn:aws:kms:eu-west-1:111122223333:key/00000000-0000-0000-0000-000000000000' });
-    expectFailure(error, 'key-unusable', false, /KMS key arn:.*:key\/0{8}-0{4}-0{4}-0{4}-0{12} was not found: check the key ARN and the Region/);
+    expectFailure(error, DataKeyFailure.KEY_UNUSABLE, false, /KMS key arn:.*:key\/0{8}-0{4}-0{4}-0{4}-0{12} was not found: check the key ARN and the Region/);
   });
 
   test('a disabled key', async () => {
     await startKms();
     kms.keyState = 'Disabled';
-    expectFailure(await failure(), 'key-unusable', false, /KMS key arn:\S+ is disabled: enable it \(DisabledException/);
+    expectFailure(await failure(), DataKeyFailure.KEY_UNUSABLE, false, /KMS key arn:\S+ is disabled: enable it \(DisabledException/);
   });
 
   test('a key pending deletion', async () => {
     await startKms();
     kms.keyState = 'PendingDeletion';
-    expectFailure(await failure(), 'key-unusable', false, /pending deletion: cancel the deletion, then enable it \(KMSInvalidStateException/);
+    expectFailure(await failure(), DataKeyFailure.KEY_UNUSABLE, false, /pending deletion: cancel the deletion, then enable it \(KMSInvalidStateException/);
   });
 });
 
@@ -168,7 +168,7 @@ describe('answers the appliance refuses', () => {
   test('the data key in clear (Plaintext instead of CiphertextForRecipient)', async () => {
     await startKms();
     kms.answerInClear = true;
-    expectFailure(await failure(), 'plaintext-in-clear', false,
+    expectFailure(await failure(), DataKeyFailure.PLAINTEXT_IN_CLEAR, false,
       /KMS answered with the data key in clear instead of CiphertextForRecipient .*refused/);
   });
 });
@@ -177,14 +177,14 @@ describe('transient failures', () => {
   test('KMS failing with a 5xx', async () => {
     await startKms();
     kms.failNext({ status: 500, type: 'KMSInternalException', message: 'internal failure' });
-    expectFailure(await failure(), 'kms-unavailable', true,
+    expectFailure(await failure(), DataKeyFailure.KMS_UNAVAILABLE, true,
       /KMS is throttling or failing for key .*; retry later \(KMSInternalException: internal failure\)/);
   });
 
   test('KMS throttling', async () => {
     await startKms();
     kms.failNext({ status: 400, type: 'ThrottlingException', message: 'Rate exceeded' });
-    expectFailure(await failure(), 'kms-unavailable', true, /retry later \(ThrottlingException: Rate exceeded\)/);
+    expectFailure(await failure(), DataKeyFailure.KMS_UNAVAILABLE, true, /retry later \(ThrottlingException: Rate exceeded\)/);
   });
 
   test("the client's own retries absorb one throttled answer", async () => {
@@ -205,7 +205,7 @@ describe('transient failures', () => {
       endpoint: `http://127.0.0.1:${port}`, region: 'eu-west-1', maxAttempts: 1,
       credentials: { accessKeyId: 'AKIAFAKEFAKEFAKEFAKE', secretAccessKey: 'fake-secret' },
     });
-    expectFailure(await failure({ client }), 'kms-unavailable', true, /could not reach KMS for key arn:.*ECONNREFUSED/);
+    expectFailure(await failure({ client }), DataKeyFailure.KMS_UNAVAILABLE, true, /could not reach KMS for key arn:.*ECONNREFUSED/);
   });
 });
 
@@ -213,7 +213,7 @@ describe('before KMS is asked', () => {
   test('an attester that fails', async () => {
     await startKms();
     const attester: Attester = { attest: async () => { throw new Error('TPM device /dev/tpm0 not found'); } };
-    expectFailure(await failure({ attester }), 'attestation-unavailable', false,
+    expectFailure(await failure({ attester }), DataKeyFailure.ATTESTATION_UNAVAILABLE, false,
       /could not get a NitroTPM attestation document: TPM device \/dev\/tpm0 not found/);
     expect(kms.requests).toEqual([]);
   });
@@ -225,7 +225,7 @@ describe('before KMS is asked', () => {
         throw Object.assign(new Error('nitro-tpm-attest did not finish within 30000 ms; it was stopped'), { transient: true });
       },
     };
-    expectFailure(await failure({ attester }), 'attestation-unavailable', true, /did not finish within 30000 ms/);
+    expectFailure(await failure({ attester }), DataKeyFailure.ATTESTATION_UNAVAILABLE, true, /did not finish within 30000 ms/);
   });
 
   test('bad input is refused with what to fix', async () => {

@@ -1,6 +1,6 @@
 import { KMSClient } from '@aws-sdk/client-kms';
 import { createHash } from 'node:crypto';
-import { ApplianceConfig } from '../../lib/appliance-config';
+import { ApplianceConfig } from '../../lib/shared/appliance-config';
 import { AppliancePhase } from '../../lib/appliance/appliance-status';
 import { BootPipelineDependencies, runBootPipeline } from '../../lib/appliance/boot-pipeline';
 import { OllamaModels } from '../../lib/appliance/ollama-client';

@@ -4,7 +4,7 @@ import * as net from 'node:net';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import * as tls from 'node:tls';
-import { ApplianceConfig } from '../../lib/appliance-config';
+import { ApplianceConfig } from '../../lib/shared/appliance-config';
 import type { ApplianceStatus } from '../../lib/appliance/appliance-status';
 import { InferenceService, startInferenceService } from '../../lib/appliance/inference-service';
 import { ApplianceEnvironment, RunningAppliance, startAppliance } from '../../lib/appliance/main';

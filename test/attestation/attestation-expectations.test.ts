@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import {
   AttestationDocument, compareAttestation, extendPcr, ExpectedImage, MODEL_PCR, PcrEvent, VerdictCheckName,
 } from '../../lib/attestation';
-import { InvalidMeasurementError } from '../../lib/measurements';
+import { InvalidMeasurementError } from '../../lib/shared/measurements';
 import { MeasuredModel, modelMeasurement } from '../../lib/sealing/model-measurement';
 
 const hex = (byte: string) => byte.repeat(48);

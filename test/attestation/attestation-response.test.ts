@@ -1,4 +1,5 @@
-import { MalformedAttestationResponseError, parseAttestationResponse, printableText } from '../../lib/attestation';
+import { MalformedAttestationResponseError, parseAttestationResponse } from '../../lib/attestation';
+import { printableText } from '../../lib/attestation/attestation-response';
 
 const event = { pcr: 15, algorithm: 'sha384', digest: 'ab'.repeat(48), description: 'model llama3' };
 

@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { sealedModelObjects } from '../../lib/appliance-config';
+import { sealedModelObjects } from '../../lib/shared/appliance-config';
 import { configurationDigest, configurationRecord, MeasuredConfiguration } from '../../lib/attestation/configuration-measurement';
 
 const CONFIGURATION: MeasuredConfiguration = {

@@ -1,5 +1,5 @@
 import { auditKeyPolicy, ExpectedImage, KeyPolicyFindingKind, MalformedKeyPolicyError } from '../../lib/attestation';
-import { InvalidMeasurementError } from '../../lib/measurements';
+import { InvalidMeasurementError } from '../../lib/shared/measurements';
 import { POLICY_ACCOUNT, synthesizedKeyPolicy } from './synthesized-key-policy';
 
 const hex = (byte: string) => byte.repeat(48);

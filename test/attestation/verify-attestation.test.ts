@@ -1,8 +1,9 @@
 import { X509Certificate } from 'node:crypto';
 import {
   AWS_NITRO_ROOT_COMMON_NAME, AWS_NITRO_ROOT_SHA256_FINGERPRINT, AttestationError, AttestationErrorKind,
-  awsNitroRoot, parseAttestationDocument, verifyAttestationDocument, VerifyAttestationOptions,
+  parseAttestationDocument, verifyAttestationDocument, VerifyAttestationOptions,
 } from '../../lib/attestation';
+import { awsNitroRoot } from '../../lib/attestation/nitro-root';
 import { TestChain, buildTestAttestationDocument, createTestChain, testPcrs } from './test-attestation';
 
 const DAY_MS = 24 * 60 * 60 * 1000;

@@ -4,7 +4,7 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { MEASUREMENT_TAGS } from '../../lib';
-import { readPublishedMeasurements } from '../../lib/published-measurements';
+import { readPublishedMeasurements } from '../../lib/shared/published-measurements';
 import {
   installImageBuildTools, NEW_IMAGE_ID, readToolCalls, SNAPSHOT_ID, taggedImage, tagsOf, ToolCall,
 } from './doubles/image-build-tools';
@@ -35,8 +35,8 @@ let stubs: string;
 let appliance: string;
 
 beforeAll(() => {
-  if (!fs.existsSync(path.join(ROOT, 'dist/lib/measurements.js'))) {
-    throw new Error('dist/lib/measurements.js is missing: run npm run build (npm test runs it first)');
+  if (!fs.existsSync(path.join(ROOT, 'dist/lib/shared/measurements.js'))) {
+    throw new Error('dist/lib/shared/measurements.js is missing: run npm run build (npm test runs it first)');
   }
   if (spawnSync('jq', ['--version']).error) {
     throw new Error('jq is missing: run bash scripts/require-system-tools.sh (as root it installs it)');

@@ -14,7 +14,7 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'fs';
 import { tmpdir } from 'os';
 import * as path from 'path';
 import { Readable } from 'stream';
-import { sealedModelObjects } from '../../lib/appliance-config';
+import { sealedModelObjects } from '../../lib/shared/appliance-config';
 import { parseManifest } from '../../lib/sealing/manifest';
 import { MIN_PART_SIZE, partSizeFor, sealToS3, SealToS3Options } from '../../lib/sealing/s3-upload';
 import { unseal } from '../../lib/sealing/unseal';

@@ -9,7 +9,7 @@ import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { KMSClient } from '@aws-sdk/client-kms';
 import { AttestationDocument, AttestationError, parseAttestationDocument, verifyAttestationDocument } from '../../../lib/attestation';
-import { checkPinsImage, normalizePcrValue, PcrMeasurements, pinnedPcrs } from '../../../lib/measurements';
+import { checkPinsImage, normalizePcrValue, PcrMeasurements, pinnedPcrs } from '../../../lib/shared/measurements';
 import { buildRecipientEnvelope } from '../../attestation/recipient-envelope-builder';
 
 /** What the fake is set up with. */

@@ -2,7 +2,7 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { createHash, randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
-import { ApplianceConfig, sealedModelObjects } from '../../../lib/appliance-config';
+import { ApplianceConfig, sealedModelObjects } from '../../../lib/shared/appliance-config';
 import { modelMeasurement } from '../../../lib/sealing/model-measurement';
 import { sealToDirectory } from '../../../lib/sealing/seal-to-directory';
 import { FakeS3 } from './fake-s3';

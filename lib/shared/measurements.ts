@@ -10,11 +10,8 @@ export const SHA384_HEX_LENGTH = 96;
 /** A SHA-256 in hex, as the digest of a build's `pcr_measurements.json` is published and pinned. */
 export const SHA256_HEX = /^[0-9a-fA-F]{64}$/;
 
-/**
- * What an AMI id looks like to the image readers (deploy-time handler, CLI): `ami-` and 8 to 17 hex digits, checked
- * loosely so that EC2 names the odd one.
- */
-export const AMI_ID_PATTERN = /^ami-[0-9a-f]{8,17}$/;
+/** An AMI id: `ami-` and 17 hex digits, or 8 for an image registered before 2016. */
+export const AMI_ID_PATTERN = /^ami-(?:[0-9a-f]{8}|[0-9a-f]{17})$/;
 
 /**
  * The PCR values a key policy is sealed to. All values are SHA-384, hex encoded.

@@ -1,7 +1,7 @@
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import { Construct } from 'constructs';
-import { IsolatedNetwork } from './isolated-network';
-import type { SealedInferenceProps } from './sealed-inference';
+import { IsolatedNetwork } from '../isolated-network';
+import type { SealedInferenceProps } from '../sealed-inference';
 
 /** Where a sealed inference pattern runs: a VPC of the user's own, or an isolated network it creates. */
 export interface InferenceNetwork {

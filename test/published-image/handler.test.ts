@@ -1,8 +1,8 @@
 import { DescribeImagesCommand, EC2Client, EC2ServiceException } from '@aws-sdk/client-ec2';
 import { mockClient } from 'aws-sdk-client-mock';
 import * as path from 'path';
-import { handler, MAX_ATTEMPTS } from '../../lib/attestable-image/handler';
-import type { OnEventRequest, OnEventResponse } from '../../lib/attestable-image/handler/types';
+import { handler, MAX_ATTEMPTS } from '../../lib/published-image/handler';
+import type { OnEventRequest, OnEventResponse } from '../../lib/published-image/handler/types';
 import { MEASUREMENT_TAGS } from '../../lib';
 import { FakeEc2Answer, withFakeEc2 } from '../fake-ec2';
 import { DIGEST, hex384, publishedImage } from '../fixtures';

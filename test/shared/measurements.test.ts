@@ -4,7 +4,7 @@ import {
   nitroTpmPcrConditionKey,
   normalizePcrValue,
   pinnedPcrs,
-} from '../lib/measurements';
+} from '../../lib/shared/measurements';
 
 const A = 'ab'.repeat(48);
 

@@ -1,10 +1,10 @@
 import { CfnOutput, Stack } from 'aws-cdk-lib';
 import { Construct } from 'constructs';
-import { IAttestableImage } from './attestable-image';
-import { pinnedPcrs } from './measurements';
-import { ModelBucket } from './model-bucket';
-import { PublishedImageMeasurements } from './published-image';
-import { SealedModelKey } from './sealed-model-key';
+import { IAttestableImage } from '../attestable-image';
+import { pinnedPcrs } from '../shared/measurements';
+import { ModelBucket } from '../model-bucket';
+import { PublishedImageMeasurements } from '../published-image';
+import { SealedModelKey } from '../sealed-model-key';
 
 /** What a deployment of a sealed model shows its reviewer and its clients. */
 export interface ReviewerOutputsOptions {

@@ -1,6 +1,7 @@
 import type { Image } from '@aws-sdk/client-ec2';
-import { MEASUREMENT_TAGS, readPublishedMeasurements } from '../lib';
-import { DIGEST, hex384, publishedImage } from './fixtures';
+import { MEASUREMENT_TAGS } from '../../lib';
+import { readPublishedMeasurements } from '../../lib/shared/published-measurements';
+import { DIGEST, hex384, publishedImage } from '../fixtures';
 
 const standard = { secureBoot: false };
 

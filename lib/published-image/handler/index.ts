@@ -1,6 +1,6 @@
-import { describeImage, newEc2Client } from '../../describe-image';
-import { AMI_ID_PATTERN } from '../../measurements';
-import { readPublishedMeasurements } from '../../published-measurements';
+import { describeImage, newEc2Client } from '../../shared/describe-image';
+import { AMI_ID_PATTERN } from '../../shared/measurements';
+import { readPublishedMeasurements } from '../../shared/published-measurements';
 import type { OnEventRequest, OnEventResponse, PublishedMeasurementsAttributes } from './types';
 
 /**
@@ -11,7 +11,7 @@ import type { OnEventRequest, OnEventResponse, PublishedMeasurementsAttributes }
  * nothing. Throttling and transient errors are retried by the SDK (standard mode, {@link MAX_ATTEMPTS} attempts).
  */
 
-export { MAX_ATTEMPTS } from '../../describe-image';
+export { MAX_ATTEMPTS } from '../../shared/describe-image';
 
 export async function handler(event: OnEventRequest): Promise<OnEventResponse> {
   if (event.RequestType === 'Delete') return { PhysicalResourceId: event.PhysicalResourceId };

@@ -1,13 +1,12 @@
 import { Annotations, Aws, Size, Stack, Token, Validations } from 'aws-cdk-lib';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as iam from 'aws-cdk-lib/aws-iam';
-import * as s3 from 'aws-cdk-lib/aws-s3';
 import { Construct } from 'constructs';
-import { APPLIANCE_CONFIG_VERSION, ApplianceConfig, sealedModelObjects } from './appliance-config';
-import { IAttestableImage } from './attestable-image';
-import type { AttestedLaunchTemplateProps } from './attested-launch-template';
-import { checkModelName } from './model-identity';
-import { NitroTpmSupport, nitroTpmSupport } from './nitro-tpm-support';
+import { APPLIANCE_CONFIG_VERSION, ApplianceConfig, sealedModelObjects } from '../shared/appliance-config';
+import { IAttestableImage } from '../attestable-image';
+import type { AttestedLaunchTemplateProps } from '../attested-launch-template';
+import { checkModelName } from '../shared/model-identity';
+import { NitroTpmSupport, nitroTpmSupport } from '../shared/nitro-tpm-support';
 
 /**
  * What every launch of an attested instance is made of, whether one instance (AttestedInstance) or a fleet of them
@@ -37,12 +36,12 @@ export function attestedLaunch(scope: Construct, options: AttestedLaunchOptions)
   const instanceType = options.instanceType ?? new ec2.InstanceType(DEFAULT_INSTANCE_TYPE);
   checkNitroTpm(scope, instanceType.toString());
   const modelName = Token.isUnresolved(options.modelName) ? options.modelName : checkModelName(options.modelName);
-  const modelPrefix = options.modelPrefix ?? 'models/';
+  const modelPrefix = options.modelPrefix ?? options.modelBucket.modelPrefix;
   const role = unsealerRole(scope, options, modelPrefix);
   const applianceConfig: ApplianceConfig = {
     configVersion: APPLIANCE_CONFIG_VERSION,
     region: Aws.REGION,
-    bucket: options.modelBucket.bucket.bucketName,
+    bucket: options.modelBucket.bucketName,
     objects: sealedModelObjects(modelPrefix, modelName),
     keyArn: options.key.keyArn,
     modelName,
@@ -105,12 +104,13 @@ function unsealerRole(scope: Construct, options: AttestedLaunchOptions, modelPre
   const role = new iam.Role(scope, 'Role', {
     assumedBy: new iam.ServicePrincipal('ec2.amazonaws.com'),
     description: 'Attested inference instance: fetch the sealed model, unseal it with an attestation document',
+    roleName: options.roleName,
   });
   options.modelBucket.grantFetch(role, modelPrefix);
-  const bucketLogicalId = Stack.of(scope).resolve((options.modelBucket.bucket.node.defaultChild as s3.CfnBucket).logicalId);
+  const modelObjects = options.modelBucket.bucket.arnForObjects(`${modelPrefix}*`);
   Validations.of(role).acknowledge(
     {
-      id: `AwsSolutions-IAM5[Resource::<${bucketLogicalId}.Arn>/${modelPrefix}*]`,
+      id: `AwsSolutions-IAM5[Resource::${nagResourceName(Stack.of(scope).resolve(modelObjects))}]`,
       reason: 'Read-only (s3:GetObject) on the sealed-model prefix: the objects are encrypted and only unseal here.',
     },
     {
@@ -118,10 +118,21 @@ function unsealerRole(scope: Construct, options: AttestedLaunchOptions, modelPre
       reason: "The role's only policy is inline so that it lives and dies with this instance's role.",
     },
   );
-  options.key.allowUnseal(role);
-  // The key policy is what gates decrypt; the identity policy is needed too when the key is in another account.
-  role.addToPrincipalPolicy(new iam.PolicyStatement({ actions: ['kms:Decrypt'], resources: [options.key.keyArn] }));
+  options.key.grantUnseal(role, options.image);
   return role;
+}
+
+/** How cdk-nag names a resolved ARN in a finding's id: references as `<LogicalId.Attribute>` and `<AWS::Partition>`. */
+function nagResourceName(value: unknown): string {
+  if (typeof value === 'string') return value;
+  const [name, argument] = Object.entries(value as Record<string, unknown>)[0];
+  if (name === 'Ref') return `<${argument}>`;
+  if (name === 'Fn::GetAtt') return `<${(argument as string[]).join('.')}>`;
+  if (name === 'Fn::Join') {
+    const [separator, parts] = argument as [string, unknown[]];
+    return parts.map(nagResourceName).join(separator);
+  }
+  throw new Error(`Cannot name ${JSON.stringify(value)} as cdk-nag does`);
 }
 
 /** The image as CDK needs it: a plain AMI id, valid in whatever Region the stack deploys to. */

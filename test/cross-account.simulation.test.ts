@@ -1,0 +1,212 @@
+/**
+ * The production shape: the model owner's account holds the key and the bucket, the consumer's account runs the
+ * network and the attested instance, and the consumer's stack reaches the owner's key and bucket only through their
+ * imports. The policies both stacks synthesize (the key policy and bucket policy of the owner's stack, the identity
+ * policies of the consumer's) are evaluated together by an independent IAM simulator, request by request.
+ */
+import { App, Stack } from 'aws-cdk-lib';
+import { Annotations, Match, Template } from 'aws-cdk-lib/assertions';
+import * as ec2 from 'aws-cdk-lib/aws-ec2';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import * as s3 from 'aws-cdk-lib/aws-s3';
+import { addComplianceChecks } from '../bin/compliance';
+import {
+  AttestableImage,
+  AttestedInstance,
+  IsolatedNetwork,
+  ModelBucket,
+  SealedModelKey,
+  ZeroOperatorAccessSecurityGroup,
+} from '../lib';
+import {
+  attestationReporting,
+  type Context,
+  pseudoParameters,
+  resolveIntrinsics,
+  sealedModelContext,
+  simulate,
+} from './iam-simulation';
+
+const REGION = 'eu-west-1';
+const OWNER_ACCOUNT = '111111111111';
+const CONSUMER_ACCOUNT = '222222222222';
+const KEY_ARN = `arn:aws:kms:${REGION}:${OWNER_ACCOUNT}:key/1234abcd-12ab-34cd-56ef-1234567890ab`;
+const BUCKET_NAME = 'owner-sealed-models';
+const BUCKET_ARN = `arn:aws:s3:::${BUCKET_NAME}`;
+const MODEL = 'llama';
+
+const MODEL_OWNER = `arn:aws:iam::${OWNER_ACCOUNT}:role/model-owner`;
+const INSTANCE_ROLE_NAME = 'sealed-inference-instance';
+const INSTANCE_ROLE = `arn:aws:iam::${CONSUMER_ACCOUNT}:role/${INSTANCE_ROLE_NAME}`;
+/** The instance as KMS and S3 see it: a session of its role. */
+const INSTANCE = `arn:aws:sts::${CONSUMER_ACCOUNT}:assumed-role/${INSTANCE_ROLE_NAME}/i-0123456789abcdef0`;
+const CONSUMER_ADMIN = `arn:aws:iam::${CONSUMER_ACCOUNT}:role/admin`;
+
+const MEASUREMENTS = { pcr4: '4a'.repeat(48), pcr12: '0'.repeat(96) };
+const OTHER_IMAGE = { pcr4: '4b'.repeat(48), pcr12: '0'.repeat(96) };
+
+/** The two stacks, in `app`. */
+function deployment(app: App) {
+  // The owner's stack: the key and the bucket, naming the consumer's instance role by its ARN.
+  const owner = new Stack(app, 'ModelOwner', { env: { account: OWNER_ACCOUNT, region: REGION } });
+  const instanceRole = iam.Role.fromRoleArn(owner, 'ConsumerInstanceRole', INSTANCE_ROLE, { mutable: false });
+  new SealedModelKey(owner, 'Key', {
+    allowedImages: [AttestableImage.fromMeasurements('ami-0123456789abcdef0', MEASUREMENTS)],
+    unsealers: [instanceRole],
+    sealers: [new iam.ArnPrincipal(MODEL_OWNER)],
+    modelNames: [MODEL],
+  });
+  const ownedBucket = new ModelBucket(owner, 'Models');
+  ownedBucket.grantFetch(instanceRole);
+  ownedBucket.grantUpload(new iam.ArnPrincipal(MODEL_OWNER));
+
+  // The consumer's stack: network and instance, the key and the bucket imported.
+  const consumer = new Stack(app, 'Consumer', { env: { account: CONSUMER_ACCOUNT, region: REGION } });
+  const network = new IsolatedNetwork(consumer, 'Network');
+  const securityGroup = new ZeroOperatorAccessSecurityGroup(consumer, 'SecurityGroup', {
+    vpc: network.vpc,
+    servicePeers: [ec2.Peer.ipv4('10.0.0.0/16')],
+    endpointPeers: [],
+  });
+  network.allowEndpointsFrom(securityGroup);
+  new AttestedInstance(consumer, 'Instance', {
+    vpc: network.vpc,
+    image: AttestableImage.fromMeasurements('ami-0123456789abcdef0', MEASUREMENTS),
+    securityGroup,
+    key: SealedModelKey.fromSealedModelKeyAttributes(consumer, 'OwnersKey', { keyArn: KEY_ARN, modelNames: [MODEL] }),
+    modelBucket: ModelBucket.fromModelBucketAttributes(consumer, 'OwnersModels', {
+      bucketName: BUCKET_NAME,
+      account: OWNER_ACCOUNT,
+    }),
+    modelName: MODEL,
+    roleName: INSTANCE_ROLE_NAME,
+  });
+  return { owner, ownedBucket, consumer };
+}
+
+const { owner, ownedBucket, consumer } = deployment(new App());
+
+const ownerTemplate = Template.fromStack(owner);
+const consumerTemplate = Template.fromStack(consumer);
+
+/** The properties of the one resource of `type` in `template`. */
+function only(template: Template, type: string): Record<string, unknown> {
+  const found = Object.values(template.findResources(type));
+  if (found.length !== 1) throw new Error(`Expected one ${type}, found ${found.length}`);
+  return found[0].Properties;
+}
+
+const modelBucketId = owner.getLogicalId(ownedBucket.bucket.node.defaultChild as s3.CfnBucket);
+const ownerReferences = { ...pseudoParameters(OWNER_ACCOUNT, REGION), [`${modelBucketId}.Arn`]: BUCKET_ARN, [modelBucketId]: BUCKET_NAME };
+const KEY_POLICY = resolveIntrinsics(only(ownerTemplate, 'AWS::KMS::Key').KeyPolicy, ownerReferences) as object;
+const BUCKET_POLICY = resolveIntrinsics(
+  Object.values(ownerTemplate.findResources('AWS::S3::BucketPolicy', { Properties: { Bucket: { Ref: modelBucketId } } }))[0]
+    .Properties.PolicyDocument,
+  ownerReferences,
+) as object;
+/** The identity policies the consumer's stack attaches to the instance role. */
+const INSTANCE_POLICIES = Object.values(consumerTemplate.findResources('AWS::IAM::Policy'))
+  .filter((policy) => JSON.stringify(policy.Properties.Roles).includes('InstanceRole'))
+  .map((policy) => resolveIntrinsics(policy.Properties.PolicyDocument, pseudoParameters(CONSUMER_ACCOUNT, REGION)) as object);
+/** An administrator of the consumer's account: every action on every resource. */
+const ADMIN_POLICIES = [{ Version: '2012-10-17', Statement: [{ Effect: 'Allow', Action: '*', Resource: '*' }] }];
+
+const attested = (measurements = MEASUREMENTS): Context => ({ ...attestationReporting(measurements), ...sealedModelContext(MODEL) });
+
+const onKey = (principal: string, action: string, identityPolicies: object[], context?: Context) =>
+  simulate({ principal, action, resource: KEY_ARN, resourceAccount: OWNER_ACCOUNT, context, identityPolicies, resourcePolicy: KEY_POLICY });
+const onModel = (principal: string, action: string, identityPolicies: object[], objectKey = `models/${MODEL}.sealed`) =>
+  simulate({
+    principal,
+    action,
+    resource: `${BUCKET_ARN}/${objectKey}`,
+    resourceAccount: OWNER_ACCOUNT,
+    identityPolicies,
+    resourcePolicy: BUCKET_POLICY,
+  });
+
+describe("the consumer's instance, through the imported key and bucket", () => {
+  test('unseals with an attestation of the allowed image', async () => {
+    expect(INSTANCE_POLICIES.length).toBeGreaterThan(0);
+    expect(await onKey(INSTANCE, 'kms:Decrypt', INSTANCE_POLICIES, attested())).toBe('Allowed');
+  });
+
+  test('cannot unseal without an attestation, or with one of another image', async () => {
+    expect(await onKey(INSTANCE, 'kms:Decrypt', INSTANCE_POLICIES, sealedModelContext(MODEL))).toBe('ExplicitlyDenied');
+    expect(await onKey(INSTANCE, 'kms:Decrypt', INSTANCE_POLICIES, attested(OTHER_IMAGE))).not.toBe('Allowed');
+  });
+
+  test("fetches the sealed model from the owner's bucket, and nothing outside its prefix", async () => {
+    expect(await onModel(INSTANCE, 's3:GetObject', INSTANCE_POLICIES)).toBe('Allowed');
+    expect(await onModel(INSTANCE, 's3:GetObject', INSTANCE_POLICIES, 'private/other.bin')).not.toBe('Allowed');
+    expect(await onModel(INSTANCE, 's3:PutObject', INSTANCE_POLICIES)).not.toBe('Allowed');
+  });
+
+  test('is named by the owner in the key policy only by the role name the consumer gave it', () => {
+    consumerTemplate.hasResourceProperties('AWS::IAM::Role', { RoleName: INSTANCE_ROLE_NAME });
+  });
+});
+
+describe("an administrator of the consumer's account, with *:* in its identity policy", () => {
+  test.each([
+    ['with an attestation of the allowed image', attested()],
+    ['without an attestation', sealedModelContext(MODEL)],
+  ])('cannot unseal %s', async (_, context) => {
+    expect(await onKey(CONSUMER_ADMIN, 'kms:Decrypt', ADMIN_POLICIES, context)).not.toBe('Allowed');
+  });
+
+  test.each(['kms:PutKeyPolicy', 'kms:CreateGrant', 'kms:ScheduleKeyDeletion', 'kms:DisableKey'])(
+    "cannot change the owner's key: %s",
+    async (action) => {
+      expect(await onKey(CONSUMER_ADMIN, action, ADMIN_POLICIES)).not.toBe('Allowed');
+    },
+  );
+
+  test('cannot seal a substitute model with it', async () => {
+    expect(await onKey(CONSUMER_ADMIN, 'kms:GenerateDataKey', ADMIN_POLICIES, sealedModelContext(MODEL))).not.toBe('Allowed');
+  });
+
+  test("cannot read or replace the sealed model in the owner's bucket", async () => {
+    expect(await onModel(CONSUMER_ADMIN, 's3:GetObject', ADMIN_POLICIES)).not.toBe('Allowed');
+    expect(await onModel(CONSUMER_ADMIN, 's3:PutObject', ADMIN_POLICIES)).not.toBe('Allowed');
+  });
+});
+
+describe('the model owner', () => {
+  test('seals the named model and uploads it', async () => {
+    expect(await onKey(MODEL_OWNER, 'kms:GenerateDataKey', [], sealedModelContext(MODEL))).toBe('Allowed');
+    expect(await onModel(MODEL_OWNER, 's3:PutObject', [])).toBe('Allowed');
+  });
+
+  test('cannot unseal', async () => {
+    expect(await onKey(MODEL_OWNER, 'kms:Decrypt', [], attested())).not.toBe('Allowed');
+  });
+});
+
+describe("the consumer's synth", () => {
+  test("warns that the imported key's policy is the owner's to change, with the statement to add", () => {
+    Annotations.fromStack(consumer).hasWarning(
+      '/Consumer/OwnersKey',
+      Match.stringLikeRegexp('is imported.*must add.*kms:RecipientAttestation:NitroTPMPCR4.*UnsealOnlyOnAttestedImage1.*sealed-inference:imported-key-policy'),
+    );
+  });
+
+  test("outputs the statement to add, equal to the owner's for the same role and image", () => {
+    const [output] = Object.values(consumerTemplate.findOutputs('*')).filter((o) => /must add/.test(o.Description));
+    const requested = JSON.parse(
+      resolveIntrinsics(output.Value, {
+        ...pseudoParameters(CONSUMER_ACCOUNT, REGION),
+        [`${Object.keys(consumerTemplate.findResources('AWS::IAM::Role', { Properties: { RoleName: INSTANCE_ROLE_NAME } }))[0]}.Arn`]: INSTANCE_ROLE,
+      }) as string,
+    ) as object[];
+    const ownerStatement = (KEY_POLICY as { Statement: Array<{ Sid: string }> }).Statement.find((s) => s.Sid === 'UnsealOnlyOnAttestedImage1');
+    expect(requested).toEqual([ownerStatement]);
+  });
+});
+
+test('both stacks pass AwsSolutions and NIST 800-53 r5', () => {
+  const app = new App();
+  deployment(app);
+  addComplianceChecks(app);
+  expect(() => app.synth()).not.toThrow();
+});
