@@ -163,6 +163,7 @@ export class SealedInference extends Construct {
       allowedImages,
       modelNames: [props.modelName],
       administration: props.keyAdministration,
+      unsealVpcEndpointId: isolatedNetwork?.kmsEndpoint.vpcEndpointId,
     });
     this.modelBucket = new ModelBucket(this, 'Models', { encryptionKey: props.bucketEncryptionKey });
     this.securityGroup = new ZeroOperatorAccessSecurityGroup(this, 'SecurityGroup', {

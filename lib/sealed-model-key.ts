@@ -48,6 +48,14 @@ export interface SealedModelKeyProps {
   readonly administration?: KeyAdministration;
 
   /**
+   * The KMS interface endpoint the unsealers reach KMS through, when they all run in one VPC: a decrypt that
+   * arrives any other way (another endpoint, the public KMS endpoint) is not allowed (`aws:SourceVpce`).
+   *
+   * @default - any network path; the attestation conditions still apply
+   */
+  readonly unsealVpcEndpointId?: string;
+
+  /**
    * An alias for the key, without the `alias/` prefix.
    *
    * @default - no alias
@@ -84,6 +92,7 @@ export class SealedModelKey extends Construct {
   private readonly sealers: iam.IPrincipal[] = [];
   private readonly modelNames?: string[];
   private readonly administration: KeyAdministration;
+  private readonly unsealVpcEndpointId?: string;
 
   constructor(scope: Construct, id: string, props: SealedModelKeyProps = {}) {
     super(scope, id);
@@ -92,6 +101,7 @@ export class SealedModelKey extends Construct {
       throw new Error(`${this.node.path}: modelNames is empty, so no model could ever be sealed; omit it to allow any`);
     }
     this.administration = props.administration ?? KeyAdministration.delegatedToAccount();
+    this.unsealVpcEndpointId = props.unsealVpcEndpointId;
     props.allowedImages?.forEach((image) => this.allowImage(image));
     props.unsealers?.forEach((role) => this.allowUnseal(role));
     props.sealers?.forEach((principal) => this.allowSeal(principal));
@@ -194,21 +204,28 @@ export class SealedModelKey extends Construct {
             principals: this.unsealers,
             actions: ['kms:Decrypt'],
             resources: key,
-            conditions: { StringEqualsIgnoreCase: pcrs, ...this.encryptionContextConditions() },
+            conditions: { StringEqualsIgnoreCase: pcrs, ...this.unsealConditions() },
           }),
         );
       });
     }
 
+    // A backstop that holds even if an Allow is added later: whatever a statement allows, a decrypt whose attestation
+    // reports a PCR value no allowed image has is refused. A negated operator is true when its key is absent, so a
+    // request without an attestation document (or without that PCR) is refused too. ReEncryptFrom never carries one.
+    for (const { index, values } of this.pinnedValuesByPcr()) {
+      document.addStatements(
+        new iam.PolicyStatement({
+          sid: `DenyDecryptUnlessPcr${index}OfAnAllowedImage`,
+          effect: iam.Effect.DENY,
+          principals: [new iam.AnyPrincipal()],
+          actions: ['kms:Decrypt', 'kms:ReEncryptFrom'],
+          resources: key,
+          conditions: { StringNotEqualsIgnoreCase: { [nitroTpmPcrConditionKey(index)]: values } },
+        }),
+      );
+    }
     document.addStatements(
-      new iam.PolicyStatement({
-        sid: 'DenyDecryptWithoutAttestation',
-        effect: iam.Effect.DENY,
-        principals: [new iam.AnyPrincipal()],
-        actions: ['kms:Decrypt', 'kms:ReEncryptFrom'],
-        resources: key,
-        conditions: { Null: this.attestationAbsent() },
-      }),
       new iam.PolicyStatement({
         sid: 'DenyGrants',
         effect: iam.Effect.DENY,
@@ -240,15 +257,23 @@ export class SealedModelKey extends Construct {
     };
   }
 
-  /**
-   * True when a request carries no attestation document: every PCR an allowed image pins is absent (several keys
-   * in one condition block are AND-ed). A NitroTPM document reports all of them.
-   */
-  private attestationAbsent(): Record<string, string> {
-    const indices = new Set([4]);
-    for (const image of this.images) for (const { index } of pinnedPcrs(image.measurements)) indices.add(index);
-    const absent: Record<string, string> = {};
-    for (const index of [...indices].sort((a, b) => a - b)) absent[nitroTpmPcrConditionKey(index)] = 'true';
-    return absent;
+  /** The unseal statements' conditions besides the PCRs: the model's encryption context, and the endpoint if named. */
+  private unsealConditions(): Record<string, Record<string, unknown>> {
+    const conditions = this.encryptionContextConditions();
+    if (this.unsealVpcEndpointId === undefined) return conditions;
+    return { ...conditions, StringEquals: { ...conditions.StringEquals, 'aws:SourceVpce': this.unsealVpcEndpointId } };
+  }
+
+  /** Every PCR an allowed image pins, with the values the allowed images give it (in index order, no repeats). */
+  private pinnedValuesByPcr(): Array<{ index: number; values: string[] }> {
+    const byIndex = new Map<number, string[]>();
+    for (const image of this.images) {
+      for (const { index, value } of pinnedPcrs(image.measurements)) {
+        const values = byIndex.get(index) ?? [];
+        if (!values.includes(value)) values.push(value);
+        byIndex.set(index, values);
+      }
+    }
+    return [...byIndex.entries()].sort(([a], [b]) => a - b).map(([index, values]) => ({ index, values }));
   }
 }

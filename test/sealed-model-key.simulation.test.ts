@@ -68,8 +68,12 @@ function resolveIntrinsics(value: unknown): unknown {
   return Object.fromEntries(entries.map(([k, v]) => [k, resolveIntrinsics(v)]));
 }
 
+/** The KMS interface endpoint of the workload's VPC, and another one. */
+const WORKLOAD_ENDPOINT = 'vpce-0a1b2c3d4e5f60718';
+const OTHER_ENDPOINT = 'vpce-0f0e0d0c0b0a09080';
+
 /** Synthesizes the key of the scenario and returns its policy as plain JSON. */
-function synthesizeKeyPolicy(administration?: KeyAdministration): object {
+function synthesizeKeyPolicy(administration?: KeyAdministration, unsealVpcEndpointId?: string): object {
   const stack = new Stack(new App(), 'S', { env: { account: ACCOUNT, region: REGION } });
   new SealedModelKey(stack, 'Key', {
     unsealers: [iam.Role.fromRoleArn(stack, 'W', WORKLOAD_ROLE, { mutable: false })],
@@ -80,6 +84,7 @@ function synthesizeKeyPolicy(administration?: KeyAdministration): object {
       AttestableImage.fromMeasurements('ami-0fedcba9876543210', IMAGE_2),
     ],
     administration,
+    unsealVpcEndpointId,
   });
   const keys = Object.values(Template.fromStack(stack).findResources('AWS::KMS::Key'));
   if (keys.length !== 1) throw new Error(`Expected one AWS::KMS::Key, found ${keys.length}`);
@@ -88,6 +93,14 @@ function synthesizeKeyPolicy(administration?: KeyAdministration): object {
 
 const DELEGATED = synthesizeKeyPolicy();
 const RESTRICTED = synthesizeKeyPolicy(KeyAdministration.restrictedTo([new iam.ArnPrincipal(KEY_ADMIN)]));
+const THROUGH_ENDPOINT = synthesizeKeyPolicy(undefined, WORKLOAD_ENDPOINT);
+
+/** `policy` with a statement added later that allows every principal to decrypt, with no condition. */
+function withBroadAllow(policy: object): object {
+  const document = policy as { Statement: object[] };
+  const broad = { Sid: 'AddedLater', Effect: 'Allow', Principal: { AWS: '*' }, Action: 'kms:*', Resource: '*' };
+  return { ...document, Statement: [...document.Statement, broad] };
+}
 
 /** The principal's identity policy, allowing `actions` on `resource`. */
 function identityPolicy(actions: string[], resource: string) {
@@ -188,8 +201,13 @@ describe('the attested workload', () => {
     expect(await unseal(WORKLOAD, attested({ pcr4: IMAGE_1.pcr4, pcr12: IMAGE_2.pcr12 }))).toBe('ImplicitlyDenied');
   });
 
-  test('cannot unseal on an instance whose command line was tampered with (PCR12 unknown)', async () => {
-    expect(await unseal(WORKLOAD, attested({ pcr4: IMAGE_1.pcr4, pcr12: '00'.repeat(48) }))).toBe('ImplicitlyDenied');
+  test('cannot unseal on an instance whose command line was tampered with (PCR12 unknown): explicitly denied', async () => {
+    expect(await unseal(WORKLOAD, attested({ pcr4: IMAGE_1.pcr4, pcr12: '00'.repeat(48) }))).toBe('ExplicitlyDenied');
+  });
+
+  test('cannot unseal with an attestation document that reports PCR4 but not PCR12', async () => {
+    const { [nitroTpmPcrConditionKey(12)]: _pcr12, ...withoutPcr12 } = attested(IMAGE_1);
+    expect(await unseal(WORKLOAD, withoutPcr12)).toBe('ExplicitlyDenied');
   });
 
   test('cannot unseal without an attestation document, even with kms:* in its identity policy', async () => {
@@ -219,6 +237,53 @@ describe('the attested workload', () => {
     'kms:ReEncryptFrom',
   ])('cannot take %s on its own key, even with kms:* in its identity policy', async (action) => {
     expect(await decide({ principal: WORKLOAD, action, identityAllows: EVERYTHING })).toBe('ExplicitlyDenied');
+  });
+});
+
+describe('the per-PCR Deny statements, once someone adds an Allow of kms:* to every principal', () => {
+  const keyPolicy = withBroadAllow(DELEGATED);
+  const asAnyone = (principal: SimulationRequestPrincipal, context: Context) =>
+    decide({ principal, action: 'kms:Decrypt', context, keyPolicy });
+
+  test('still refuse a decrypt without an attestation document', async () => {
+    expect(await asAnyone(IAM_ADMIN, sealedContext())).toBe('ExplicitlyDenied');
+    expect(await asAnyone(WORKLOAD, sealedContext())).toBe('ExplicitlyDenied');
+  });
+
+  test.each([
+    ['a wrong PCR4', { pcr4: '99'.repeat(48), pcr12: IMAGE_1.pcr12 }],
+    ['a wrong PCR12', { pcr4: IMAGE_1.pcr4, pcr12: '99'.repeat(48) }],
+  ])('still refuse a decrypt attested with %s', async (_, pcrs) => {
+    expect(await asAnyone(IAM_ADMIN, attested(pcrs))).toBe('ExplicitlyDenied');
+  });
+
+  test('still refuse re-encryption, which never carries an attestation', async () => {
+    expect(await decide({ principal: IAM_ADMIN, action: 'kms:ReEncryptFrom', context: sealedContext(), keyPolicy }))
+      .toBe('ExplicitlyDenied');
+  });
+
+  // The control: the broad Allow does take effect, so the refusals above are the Deny statements' doing.
+  test('leave only what an allowed image attests, which the broad Allow then admits for anyone of the account', async () => {
+    expect(await asAnyone(IAM_ADMIN, attested(IMAGE_1))).toBe('Allowed');
+  });
+});
+
+describe('a key that serves one VPC (unsealVpcEndpointId)', () => {
+  const through = (endpoint?: string) =>
+    decide({
+      principal: WORKLOAD,
+      action: 'kms:Decrypt',
+      context: { ...attested(IMAGE_1), ...(endpoint ? { 'aws:SourceVpce': endpoint } : {}) },
+      keyPolicy: THROUGH_ENDPOINT,
+    });
+
+  test('unseals through that VPC\'s KMS endpoint', async () => {
+    expect(await through(WORKLOAD_ENDPOINT)).toBe('Allowed');
+  });
+
+  test('does not unseal through another endpoint, or the public KMS endpoint', async () => {
+    expect(await through(OTHER_ENDPOINT)).toBe('ImplicitlyDenied');
+    expect(await through(undefined)).toBe('ImplicitlyDenied');
   });
 });
 

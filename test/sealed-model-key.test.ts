@@ -102,10 +102,9 @@ describe('key policy', () => {
     expect(sid(template, 'UnsealOnlyOnAttestedImage1').Condition!.StringEqualsIgnoreCase).toEqual({
       'kms:RecipientAttestation:NitroTPMPCR7': hex384('57'),
     });
-    expect(sid(template, 'DenyDecryptWithoutAttestation').Condition!.Null).toEqual({
-      'kms:RecipientAttestation:NitroTPMPCR4': 'true',
-      'kms:RecipientAttestation:NitroTPMPCR7': 'true',
-    });
+    expect(statements(template).filter((s) => s.Sid.startsWith('DenyDecryptUnless')).map((s) => s.Condition)).toEqual([
+      { StringNotEqualsIgnoreCase: { 'kms:RecipientAttestation:NitroTPMPCR7': [hex384('57')] } },
+    ]);
   });
 
   test('lets the model owner generate data keys for named models only, and never decrypt', () => {
@@ -126,14 +125,24 @@ describe('key policy', () => {
     });
   });
 
-  test('denies every principal decrypt and re-encryption without an attestation document', () => {
-    expect(sid(keyWith().template, 'DenyDecryptWithoutAttestation')).toMatchObject({
-      Effect: 'Deny',
-      Principal: { AWS: '*' },
-      Action: ['kms:Decrypt', 'kms:ReEncryptFrom'],
-      Condition: {
-        Null: { 'kms:RecipientAttestation:NitroTPMPCR4': 'true', 'kms:RecipientAttestation:NitroTPMPCR12': 'true' },
-      },
+  test('denies every principal decrypt and re-encryption unless each pinned PCR has an allowed image\'s value', () => {
+    const { template } = keyWith({ allowedImages: [IMAGE_A, IMAGE_B] });
+    const denies = statements(template).filter((s) => s.Sid.startsWith('DenyDecryptUnless'));
+    expect(denies.map((s) => s.Sid)).toEqual(['DenyDecryptUnlessPcr4OfAnAllowedImage', 'DenyDecryptUnlessPcr12OfAnAllowedImage']);
+    for (const deny of denies) {
+      expect(deny).toMatchObject({ Effect: 'Deny', Principal: { AWS: '*' }, Action: ['kms:Decrypt', 'kms:ReEncryptFrom'] });
+    }
+    expect(denies.map((s) => s.Condition)).toEqual([
+      { StringNotEqualsIgnoreCase: { 'kms:RecipientAttestation:NitroTPMPCR4': [hex384('a4'), hex384('b4')] } },
+      { StringNotEqualsIgnoreCase: { 'kms:RecipientAttestation:NitroTPMPCR12': [hex384('0c'), hex384('00')] } },
+    ]);
+  });
+
+  test('allows unsealing only through the named KMS endpoint', () => {
+    const { template } = keyWith({ unsealVpcEndpointId: 'vpce-0123456789abcdef0', modelNames: ['llama'] });
+    expect(sid(template, 'UnsealOnlyOnAttestedImage1').Condition!.StringEquals).toEqual({
+      'kms:EncryptionContext:sealed-inference:model': ['llama'],
+      'aws:SourceVpce': 'vpce-0123456789abcdef0',
     });
   });
 
