@@ -6,6 +6,7 @@ import { IAttestableImage } from './attestable-image';
 import { KEY_MANAGEMENT_ACTIONS, KeyAdministration } from './key-administration';
 import { nitroTpmPcrConditionKey, pinnedPcrs } from './measurements';
 import { checkModelName, ENCRYPTION_CONTEXT_KEYS, MODEL_CONTEXT_KEY } from './model-identity';
+import { warnIfSealedToPcr7Alone } from './pcr7-only-warning';
 
 /** Properties of a {@link SealedModelKey}. */
 export interface SealedModelKeyProps {
@@ -150,6 +151,7 @@ export class SealedModelKey extends Construct {
     if (pinnedPcrs(image.measurements).length === 0) {
       throw new Error(`${this.node.path}: image ${image.imageId} has no measurements to seal to`);
     }
+    warnIfSealedToPcr7Alone(this, image);
     this.images.push(image);
   }
 

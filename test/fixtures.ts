@@ -18,8 +18,17 @@ export const IMAGE_B: IAttestableImage = AttestableImage.fromMeasurements('ami-0
 });
 
 export const SECURE_BOOT_IMAGE: IAttestableImage = AttestableImage.fromMeasurements('ami-0aaaaaaaaaaaaaaaa', {
+  pcr4: hex384('a4'),
   pcr7: hex384('57'),
+  pcr12: hex384('00'),
 });
+
+/** A Secure Boot image sealed to PCR7 alone, which has to be asked for. */
+export const PCR7_ONLY_IMAGE: IAttestableImage = AttestableImage.fromMeasurements(
+  'ami-0bbbbbbbbbbbbbbbb',
+  { pcr7: hex384('57') },
+  { pcr7Only: true },
+);
 
 /** A stack in a fixed account and Region. */
 export function testStack(): Stack {

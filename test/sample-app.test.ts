@@ -65,10 +65,14 @@ test('takes the image as a parameter by default and reads its measurements at de
   ]);
 });
 
-test('reads a Secure Boot image as PCR7 when context says so', () => {
+test('reads a Secure Boot image as PCR4, PCR7 and PCR12 when context says so', () => {
   const template = sampleApp({ 'sealed-inference:secureBoot': 'true' }).template();
   expect(unsealConditions(template)).toEqual([
-    { 'kms:RecipientAttestation:NitroTPMPCR7': { 'Fn::GetAtt': [expect.stringMatching(/^Image/), 'Pcr7'] } },
+    {
+      'kms:RecipientAttestation:NitroTPMPCR4': { 'Fn::GetAtt': [expect.stringMatching(/^Image/), 'Pcr4'] },
+      'kms:RecipientAttestation:NitroTPMPCR7': { 'Fn::GetAtt': [expect.stringMatching(/^Image/), 'Pcr7'] },
+      'kms:RecipientAttestation:NitroTPMPCR12': { 'Fn::GetAtt': [expect.stringMatching(/^Image/), 'Pcr12'] },
+    },
   ]);
 });
 

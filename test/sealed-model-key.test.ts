@@ -2,7 +2,7 @@ import { App, Stack } from 'aws-cdk-lib';
 import { Annotations, Match, Template } from 'aws-cdk-lib/assertions';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import { KeyAdministration, SealedModelKey, SealedModelKeyProps } from '../lib';
-import { hex384, IMAGE_A, IMAGE_B, SECURE_BOOT_IMAGE, testStack } from './fixtures';
+import { hex384, IMAGE_A, IMAGE_B, PCR7_ONLY_IMAGE, SECURE_BOOT_IMAGE, testStack } from './fixtures';
 
 interface Statement {
   Sid: string;
@@ -97,11 +97,25 @@ describe('key policy', () => {
     }
   });
 
-  test('pins PCR7 for a Secure Boot image', () => {
-    const { template } = keyWith({ allowedImages: [SECURE_BOOT_IMAGE] });
+  test('pins PCR4, PCR7 and PCR12 for a Secure Boot image, without a warning', () => {
+    const { template, stack } = keyWith({ allowedImages: [SECURE_BOOT_IMAGE] });
+    expect(sid(template, 'UnsealOnlyOnAttestedImage1').Condition!.StringEqualsIgnoreCase).toEqual({
+      'kms:RecipientAttestation:NitroTPMPCR4': hex384('a4'),
+      'kms:RecipientAttestation:NitroTPMPCR7': hex384('57'),
+      'kms:RecipientAttestation:NitroTPMPCR12': hex384('00'),
+    });
+    Annotations.fromStack(stack).hasNoWarning('*', Match.stringLikeRegexp('pcr7-only'));
+  });
+
+  test('pins PCR7 alone only for an image that asked for it, with a synth warning', () => {
+    const { template, stack } = keyWith({ allowedImages: [PCR7_ONLY_IMAGE] });
     expect(sid(template, 'UnsealOnlyOnAttestedImage1').Condition!.StringEqualsIgnoreCase).toEqual({
       'kms:RecipientAttestation:NitroTPMPCR7': hex384('57'),
     });
+    Annotations.fromStack(stack).hasWarning(
+      '/Test/Key',
+      Match.stringLikeRegexp('ami-0bbbbbbbbbbbbbbbb is sealed to PCR7 alone.*sealed-inference:pcr7-only'),
+    );
     expect(statements(template).filter((s) => s.Sid.startsWith('DenyDecryptUnless')).map((s) => s.Condition)).toEqual([
       { StringNotEqualsIgnoreCase: { 'kms:RecipientAttestation:NitroTPMPCR7': [hex384('57')] } },
     ]);
