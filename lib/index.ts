@@ -8,6 +8,8 @@ export * from './key-administration';
 export * from './sealed-model-key';
 export * from './model-bucket';
 export * from './zero-operator-access';
+export * from './endpoint-policies';
+export * from './endpoint-dns-firewall';
 export * from './isolated-network';
 export * from './endpoint-peer';
 export * from './nitro-tpm-support';

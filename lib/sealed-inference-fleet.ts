@@ -113,7 +113,7 @@ export class SealedInferenceFleet extends Construct {
       allowedImages,
       modelNames: [props.modelName],
       administration: props.keyAdministration,
-      unsealVpcEndpointId: isolatedNetwork?.kmsEndpoint.vpcEndpointId,
+      unsealVpcId: isolatedNetwork?.vpc.vpcId,
     });
     this.modelBucket = new ModelBucket(this, 'Models', { encryptionKey: props.bucketEncryptionKey });
     this.securityGroup = new ZeroOperatorAccessSecurityGroup(this, 'SecurityGroup', {
@@ -122,6 +122,7 @@ export class SealedInferenceFleet extends Construct {
       endpointPeers: isolatedNetwork ? [] : props.endpointPeers,
     });
     isolatedNetwork?.allowEndpointsFrom(this.securityGroup);
+    isolatedNetwork?.restrictTo({ bucket: this.modelBucket.bucket, modelPrefix: this.modelPrefix, keyArn: this.key.keyArn });
     this.loadBalancerSecurityGroup = new ServiceLoadBalancerSecurityGroup(this, 'LoadBalancerSecurityGroup', {
       vpc,
       targets: this.securityGroup,

@@ -163,7 +163,7 @@ export class SealedInference extends Construct {
       allowedImages,
       modelNames: [props.modelName],
       administration: props.keyAdministration,
-      unsealVpcEndpointId: isolatedNetwork?.kmsEndpoint.vpcEndpointId,
+      unsealVpcId: isolatedNetwork?.vpc.vpcId,
     });
     this.modelBucket = new ModelBucket(this, 'Models', { encryptionKey: props.bucketEncryptionKey });
     this.securityGroup = new ZeroOperatorAccessSecurityGroup(this, 'SecurityGroup', {
@@ -173,6 +173,7 @@ export class SealedInference extends Construct {
       endpointPeers: isolatedNetwork ? [] : props.endpointPeers,
     });
     isolatedNetwork?.allowEndpointsFrom(this.securityGroup);
+    isolatedNetwork?.restrictTo({ bucket: this.modelBucket.bucket, modelPrefix: this.modelPrefix, keyArn: this.key.keyArn });
     this.attestedInstance = new AttestedInstance(this, 'Instance', {
       vpc,
       vpcSubnets: props.vpcSubnets,

@@ -49,12 +49,13 @@ export interface SealedModelKeyProps {
   readonly administration?: KeyAdministration;
 
   /**
-   * The KMS interface endpoint the unsealers reach KMS through, when they all run in one VPC: a decrypt that
-   * arrives any other way (another endpoint, the public KMS endpoint) is not allowed (`aws:SourceVpce`).
+   * The VPC the unsealers run in, when they all run in one: a decrypt that does not arrive through a VPC endpoint
+   * of that VPC (another VPC's, or the public KMS endpoint) is not allowed (`aws:SourceVpc`). The VPC rather than its
+   * endpoint (`aws:SourceVpce`): the endpoint's policy names this key, and the two cannot name each other.
    *
    * @default - any network path; the attestation conditions still apply
    */
-  readonly unsealVpcEndpointId?: string;
+  readonly unsealVpcId?: string;
 
   /**
    * An alias for the key, without the `alias/` prefix.
@@ -93,7 +94,7 @@ export class SealedModelKey extends Construct {
   private readonly sealers: iam.IPrincipal[] = [];
   private readonly modelNames?: string[];
   private readonly administration: KeyAdministration;
-  private readonly unsealVpcEndpointId?: string;
+  private readonly unsealVpcId?: string;
 
   constructor(scope: Construct, id: string, props: SealedModelKeyProps = {}) {
     super(scope, id);
@@ -102,7 +103,7 @@ export class SealedModelKey extends Construct {
       throw new Error(`${this.node.path}: modelNames is empty, so no model could ever be sealed; omit it to allow any`);
     }
     this.administration = props.administration ?? KeyAdministration.delegatedToAccount();
-    this.unsealVpcEndpointId = props.unsealVpcEndpointId;
+    this.unsealVpcId = props.unsealVpcId;
     props.allowedImages?.forEach((image) => this.allowImage(image));
     props.unsealers?.forEach((role) => this.allowUnseal(role));
     props.sealers?.forEach((principal) => this.allowSeal(principal));
@@ -259,11 +260,11 @@ export class SealedModelKey extends Construct {
     };
   }
 
-  /** The unseal statements' conditions besides the PCRs: the model's encryption context, and the endpoint if named. */
+  /** The unseal statements' conditions besides the PCRs: the model's encryption context, and the VPC if named. */
   private unsealConditions(): Record<string, Record<string, unknown>> {
     const conditions = this.encryptionContextConditions();
-    if (this.unsealVpcEndpointId === undefined) return conditions;
-    return { ...conditions, StringEquals: { ...conditions.StringEquals, 'aws:SourceVpce': this.unsealVpcEndpointId } };
+    if (this.unsealVpcId === undefined) return conditions;
+    return { ...conditions, StringEquals: { ...conditions.StringEquals, 'aws:SourceVpc': this.unsealVpcId } };
   }
 
   /** Every PCR an allowed image pins, with the values the allowed images give it (in index order, no repeats). */

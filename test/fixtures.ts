@@ -1,5 +1,6 @@
 import type { Image } from '@aws-sdk/client-ec2';
 import { App, Stack } from 'aws-cdk-lib';
+import { Match, Template } from 'aws-cdk-lib/assertions';
 import { AttestableImage, IAttestableImage, MEASUREMENT_TAGS } from '../lib';
 
 /** A SHA-384 hex value made of one repeated byte, e.g. hex384('a4'). */
@@ -64,4 +65,11 @@ export function publishedImage(overrides: Partial<Image> = {}, tags: Record<stri
       .map(([Key, Value]) => ({ Key, Value })),
     ...overrides,
   };
+}
+
+/** The sealing key of a pattern's template, which holds another key too (the DNS query logs'). */
+export function sealingKeys(template: Template): ReturnType<Template['findResources']> {
+  return template.findResources('AWS::KMS::Key', {
+    Properties: { Description: Match.stringLikeRegexp('^Seals model weights') },
+  });
 }

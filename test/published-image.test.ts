@@ -6,7 +6,7 @@ import * as path from 'path';
 import { addComplianceChecks } from '../bin/compliance';
 import { AttestableImage, SealedInference } from '../lib';
 import { bundledHandlerDir } from '../lib/bundled-handler';
-import { IMAGE_A, testStack } from './fixtures';
+import { IMAGE_A, sealingKeys, testStack } from './fixtures';
 
 const IMAGE_ID = 'ami-0aaaaaaaaaaaaaaaa';
 
@@ -19,7 +19,7 @@ function inference(stack: Stack, secureBoot = false, pcr7Only = false) {
 }
 
 function unsealStatements(stack: Stack) {
-  const key = Object.values(Template.fromStack(stack).findResources('AWS::KMS::Key'))[0];
+  const key = Object.values(sealingKeys(Template.fromStack(stack)))[0];
   return (key.Properties.KeyPolicy.Statement as Array<{ Sid: string; Condition: Record<string, Record<string, unknown>> }>)
     .filter((s) => s.Sid.startsWith('UnsealOnlyOnAttestedImage'));
 }

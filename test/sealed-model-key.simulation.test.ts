@@ -68,12 +68,12 @@ function resolveIntrinsics(value: unknown): unknown {
   return Object.fromEntries(entries.map(([k, v]) => [k, resolveIntrinsics(v)]));
 }
 
-/** The KMS interface endpoint of the workload's VPC, and another one. */
-const WORKLOAD_ENDPOINT = 'vpce-0a1b2c3d4e5f60718';
-const OTHER_ENDPOINT = 'vpce-0f0e0d0c0b0a09080';
+/** The workload's VPC, and another one. */
+const WORKLOAD_VPC = 'vpc-0a1b2c3d4e5f60718';
+const OTHER_VPC = 'vpc-0f0e0d0c0b0a09080';
 
 /** Synthesizes the key of the scenario and returns its policy as plain JSON. */
-function synthesizeKeyPolicy(administration?: KeyAdministration, unsealVpcEndpointId?: string): object {
+function synthesizeKeyPolicy(administration?: KeyAdministration, unsealVpcId?: string): object {
   const stack = new Stack(new App(), 'S', { env: { account: ACCOUNT, region: REGION } });
   new SealedModelKey(stack, 'Key', {
     unsealers: [iam.Role.fromRoleArn(stack, 'W', WORKLOAD_ROLE, { mutable: false })],
@@ -84,7 +84,7 @@ function synthesizeKeyPolicy(administration?: KeyAdministration, unsealVpcEndpoi
       AttestableImage.fromMeasurements('ami-0fedcba9876543210', IMAGE_2),
     ],
     administration,
-    unsealVpcEndpointId,
+    unsealVpcId,
   });
   const keys = Object.values(Template.fromStack(stack).findResources('AWS::KMS::Key'));
   if (keys.length !== 1) throw new Error(`Expected one AWS::KMS::Key, found ${keys.length}`);
@@ -93,7 +93,7 @@ function synthesizeKeyPolicy(administration?: KeyAdministration, unsealVpcEndpoi
 
 const DELEGATED = synthesizeKeyPolicy();
 const RESTRICTED = synthesizeKeyPolicy(KeyAdministration.restrictedTo([new iam.ArnPrincipal(KEY_ADMIN)]));
-const THROUGH_ENDPOINT = synthesizeKeyPolicy(undefined, WORKLOAD_ENDPOINT);
+const ONE_VPC = synthesizeKeyPolicy(undefined, WORKLOAD_VPC);
 
 /** `policy` with a statement added later that allows every principal to decrypt, with no condition. */
 function withBroadAllow(policy: object): object {
@@ -269,22 +269,23 @@ describe('the per-PCR Deny statements, once someone adds an Allow of kms:* to ev
   });
 });
 
-describe('a key that serves one VPC (unsealVpcEndpointId)', () => {
-  const through = (endpoint?: string) =>
+describe('a key that serves one VPC (unsealVpcId)', () => {
+  /** A request through a VPC endpoint carries the endpoint's id and its VPC's; one to the public endpoint neither. */
+  const from = (vpc?: string) =>
     decide({
       principal: WORKLOAD,
       action: 'kms:Decrypt',
-      context: { ...attested(IMAGE_1), ...(endpoint ? { 'aws:SourceVpce': endpoint } : {}) },
-      keyPolicy: THROUGH_ENDPOINT,
+      context: { ...attested(IMAGE_1), ...(vpc ? { 'aws:SourceVpc': vpc, 'aws:SourceVpce': 'vpce-0a1b2c3d4e5f60718' } : {}) },
+      keyPolicy: ONE_VPC,
     });
 
-  test('unseals through that VPC\'s KMS endpoint', async () => {
-    expect(await through(WORKLOAD_ENDPOINT)).toBe('Allowed');
+  test('unseals through a KMS endpoint of that VPC', async () => {
+    expect(await from(WORKLOAD_VPC)).toBe('Allowed');
   });
 
-  test('does not unseal through another endpoint, or the public KMS endpoint', async () => {
-    expect(await through(OTHER_ENDPOINT)).toBe('ImplicitlyDenied');
-    expect(await through(undefined)).toBe('ImplicitlyDenied');
+  test('does not unseal through an endpoint of another VPC, or the public KMS endpoint', async () => {
+    expect(await from(OTHER_VPC)).toBe('ImplicitlyDenied');
+    expect(await from(undefined)).toBe('ImplicitlyDenied');
   });
 });
 

@@ -152,11 +152,11 @@ describe('key policy', () => {
     ]);
   });
 
-  test('allows unsealing only through the named KMS endpoint', () => {
-    const { template } = keyWith({ unsealVpcEndpointId: 'vpce-0123456789abcdef0', modelNames: ['llama'] });
+  test('allows unsealing only through an endpoint of the named VPC', () => {
+    const { template } = keyWith({ unsealVpcId: 'vpc-0123456789abcdef0', modelNames: ['llama'] });
     expect(sid(template, 'UnsealOnlyOnAttestedImage1').Condition!.StringEquals).toEqual({
       'kms:EncryptionContext:sealed-inference:model': ['llama'],
-      'aws:SourceVpce': 'vpce-0123456789abcdef0',
+      'aws:SourceVpc': 'vpc-0123456789abcdef0',
     });
   });
 
