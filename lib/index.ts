@@ -15,6 +15,7 @@ export * from './endpoint-peer';
 export * from './nitro-tpm-support';
 export * from './attested-instance';
 export * from './attested-launch-template';
+export * from './tamper-alarms';
 export * from './sealed-inference';
 export * from './service-load-balancer-security-group';
 export * from './sealed-inference-fleet';
