@@ -5,6 +5,7 @@ import * as kms from 'aws-cdk-lib/aws-kms';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import * as route53resolver from 'aws-cdk-lib/aws-route53resolver';
 import { Construct } from 'constructs';
+import { serviceEncryptionKey } from './service-encryption-key';
 
 /** Properties of an {@link EndpointDnsFirewall}. */
 export interface EndpointDnsFirewallProps {
@@ -94,35 +95,18 @@ export class EndpointDnsFirewall extends Construct {
  * may use it only for this account's log groups in this Region.
  */
 function queryLogKey(scope: Construct): kms.IKey {
-  const stack = Stack.of(scope);
-  const logGroups = stack.formatArn({
+  const logGroups = Stack.of(scope).formatArn({
     service: 'logs',
     resource: 'log-group',
     resourceName: '*',
     arnFormat: ArnFormat.COLON_RESOURCE_NAME,
   });
-  const policy = new iam.PolicyDocument({
-    statements: [
-      new iam.PolicyStatement({
-        sid: 'AccountAdministersThroughIam',
-        principals: [new iam.AccountRootPrincipal()],
-        actions: ['kms:*'],
-        resources: ['*'],
-      }),
-      new iam.PolicyStatement({
-        sid: 'CloudWatchLogsEncryptsThisAccountsLogGroups',
-        principals: [new iam.ServicePrincipal(`logs.${Aws.REGION}.amazonaws.com`)],
-        actions: ['kms:Encrypt*', 'kms:Decrypt*', 'kms:ReEncrypt*', 'kms:GenerateDataKey*', 'kms:Describe*'],
-        resources: ['*'],
-        conditions: { ArnLike: { 'kms:EncryptionContext:aws:logs:arn': logGroups } },
-      }),
-    ],
-  });
-  const key = new kms.CfnKey(scope, 'QueryLogKey', {
-    description: 'Encrypts the DNS query logs of the sealed inference network',
-    enableKeyRotation: true,
-    keyPolicy: policy,
-  });
-  key.applyRemovalPolicy(RemovalPolicy.RETAIN);
-  return kms.Key.fromKeyArn(scope, 'QueryLogKeyArn', key.attrArn);
+  return serviceEncryptionKey(scope, 'QueryLogKey', 'Encrypts the DNS query logs of the sealed inference network',
+    new iam.PolicyStatement({
+      sid: 'CloudWatchLogsEncryptsThisAccountsLogGroups',
+      principals: [new iam.ServicePrincipal(`logs.${Aws.REGION}.amazonaws.com`)],
+      actions: ['kms:Encrypt*', 'kms:Decrypt*', 'kms:ReEncrypt*', 'kms:GenerateDataKey*', 'kms:Describe*'],
+      resources: ['*'],
+      conditions: { ArnLike: { 'kms:EncryptionContext:aws:logs:arn': logGroups } },
+    }));
 }

@@ -5,6 +5,7 @@ import * as iam from 'aws-cdk-lib/aws-iam';
 import * as kms from 'aws-cdk-lib/aws-kms';
 import * as sns from 'aws-cdk-lib/aws-sns';
 import { Construct } from 'constructs';
+import { serviceEncryptionKey } from './service-encryption-key';
 
 /** Properties of {@link TamperAlarms}. */
 export interface TamperAlarmsProps {
@@ -102,28 +103,14 @@ export class TamperAlarms extends Construct {
   }
 }
 
-/** A key for the alarm topic: the account administers it through IAM; EventBridge may use it to publish. */
+/** A key for the alarm topic: EventBridge may use it to publish this account's alarms. */
 function topicKey(scope: Construct): kms.IKey {
-  const key = new kms.CfnKey(scope, 'TopicKey', {
-    description: 'Encrypts the tamper alarm topic of a sealed inference deployment',
-    enableKeyRotation: true,
-    keyPolicy: new iam.PolicyDocument({
-      statements: [
-        new iam.PolicyStatement({
-          sid: 'AccountAdministersThroughIam',
-          principals: [new iam.AccountRootPrincipal()],
-          actions: ['kms:*'],
-          resources: ['*'],
-        }),
-        new iam.PolicyStatement({
-          sid: 'EventBridgePublishesAlarms',
-          principals: [new iam.ServicePrincipal('events.amazonaws.com')],
-          actions: ['kms:GenerateDataKey*', 'kms:Decrypt'],
-          resources: ['*'],
-          conditions: { StringEquals: { 'aws:SourceAccount': Aws.ACCOUNT_ID } },
-        }),
-      ],
-    }),
-  });
-  return kms.Key.fromKeyArn(scope, 'TopicKeyArn', key.attrArn);
+  return serviceEncryptionKey(scope, 'TopicKey', 'Encrypts the tamper alarm topic of a sealed inference deployment',
+    new iam.PolicyStatement({
+      sid: 'EventBridgePublishesAlarms',
+      principals: [new iam.ServicePrincipal('events.amazonaws.com')],
+      actions: ['kms:GenerateDataKey*', 'kms:Decrypt'],
+      resources: ['*'],
+      conditions: { StringEquals: { 'aws:SourceAccount': Aws.ACCOUNT_ID } },
+    }));
 }
