@@ -1,7 +1,9 @@
-import { RemovalPolicy, Token, Validations } from 'aws-cdk-lib';
+import { Aws, RemovalPolicy, Token, Validations } from 'aws-cdk-lib';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import { Construct } from 'constructs';
+import { EndpointDnsFirewall } from './endpoint-dns-firewall';
+import { restrictEndpoints, WorkloadDestinations } from './private/endpoint-policies';
 import { lookUpS3PrefixList, PREFIX_LIST_ID_FIELD } from './private/s3-prefix-list';
 
 /** Properties of an {@link IsolatedNetwork}. */
@@ -33,6 +35,8 @@ export interface IsolatedNetworkProps {
 /**
  * A VPC with no way out: isolated subnets only (no internet gateway, no NAT), an S3 gateway endpoint and a KMS
  * interface endpoint, the only AWS services the appliance calls. Prompts and weights have no route off the VPC.
+ * Once told the workload's destinations (`restrictTo`), the endpoints carry only its calls and DNS resolves only
+ * its endpoints' names.
  */
 export class IsolatedNetwork extends Construct {
   /** The VPC. */
@@ -40,6 +44,12 @@ export class IsolatedNetwork extends Construct {
 
   /** The KMS interface endpoint. */
   public readonly kmsEndpoint: ec2.InterfaceVpcEndpoint;
+
+  /** The S3 gateway endpoint. */
+  public readonly s3Endpoint: ec2.GatewayVpcEndpoint;
+
+  /** The DNS firewall, once `restrictTo` has been called. */
+  public dnsFirewall?: EndpointDnsFirewall;
 
   private readonly s3PrefixListId: string;
 
@@ -90,7 +100,21 @@ export class IsolatedNetwork extends Construct {
       ],
     });
 
+    this.s3Endpoint = this.vpc.node.findChild('S3') as ec2.GatewayVpcEndpoint;
     this.s3PrefixListId = lookUpS3PrefixList(this, 'S3PrefixList').getResponseField(PREFIX_LIST_ID_FIELD);
+  }
+
+  /**
+   * Closes the network around one workload: endpoint policies that carry only its calls (see `restrictEndpoints`),
+   * and a DNS firewall that resolves only the KMS endpoint's name and the bucket's S3 name. Call it once.
+   */
+  public restrictTo(destinations: WorkloadDestinations): void {
+    if (this.dnsFirewall) throw new Error(`${this.node.path}: restrictTo() was already called; the network serves one workload`);
+    restrictEndpoints(this.s3Endpoint, this.kmsEndpoint, destinations);
+    this.dnsFirewall = new EndpointDnsFirewall(this, 'DnsFirewall', {
+      vpc: this.vpc,
+      allowedDomains: workloadDomainNames(destinations),
+    });
   }
 
   /** Lets the workload's security group call KMS through its endpoint and S3 through its gateway, over HTTPS. */
@@ -98,6 +122,18 @@ export class IsolatedNetwork extends Construct {
     this.kmsEndpoint.connections.allowDefaultPortFrom(securityGroup, 'Attested workload to KMS');
     securityGroup.addEgressRule(ec2.Peer.prefixList(this.s3PrefixListId), ec2.Port.tcp(443), 'HTTPS to S3 (gateway)');
   }
+}
+
+/**
+ * The names the appliance resolves: the Regional KMS endpoint (answered by the interface endpoint's private DNS) and
+ * the bucket's virtual-hosted S3 name, which the AWS SDK uses for a bucket name without dots. Instance metadata and
+ * the time service are reached by link-local address, never by name.
+ */
+export function workloadDomainNames(destinations: WorkloadDestinations): string[] {
+  return [
+    `kms.${Aws.REGION}.${Aws.URL_SUFFIX}`,
+    `${destinations.bucket.bucketName}.s3.${Aws.REGION}.${Aws.URL_SUFFIX}`,
+  ];
 }
 
 /** The prefix length of CDK's default VPC block, 10.0.0.0/16. */

@@ -14,11 +14,20 @@ export interface PublishedImageMeasurementsProps {
   readonly imageId: string;
 
   /**
-   * Whether the image boots with UEFI Secure Boot: then the key is sealed to its PCR7, otherwise to PCR4 and PCR12.
+   * Whether the image boots with UEFI Secure Boot: then the key is sealed to its PCR4, PCR7 and PCR12, otherwise to
+   * PCR4 and PCR12.
    *
    * @default false
    */
   readonly secureBoot?: boolean;
+
+  /**
+   * Seal a Secure Boot image to PCR7 alone (only with `secureBoot`). Every image signed under the same Secure Boot
+   * keys then unseals, whatever its kernel and command line; synthesis warns (`sealed-inference:pcr7-only`).
+   *
+   * @default false
+   */
+  readonly pcr7Only?: boolean;
 
   /**
    * The SHA-256 (hex) of the image build's `pcr_measurements.json`. When given, the deployment fails unless the
@@ -73,10 +82,14 @@ export class PublishedImageMeasurements extends Construct implements IAttestable
         throw new Error(`allowedOwnerAccounts must hold 12-digit account ids, got ${JSON.stringify(account)}`);
       }
     }
+    if (props.pcr7Only && !props.secureBoot) {
+      throw new Error(`${this.node.path}: pcr7Only applies to a Secure Boot image; set secureBoot too, or drop pcr7Only`);
+    }
     const provider = PublishedMeasurementsProvider.of(this);
     const properties: PublishedMeasurementsProperties = {
       ImageId: props.imageId,
       SecureBoot: String(props.secureBoot ?? false),
+      Pcr7Only: String(props.pcr7Only ?? false),
       // A Token (e.g. a parameter) must reach the template intact; the handler compares case-insensitively anyway.
       ExpectedMeasurementsSha256: expected && !Token.isUnresolved(expected) ? expected.toLowerCase() : expected,
       AllowedOwnerAccounts: props.allowedOwnerAccounts,
@@ -89,9 +102,10 @@ export class PublishedImageMeasurements extends Construct implements IAttestable
     this.resource.node.addDependency(provider.policy);
 
     this.imageId = props.imageId;
-    this.measurements = props.secureBoot
-      ? { pcr7: this.resource.getAttString('Pcr7') }
-      : { pcr4: this.resource.getAttString('Pcr4'), pcr12: this.resource.getAttString('Pcr12') };
+    const pcr7 = props.secureBoot ? this.resource.getAttString('Pcr7') : undefined;
+    this.measurements = props.pcr7Only
+      ? { pcr7 }
+      : { pcr4: this.resource.getAttString('Pcr4'), pcr7, pcr12: this.resource.getAttString('Pcr12') };
     this.warnings = this.resource.getAttString('Warnings');
   }
 }

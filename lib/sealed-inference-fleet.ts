@@ -13,6 +13,7 @@ import { addReviewerOutputs } from './private/reviewer-outputs';
 import { SealedInferenceProps } from './sealed-inference';
 import { SealedModelKey } from './sealed-model-key';
 import { ServiceLoadBalancerSecurityGroup } from './service-load-balancer-security-group';
+import { TamperAlarms } from './tamper-alarms';
 import { ZeroOperatorAccessSecurityGroup } from './zero-operator-access';
 
 /** The appliance answers 200 here only once the model is unsealed, verified and measured into PCR15. */
@@ -93,6 +94,9 @@ export class SealedInferenceFleet extends Construct {
   /** The load balancer's target group, health-checked on the appliance's readiness. */
   public readonly targetGroup: elbv2.NetworkTargetGroup;
 
+  /** Alarms on changes to the key, the allowed images and the stack. */
+  public readonly tamperAlarms: TamperAlarms;
+
   /** The URL of the inference service through the load balancer (TLS 1.3, ending on the attested instances). */
   public readonly serviceUrl: string;
 
@@ -113,6 +117,7 @@ export class SealedInferenceFleet extends Construct {
       allowedImages,
       modelNames: [props.modelName],
       keyAdministration: props.keyAdministration,
+      unsealVpcId: isolatedNetwork?.vpc.vpcId,
     });
     this.modelBucket = new ModelBucket(this, 'Models', { encryptionKey: props.bucketEncryptionKey });
     this.securityGroup = new ZeroOperatorAccessSecurityGroup(this, 'SecurityGroup', {
@@ -121,6 +126,7 @@ export class SealedInferenceFleet extends Construct {
       endpointPeers: isolatedNetwork ? [] : props.endpointPeers,
     });
     isolatedNetwork?.allowEndpointsFrom(this.securityGroup);
+    isolatedNetwork?.restrictTo({ bucket: this.modelBucket.bucket, modelPrefix: this.modelPrefix, keyArn: this.key.keyArn });
     this.loadBalancerSecurityGroup = new ServiceLoadBalancerSecurityGroup(this, 'LoadBalancerSecurityGroup', {
       vpc,
       targets: this.securityGroup,
@@ -186,6 +192,11 @@ export class SealedInferenceFleet extends Construct {
     });
 
     this.serviceUrl = `https://${this.loadBalancer.loadBalancerDnsName}:${port}`;
+    this.tamperAlarms = new TamperAlarms(this, 'TamperAlarms', {
+      keyArn: this.key.keyArn,
+      imageIds: allowedImages.map((image) => image.imageId),
+      modelOwnerEventBusArn: props.modelOwnerEventBusArn,
+    });
     props.modelOwners?.forEach((owner) => this.allowModelOwner(owner));
     warnWithoutModelOwner(this, this.modelOwners);
     addReviewerOutputs(this, {

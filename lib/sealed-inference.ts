@@ -11,6 +11,7 @@ import { ModelBucket } from './model-bucket';
 import { warnWithoutModelOwner } from './private/model-owner-check';
 import { addReviewerOutputs } from './private/reviewer-outputs';
 import { SealedModelKey } from './sealed-model-key';
+import { TamperAlarms } from './tamper-alarms';
 import { ZeroOperatorAccessSecurityGroup } from './zero-operator-access';
 
 /** Properties of {@link SealedInference}. */
@@ -112,6 +113,14 @@ export interface SealedInferenceProps {
   readonly keyAdministration?: KeyAdministration;
 
   /**
+   * The ARN of an event bus in the model owner's account that receives the tamper alarms as well (see
+   * {@link TamperAlarms}). That bus's policy must allow `events:PutEvents` from this account.
+   *
+   * @default - alarms go to the deployment's own topic only
+   */
+  readonly modelOwnerEventBusArn?: string;
+
+  /**
    * A KMS key for the model bucket's encryption at rest (never the sealing key).
    *
    * @default - S3-managed keys
@@ -143,6 +152,9 @@ export class SealedInference extends Construct {
   /** The inference instance. */
   public readonly attestedInstance: AttestedInstance;
 
+  /** Alarms on changes to the key, the allowed images, the instance's user data and the stack. */
+  public readonly tamperAlarms: TamperAlarms;
+
   /** The URL of the inference service (TLS 1.3, its key bound to the instance's attestation), reachable from the allowed peers. */
   public readonly serviceUrl: string;
 
@@ -163,6 +175,7 @@ export class SealedInference extends Construct {
       allowedImages,
       modelNames: [props.modelName],
       keyAdministration: props.keyAdministration,
+      unsealVpcId: isolatedNetwork?.vpc.vpcId,
     });
     this.modelBucket = new ModelBucket(this, 'Models', { encryptionKey: props.bucketEncryptionKey });
     this.securityGroup = new ZeroOperatorAccessSecurityGroup(this, 'SecurityGroup', {
@@ -172,6 +185,7 @@ export class SealedInference extends Construct {
       endpointPeers: isolatedNetwork ? [] : props.endpointPeers,
     });
     isolatedNetwork?.allowEndpointsFrom(this.securityGroup);
+    isolatedNetwork?.restrictTo({ bucket: this.modelBucket.bucket, modelPrefix: this.modelPrefix, keyArn: this.key.keyArn });
     this.attestedInstance = new AttestedInstance(this, 'Instance', {
       vpc,
       vpcSubnets: props.vpcSubnets,
@@ -187,6 +201,12 @@ export class SealedInference extends Construct {
     warnWithoutModelOwner(this, this.modelOwners);
 
     const instance = this.attestedInstance.instance;
+    this.tamperAlarms = new TamperAlarms(this, 'TamperAlarms', {
+      keyArn: this.key.keyArn,
+      imageIds: allowedImages.map((image) => image.imageId),
+      instanceId: instance.instanceId,
+      modelOwnerEventBusArn: props.modelOwnerEventBusArn,
+    });
     this.serviceUrl = `https://${instance.instancePrivateIp}:${this.securityGroup.servicePort}`;
     this.addOutputs(allowedImages);
   }

@@ -49,6 +49,7 @@ export interface SealedModelKeyAttributes {
    */
   readonly modelNames?: string[];
 }
+import { warnIfSealedToPcr7Alone } from './private/pcr7-only-warning';
 
 /** Properties of a {@link SealedModelKey}. */
 export interface SealedModelKeyProps {
@@ -89,6 +90,15 @@ export interface SealedModelKeyProps {
    * @default KeyAdministration.throughDeployments(): the stack's CloudFormation execution role only
    */
   readonly keyAdministration?: KeyAdministration;
+
+  /**
+   * The VPC the unsealers run in, when they all run in one: a decrypt that does not arrive through a VPC endpoint
+   * of that VPC (another VPC's, or the public KMS endpoint) is not allowed (`aws:SourceVpc`). The VPC rather than its
+   * endpoint (`aws:SourceVpce`): the endpoint's policy names this key, and the two cannot name each other.
+   *
+   * @default - any network path; the attestation conditions still apply
+   */
+  readonly unsealVpcId?: string;
 
   /**
    * An alias for the key, without the `alias/` prefix.
@@ -148,6 +158,7 @@ export class SealedModelKey extends Resource implements ISealedModelKey {
   private readonly sealers: iam.IPrincipal[] = [];
   private readonly modelNames?: string[];
   private readonly administration: KeyAdministration;
+  private readonly unsealVpcId?: string;
 
   constructor(scope: Construct, id: string, props: SealedModelKeyProps = {}) {
     super(scope, id);
@@ -156,6 +167,7 @@ export class SealedModelKey extends Resource implements ISealedModelKey {
       throw new Error(`${this.node.path}: modelNames is empty, so no model could ever be sealed; omit it to allow any`);
     }
     this.administration = props.keyAdministration ?? KeyAdministration.throughDeployments();
+    this.unsealVpcId = props.unsealVpcId;
     props.allowedImages?.forEach((image) => this.allowImage(image));
     this.unsealers.push(...(props.unsealers ?? []));
     this.sealers.push(...(props.sealers ?? []));
@@ -214,7 +226,9 @@ export class SealedModelKey extends Resource implements ISealedModelKey {
     if (pinnedPcrs(image.measurements).length === 0) {
       throw new Error(`${this.node.path}: image ${image.imageId} has no measurements to seal to`);
     }
-    if (!this.images.some((allowed) => sameImage(allowed, image))) this.images.push(image);
+    if (this.images.some((allowed) => sameImage(allowed, image))) return;
+    warnIfSealedToPcr7Alone(this, image);
+    this.images.push(image);
   }
 
   public grantUnseal(grantee: iam.IGrantable, image?: IAttestableImage): iam.Grant {
@@ -246,19 +260,26 @@ export class SealedModelKey extends Resource implements ISealedModelKey {
 
     if (this.unsealers.length > 0) {
       this.images.forEach((image, i) => {
-        document.addStatements(attestedUnsealStatement(i + 1, this.unsealers, image, this.modelNames));
+        document.addStatements(attestedUnsealStatement(i + 1, this.unsealers, image, this.modelNames, this.unsealVpcId));
       });
     }
 
+    // A backstop that holds even if an Allow is added later: whatever a statement allows, a decrypt whose attestation
+    // reports a PCR value no allowed image has is refused. A negated operator is true when its key is absent, so a
+    // request without an attestation document (or without that PCR) is refused too. ReEncryptFrom never carries one.
+    for (const { index, values } of this.pinnedValuesByPcr()) {
+      document.addStatements(
+        new iam.PolicyStatement({
+          sid: `DenyDecryptUnlessPcr${index}OfAnAllowedImage`,
+          effect: iam.Effect.DENY,
+          principals: [new iam.AnyPrincipal()],
+          actions: ['kms:Decrypt', 'kms:ReEncryptFrom'],
+          resources: key,
+          conditions: { StringNotEqualsIgnoreCase: { [nitroTpmPcrConditionKey(index)]: values } },
+        }),
+      );
+    }
     document.addStatements(
-      new iam.PolicyStatement({
-        sid: 'DenyDecryptWithoutAttestation',
-        effect: iam.Effect.DENY,
-        principals: [new iam.AnyPrincipal()],
-        actions: ['kms:Decrypt', 'kms:ReEncryptFrom'],
-        resources: key,
-        conditions: { Null: this.attestationAbsent() },
-      }),
       new iam.PolicyStatement({
         sid: 'DenyGrants',
         effect: iam.Effect.DENY,
@@ -281,16 +302,17 @@ export class SealedModelKey extends Resource implements ISealedModelKey {
     return document;
   }
 
-  /**
-   * True when a request carries no attestation document: every PCR an allowed image pins is absent (several keys
-   * in one condition block are AND-ed). A NitroTPM document reports all of them.
-   */
-  private attestationAbsent(): Record<string, string> {
-    const indices = new Set([4]);
-    for (const image of this.images) for (const { index } of pinnedPcrs(image.measurements)) indices.add(index);
-    const absent: Record<string, string> = {};
-    for (const index of [...indices].sort((a, b) => a - b)) absent[nitroTpmPcrConditionKey(index)] = 'true';
-    return absent;
+  /** Every PCR an allowed image pins, with the values the allowed images give it (in index order, no repeats). */
+  private pinnedValuesByPcr(): Array<{ index: number; values: string[] }> {
+    const byIndex = new Map<number, string[]>();
+    for (const image of this.images) {
+      for (const { index, value } of pinnedPcrs(image.measurements)) {
+        const values = byIndex.get(index) ?? [];
+        if (!values.includes(value)) values.push(value);
+        byIndex.set(index, values);
+      }
+    }
+    return [...byIndex.entries()].sort(([a], [b]) => a - b).map(([index, values]) => ({ index, values }));
   }
 }
 
@@ -319,15 +341,19 @@ function attestedUnsealStatement(
   unsealers: iam.IPrincipal[],
   image: IAttestableImage,
   modelNames?: string[],
+  sourceVpcId?: string,
 ): iam.PolicyStatement {
   const pcrs: Record<string, string> = {};
   for (const { index, value } of pinnedPcrs(image.measurements)) pcrs[nitroTpmPcrConditionKey(index)] = value;
+  const conditions = encryptionContextConditions(modelNames);
+  // Where the key serves one VPC, an attestation replayed from anywhere else is refused too.
+  if (sourceVpcId !== undefined) conditions.StringEquals = { ...conditions.StringEquals, 'aws:SourceVpc': sourceVpcId };
   return new iam.PolicyStatement({
     sid: `UnsealOnlyOnAttestedImage${number}`,
     principals: unsealers,
     actions: UNSEAL_ACTIONS,
     resources: ['*'],
-    conditions: { StringEqualsIgnoreCase: pcrs, ...encryptionContextConditions(modelNames) },
+    conditions: { StringEqualsIgnoreCase: pcrs, ...conditions },
   });
 }
 

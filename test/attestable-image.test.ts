@@ -13,9 +13,15 @@ test('pins normalised measurements', () => {
   expect(image.measurements.pcr7).toBeUndefined();
 });
 
-test('accepts a Secure Boot image pinned by PCR7', () => {
-  const image = AttestableImage.fromMeasurements('ami-01234567', { pcr7: hex384('77') });
-  expect(image.measurements.pcr7).toBe(hex384('77'));
+test('accepts a Secure Boot image pinned by PCR4, PCR7 and PCR12', () => {
+  const image = AttestableImage.fromMeasurements('ami-01234567', { pcr4: hex384('44'), pcr7: hex384('77'), pcr12: hex384('00') });
+  expect(image.measurements).toEqual({ pcr4: hex384('44'), pcr7: hex384('77'), pcr12: hex384('00') });
+});
+
+test('pins PCR7 alone only when asked for, dropping any other value', () => {
+  expect(() => AttestableImage.fromMeasurements('ami-01234567', { pcr7: hex384('77') })).toThrow(/pcr7Only/);
+  const image = AttestableImage.fromMeasurements('ami-01234567', { pcr4: hex384('44'), pcr7: hex384('77') }, { pcr7Only: true });
+  expect(image.measurements).toEqual({ pcr4: undefined, pcr7: hex384('77'), pcr12: undefined });
 });
 
 test.each(['ami-123', 'ami-0123456789ABCDEF0', 'i-0123456789abcdef0', '', 'ami-0123456789abcdef0 '])(

@@ -96,8 +96,15 @@ test('has a role that may only fetch the model and decrypt: no Session Manager, 
   const role = Object.values(template.findResources('AWS::IAM::Role'))[0];
   expect(role.Properties.ManagedPolicyArns).toBeUndefined();
   const policies = Object.values(template.findResources('AWS::IAM::Policy'));
-  const granted = policies.flatMap((p) => p.Properties.PolicyDocument.Statement.flatMap((s: { Action: string }) => s.Action));
-  expect(granted.sort()).toEqual(['kms:Decrypt', 's3:GetObject', 's3:ListBucket']);
+  const statements = policies.flatMap((p) => p.Properties.PolicyDocument.Statement);
+  const allowed = statements.filter((s: { Effect: string }) => s.Effect === 'Allow');
+  expect(allowed.flatMap((s: { Action: string }) => s.Action).sort()).toEqual(['kms:Decrypt', 's3:GetObject', 's3:ListBucket']);
+  // Explicit Denies keep it so whatever is attached later; their effect is simulated in closed-egress.simulation.test.ts.
+  const denied = statements.filter((s: { Effect: string }) => s.Effect === 'Deny');
+  expect(denied.map((s: { Sid: string; Action: string }) => [s.Sid, s.Action])).toEqual([
+    ['DenyS3OutsideTheModelPrefix', 's3:*'],
+    ['DenyKmsOutsideTheSealingKey', 'kms:*'],
+  ]);
   expect(JSON.stringify(template.toJSON())).not.toMatch(/ssm:|ssmmessages:|ec2-instance-connect:|AmazonSSM/);
 });
 

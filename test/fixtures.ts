@@ -1,5 +1,6 @@
 import type { Image } from '@aws-sdk/client-ec2';
 import { App, Stack } from 'aws-cdk-lib';
+import { Match, Template } from 'aws-cdk-lib/assertions';
 import { AttestableImage, IAttestableImage, MEASUREMENT_TAGS } from '../lib';
 
 /** A SHA-384 hex value made of one repeated byte, e.g. hex384('a4'). */
@@ -18,8 +19,17 @@ export const IMAGE_B: IAttestableImage = AttestableImage.fromMeasurements('ami-0
 });
 
 export const SECURE_BOOT_IMAGE: IAttestableImage = AttestableImage.fromMeasurements('ami-0aaaaaaaaaaaaaaaa', {
+  pcr4: hex384('a4'),
   pcr7: hex384('57'),
+  pcr12: hex384('00'),
 });
+
+/** A Secure Boot image sealed to PCR7 alone, which has to be asked for. */
+export const PCR7_ONLY_IMAGE: IAttestableImage = AttestableImage.fromMeasurements(
+  'ami-0bbbbbbbbbbbbbbbb',
+  { pcr7: hex384('57') },
+  { pcr7Only: true },
+);
 
 /** A stack in a fixed account and Region. */
 export function testStack(): Stack {
@@ -55,4 +65,11 @@ export function publishedImage(overrides: Partial<Image> = {}, tags: Record<stri
       .map(([Key, Value]) => ({ Key, Value })),
     ...overrides,
   };
+}
+
+/** The sealing key of a pattern's template, which holds another key too (the DNS query logs'). */
+export function sealingKeys(template: Template): ReturnType<Template['findResources']> {
+  return template.findResources('AWS::KMS::Key', {
+    Properties: { Description: Match.stringLikeRegexp('^Seals model weights') },
+  });
 }

@@ -170,6 +170,7 @@ describe('docs/getting-started.md', () => {
         'AWS::KMS::Key.Arn': KEY_ARN,
         'AWS::IAM::Role.Arn': `arn:aws:iam::111111111111:role/${id}`,
         'AWS::EC2::Instance': 'i-0123456789abcdef0',
+        'AWS::EC2::VPC': 'vpc-0123456789abcdef0',
         'AWS::EC2::Instance.PrivateIp': new URL(INSTANCE_ADDRESS).hostname,
         'Custom::PublishedImageMeasurements.Pcr4': published.pcr4,
         'Custom::PublishedImageMeasurements.Pcr12': published.pcr12,
@@ -192,7 +193,7 @@ describe('docs/getting-started.md', () => {
       expect(config).toEqual(deployment.config);
       return { template, outputs };
     }
-    const [, key] = onlyResource(template, 'AWS::KMS::Key');
+    const key = sealingKey(template);
     const policy = resolve(key.Properties!.KeyPolicy) as { Statement: Array<{ Effect: string; Condition?: Record<string, Record<string, string>> }> };
     const allowedImages = policy.Statement
       .filter((statement) => statement.Effect === 'Allow' && statement.Condition?.StringEqualsIgnoreCase)
@@ -219,6 +220,9 @@ describe('docs/getting-started.md', () => {
     return { template, outputs };
   }
 
+  /** The key the model is sealed with (the deployment has others, for logs and alarms). */
+  const sealingKey = (template: Template) => template.Resources[Object.keys(template.Resources)
+    .find((id) => id.startsWith('InferenceKey') && template.Resources[id].Type === 'AWS::KMS::Key')!];
   const output = (outputs: Record<string, string>, name: string) =>
     Object.entries(outputs).find(([id]) => id.startsWith(`Inference${name}`))![1];
   /** The outputs file the last deployment wrote, with the instance's address. */
@@ -251,7 +255,7 @@ describe('docs/getting-started.md', () => {
     [/^npx cdk deploy .*222222222222/, async (block) => {
       await run(block);
       const { template } = await deploy();
-      const [, key] = onlyResource(template, 'AWS::KMS::Key');
+      const key = sealingKey(template);
       expect(JSON.stringify(key.Properties!.KeyPolicy)).toContain('arn:aws:iam::222222222222:role/model-owner');
     }],
     [/^npx sealed-inference seal /, async (block) => {

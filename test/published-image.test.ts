@@ -1,25 +1,25 @@
 import { App, Stack } from 'aws-cdk-lib';
-import { Match, Template } from 'aws-cdk-lib/assertions';
+import { Annotations, Match, Template } from 'aws-cdk-lib/assertions';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { addComplianceChecks } from '../bin/compliance';
 import { AttestableImage, SealedInference } from '../lib';
 import { bundledHandlerDir } from '../lib/private/bundled-handler';
-import { IMAGE_A, testStack } from './fixtures';
+import { IMAGE_A, sealingKeys, testStack } from './fixtures';
 
 const IMAGE_ID = 'ami-0aaaaaaaaaaaaaaaa';
 
-function inference(stack: Stack, secureBoot = false) {
+function inference(stack: Stack, secureBoot = false, pcr7Only = false) {
   return new SealedInference(stack, 'Inference', {
-    image: AttestableImage.fromPublishedMeasurements(stack, 'Image', { imageId: IMAGE_ID, secureBoot }),
+    image: AttestableImage.fromPublishedMeasurements(stack, 'Image', { imageId: IMAGE_ID, secureBoot, pcr7Only }),
     additionalAllowedImages: [IMAGE_A],
     modelName: 'llama',
   });
 }
 
 function unsealStatements(stack: Stack) {
-  const key = Object.values(Template.fromStack(stack).findResources('AWS::KMS::Key'))[0];
+  const key = Object.values(sealingKeys(Template.fromStack(stack)))[0];
   return (key.Properties.KeyPolicy.Statement as Array<{ Sid: string; Condition: Record<string, Record<string, unknown>> }>)
     .filter((s) => s.Sid.startsWith('UnsealOnlyOnAttestedImage'));
 }
@@ -38,12 +38,30 @@ test('seals the key to the attributes the reader returns, one statement per imag
   expect(pinned.Condition.StringEqualsIgnoreCase['kms:RecipientAttestation:NitroTPMPCR4']).toBe(IMAGE_A.measurements.pcr4);
 });
 
-test('a Secure Boot image is sealed to PCR7 only', () => {
+test('a Secure Boot image is sealed to PCR4, PCR7 and PCR12', () => {
   const stack = testStack();
   inference(stack, true);
   expect(unsealStatements(stack)[0].Condition.StringEqualsIgnoreCase).toEqual({
+    'kms:RecipientAttestation:NitroTPMPCR4': { 'Fn::GetAtt': [expect.stringMatching(/^Image/), 'Pcr4'] },
+    'kms:RecipientAttestation:NitroTPMPCR7': { 'Fn::GetAtt': [expect.stringMatching(/^Image/), 'Pcr7'] },
+    'kms:RecipientAttestation:NitroTPMPCR12': { 'Fn::GetAtt': [expect.stringMatching(/^Image/), 'Pcr12'] },
+  });
+  Template.fromStack(stack).hasResourceProperties('Custom::PublishedImageMeasurements', { SecureBoot: 'true', Pcr7Only: 'false' });
+});
+
+test('a Secure Boot image is sealed to PCR7 alone only when asked, with a synth warning', () => {
+  const stack = testStack();
+  inference(stack, true, true);
+  expect(unsealStatements(stack)[0].Condition.StringEqualsIgnoreCase).toEqual({
     'kms:RecipientAttestation:NitroTPMPCR7': { 'Fn::GetAtt': [expect.stringMatching(/^Image/), 'Pcr7'] },
   });
+  Annotations.fromStack(stack).hasWarning('*', Match.stringLikeRegexp('sealed to PCR7 alone.*sealed-inference:pcr7-only'));
+});
+
+test('pcr7Only without secureBoot throws', () => {
+  const stack = testStack();
+  expect(() => AttestableImage.fromPublishedMeasurements(stack, 'Image', { imageId: IMAGE_ID, pcr7Only: true }))
+    .toThrow(/pcr7Only applies to a Secure Boot image/);
 });
 
 test('the key policy depends on the read, so a failing read stops the deployment before the policy changes', () => {

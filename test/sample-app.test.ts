@@ -5,7 +5,7 @@ import * as s3 from 'aws-cdk-lib/aws-s3';
 import { addComplianceChecks } from '../bin/compliance';
 import { SampleStack, sampleStackPropsFromContext } from '../bin/sample-stack';
 import cdkJson from '../cdk.json';
-import { hex384 } from './fixtures';
+import { hex384, sealingKeys } from './fixtures';
 
 /** The sample app as `npx cdk synth` builds it, from the context in cdk.json. */
 function sampleApp(context: Record<string, unknown> = {}) {
@@ -17,7 +17,7 @@ function sampleApp(context: Record<string, unknown> = {}) {
 
 const PINNED = { imageId: 'ami-0123456789abcdef0', pcr4: hex384('a4'), pcr12: hex384('00') };
 const unsealConditions = (template: Template) =>
-  Object.values(template.findResources('AWS::KMS::Key'))[0]
+  Object.values(sealingKeys(template))[0]
     .Properties.KeyPolicy.Statement.filter((s: { Sid: string }) => s.Sid.startsWith('UnsealOnlyOnAttestedImage'))
     .map((s: { Condition: { StringEqualsIgnoreCase: unknown } }) => s.Condition.StringEqualsIgnoreCase);
 
@@ -65,10 +65,14 @@ test('takes the image as a parameter by default and reads its measurements at de
   ]);
 });
 
-test('reads a Secure Boot image as PCR7 when context says so', () => {
+test('reads a Secure Boot image as PCR4, PCR7 and PCR12 when context says so', () => {
   const template = sampleApp({ 'sealed-inference:secureBoot': 'true' }).template();
   expect(unsealConditions(template)).toEqual([
-    { 'kms:RecipientAttestation:NitroTPMPCR7': { 'Fn::GetAtt': [expect.stringMatching(/^Image/), 'Pcr7'] } },
+    {
+      'kms:RecipientAttestation:NitroTPMPCR4': { 'Fn::GetAtt': [expect.stringMatching(/^Image/), 'Pcr4'] },
+      'kms:RecipientAttestation:NitroTPMPCR7': { 'Fn::GetAtt': [expect.stringMatching(/^Image/), 'Pcr7'] },
+      'kms:RecipientAttestation:NitroTPMPCR12': { 'Fn::GetAtt': [expect.stringMatching(/^Image/), 'Pcr12'] },
+    },
   ]);
 });
 
@@ -112,7 +116,7 @@ test('fails synthesis on a finding nobody acknowledged', () => {
 test('reads the model owner from context', () => {
   const ownerArn = 'arn:aws:iam::222222222222:role/owner';
   const { stack, template } = sampleApp({ 'sealed-inference:modelOwnerArn': ownerArn });
-  expect(JSON.stringify(template().findResources('AWS::KMS::Key'))).toContain(ownerArn);
+  expect(JSON.stringify(sealingKeys(template()))).toContain(ownerArn);
   expect(Annotations.fromStack(stack).findWarning('*', Match.stringLikeRegexp('No model owner'))).toEqual([]);
 });
 

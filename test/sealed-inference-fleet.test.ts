@@ -5,7 +5,7 @@ import * as iam from 'aws-cdk-lib/aws-iam';
 import { addComplianceChecks } from '../bin/compliance';
 import { SealedInferenceFleet, SealedInferenceFleetProps } from '../lib';
 import { parseApplianceConfig } from '../lib/appliance/user-data';
-import { hex384, IMAGE_A, IMAGE_B, testStack } from './fixtures';
+import { hex384, IMAGE_A, IMAGE_B, sealingKeys, testStack } from './fixtures';
 
 const CLIENTS = '10.9.0.0/16';
 
@@ -66,7 +66,7 @@ describe('launch template', () => {
   test('hands the appliance its configuration, naming the load balancer as a host it may be reached by', () => {
     const { template } = fleet({ modelPrefix: 'sealed/' });
     const [bucket] = Object.keys(template.findResources('AWS::S3::Bucket', { Properties: { VersioningConfiguration: Match.anyValue(), LoggingConfiguration: Match.anyValue() } }));
-    const [key] = Object.keys(template.findResources('AWS::KMS::Key'));
+    const [key] = Object.keys(sealingKeys(template));
     const [loadBalancer] = Object.keys(template.findResources('AWS::ElasticLoadBalancingV2::LoadBalancer'));
     const keyArn = 'arn:aws:kms:eu-west-1:111111111111:key/1234abcd-12ab-34cd-56ef-1234567890ab';
     const dnsName = 'internal-Fleet-LoadB-1A2B3C4D5E6F-0123456789.elb.eu-west-1.amazonaws.com';
@@ -104,8 +104,11 @@ describe('launch template', () => {
     const statements = Object.values(template.findResources('AWS::IAM::Policy', {
       Properties: { Roles: [{ Ref: Match.stringLikeRegexp('^FleetLaunchTemplateRole') }] },
     })).flatMap((p) => p.Properties.PolicyDocument.Statement);
-    expect(statements.flatMap((s: { Action: string }) => s.Action).sort()).toEqual(['kms:Decrypt', 's3:GetObject', 's3:ListBucket']);
-    const unseal = only(template, 'AWS::KMS::Key').Properties.KeyPolicy.Statement
+    const allowed = statements.filter((s: { Effect: string }) => s.Effect === 'Allow');
+    expect(allowed.flatMap((s: { Action: string }) => s.Action).sort()).toEqual(['kms:Decrypt', 's3:GetObject', 's3:ListBucket']);
+    expect(statements.filter((s: { Effect: string }) => s.Effect === 'Deny').map((s: { Sid: string }) => s.Sid))
+      .toEqual(['DenyS3OutsideTheModelPrefix', 'DenyKmsOutsideTheSealingKey']);
+    const unseal = Object.values(sealingKeys(template))[0].Properties.KeyPolicy.Statement
       .find((s: { Sid: string }) => s.Sid === 'UnsealOnlyOnAttestedImage1');
     expect(unseal.Principal.AWS).toEqual({ 'Fn::GetAtt': [expect.stringMatching(/^FleetLaunchTemplateRole/), 'Arn'] });
   });
@@ -256,7 +259,7 @@ describe('security groups', () => {
 
 test('allows the current and the next image in separate statements; new instances launch the current one', () => {
   const { template } = fleet({ additionalAllowedImages: [IMAGE_B] });
-  const statements = only(template, 'AWS::KMS::Key').Properties.KeyPolicy.Statement;
+  const statements = Object.values(sealingKeys(template))[0].Properties.KeyPolicy.Statement;
   expect(statements.filter((s: { Sid: string }) => s.Sid.startsWith('Unseal'))).toHaveLength(2);
   expect(only(template, 'AWS::EC2::LaunchTemplate').Properties.LaunchTemplateData.ImageId).toBe(IMAGE_A.imageId);
 });
@@ -289,7 +292,7 @@ test('outputs what the key is sealed to and how to verify the service through th
 
 test('lets the model owner seal and upload, never decrypt', () => {
   const { template } = fleet({ modelOwners: [new iam.ArnPrincipal('arn:aws:iam::222222222222:role/owner')] });
-  const statements = only(template, 'AWS::KMS::Key').Properties.KeyPolicy.Statement;
+  const statements = Object.values(sealingKeys(template))[0].Properties.KeyPolicy.Statement;
   const owner = statements.filter((s: { Principal: unknown }) => JSON.stringify(s.Principal).includes('222222222222'));
   expect(owner.flatMap((s: { Action: string }) => s.Action).sort()).toEqual(['kms:DescribeKey', 'kms:GenerateDataKey']);
 });

@@ -2,7 +2,7 @@ import { Annotations, Match, Template } from 'aws-cdk-lib/assertions';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import { EndpointPeer, SealedInference, SealedInferenceProps } from '../lib';
-import { hex384, IMAGE_A, IMAGE_B, testStack } from './fixtures';
+import { hex384, IMAGE_A, IMAGE_B, sealingKeys, testStack } from './fixtures';
 
 function pattern(props: Partial<SealedInferenceProps> = {}) {
   const stack = testStack();
@@ -82,21 +82,21 @@ test('uses a VPC of your own, with HTTPS to its CIDR block unless told otherwise
 
 test('allows the current and the next image in separate statements; the instance runs the current one', () => {
   const { template } = pattern({ additionalAllowedImages: [IMAGE_B] });
-  const key = Object.values(template.findResources('AWS::KMS::Key'))[0];
+  const key = Object.values(sealingKeys(template))[0];
   expect(key.Properties.KeyPolicy.Statement.filter((s: { Sid: string }) => s.Sid.startsWith('Unseal'))).toHaveLength(2);
   template.hasResourceProperties('AWS::EC2::Instance', { ImageId: IMAGE_A.imageId });
 });
 
 test('binds the key to the model name', () => {
   const { template } = pattern();
-  expect(JSON.stringify(template.findResources('AWS::KMS::Key'))).toContain(
+  expect(JSON.stringify(sealingKeys(template))).toContain(
     '"kms:EncryptionContext:sealed-inference:model":["llama"]',
   );
 });
 
 test('lets the model owner seal and upload, never decrypt', () => {
   const { template } = pattern({ modelOwners: [new iam.ArnPrincipal('arn:aws:iam::222222222222:role/owner')] });
-  const statements = Object.values(template.findResources('AWS::KMS::Key'))[0].Properties.KeyPolicy.Statement;
+  const statements = Object.values(sealingKeys(template))[0].Properties.KeyPolicy.Statement;
   const owner = statements.filter((s: { Principal: unknown }) => JSON.stringify(s.Principal).includes('222222222222'));
   expect(owner.flatMap((s: { Action: string }) => s.Action).sort()).toEqual(['kms:DescribeKey', 'kms:GenerateDataKey']);
   template.hasResourceProperties('AWS::S3::BucketPolicy', {

@@ -9,6 +9,7 @@ import { App, Stack } from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import { AttestableImage, KeyAdministration, SealedModelKey } from '../lib';
+import { nitroTpmPcrConditionKey } from '../lib/shared/measurements';
 import { FORMAT_CONTEXT_KEY } from '../lib/shared/model-identity';
 import {
   attestationReporting,
@@ -42,8 +43,12 @@ const IMAGE_2: Pcrs = { pcr4: '4b'.repeat(48), pcr12: 'c2'.repeat(48) };
 /** What the break-glass runbook has key administrators do: stop all unsealing, undo it, or end the key. */
 const EMERGENCY_ACTIONS = ['kms:DisableKey', 'kms:EnableKey', 'kms:ScheduleKeyDeletion', 'kms:CancelKeyDeletion'];
 
+/** The workload's VPC, and another one. */
+const WORKLOAD_VPC = 'vpc-0a1b2c3d4e5f60718';
+const OTHER_VPC = 'vpc-0f0e0d0c0b0a09080';
+
 /** Synthesizes the key of the scenario and returns its policy as plain JSON. */
-function synthesizeKeyPolicy(administration?: KeyAdministration): object {
+function synthesizeKeyPolicy(administration?: KeyAdministration, unsealVpcId?: string): object {
   const stack = new Stack(new App(), 'S', { env: { account: ACCOUNT, region: REGION } });
   new SealedModelKey(stack, 'Key', {
     unsealers: [iam.Role.fromRoleArn(stack, 'W', WORKLOAD_ROLE, { mutable: false })],
@@ -54,6 +59,7 @@ function synthesizeKeyPolicy(administration?: KeyAdministration): object {
       AttestableImage.fromMeasurements('ami-0fedcba9876543210', IMAGE_2),
     ],
     keyAdministration: administration,
+    unsealVpcId,
   });
   const keys = Object.values(Template.fromStack(stack).findResources('AWS::KMS::Key'));
   if (keys.length !== 1) throw new Error(`Expected one AWS::KMS::Key, found ${keys.length}`);
@@ -65,6 +71,14 @@ const THROUGH_DEPLOYMENTS = synthesizeKeyPolicy();
 const DELEGATED = synthesizeKeyPolicy(KeyAdministration.delegatedToAccount());
 const RESTRICTED = synthesizeKeyPolicy(KeyAdministration.restrictedTo([new iam.ArnPrincipal(KEY_ADMIN)]));
 const IMMUTABLE = synthesizeKeyPolicy(KeyAdministration.immutablePolicy({ breakGlass: [new iam.ArnPrincipal(KEY_ADMIN)] }));
+const ONE_VPC = synthesizeKeyPolicy(undefined, WORKLOAD_VPC);
+
+/** `policy` with a statement added later that allows every principal to decrypt, with no condition. */
+function withBroadAllow(policy: object): object {
+  const document = policy as { Statement: object[] };
+  const broad = { Sid: 'AddedLater', Effect: 'Allow', Principal: { AWS: '*' }, Action: 'kms:*', Resource: '*' };
+  return { ...document, Statement: [...document.Statement, broad] };
+}
 
 /** The principal's identity policy, allowing `actions` on `resource`. */
 function identityPolicy(actions: string[], resource: string) {
@@ -132,8 +146,14 @@ describe('the attested workload', () => {
     expect(await unseal(WORKLOAD, attested({ pcr4: IMAGE_1.pcr4, pcr12: IMAGE_2.pcr12 }))).toBe('ImplicitlyDenied');
   });
 
-  test('cannot unseal on an instance whose command line was tampered with (PCR12 unknown)', async () => {
-    expect(await unseal(WORKLOAD, attested({ pcr4: IMAGE_1.pcr4, pcr12: '00'.repeat(48) }))).toBe('ImplicitlyDenied');
+  test('cannot unseal on an instance whose command line was tampered with (PCR12 unknown): explicitly denied', async () => {
+    expect(await unseal(WORKLOAD, attested({ pcr4: IMAGE_1.pcr4, pcr12: '00'.repeat(48) }))).toBe('ExplicitlyDenied');
+  });
+
+  test('cannot unseal with an attestation document that reports PCR4 but not PCR12', async () => {
+    const withoutPcr12 = attested(IMAGE_1);
+    delete withoutPcr12[nitroTpmPcrConditionKey(12)];
+    expect(await unseal(WORKLOAD, withoutPcr12)).toBe('ExplicitlyDenied');
   });
 
   test('cannot unseal without an attestation document, even with kms:* in its identity policy', async () => {
@@ -163,6 +183,54 @@ describe('the attested workload', () => {
     'kms:ReEncryptFrom',
   ])('cannot take %s on its own key, even with kms:* in its identity policy', async (action) => {
     expect(await decide({ principal: WORKLOAD, action, identityAllows: EVERYTHING })).toBe('ExplicitlyDenied');
+  });
+});
+
+describe('the per-PCR Deny statements, once someone adds an Allow of kms:* to every principal', () => {
+  const keyPolicy = withBroadAllow(DELEGATED);
+  const asAnyone = (principal: SimulationRequestPrincipal, context: Context) =>
+    decide({ principal, action: 'kms:Decrypt', context, keyPolicy });
+
+  test('still refuse a decrypt without an attestation document', async () => {
+    expect(await asAnyone(IAM_ADMIN, sealedContext())).toBe('ExplicitlyDenied');
+    expect(await asAnyone(WORKLOAD, sealedContext())).toBe('ExplicitlyDenied');
+  });
+
+  test.each([
+    ['a wrong PCR4', { pcr4: '99'.repeat(48), pcr12: IMAGE_1.pcr12 }],
+    ['a wrong PCR12', { pcr4: IMAGE_1.pcr4, pcr12: '99'.repeat(48) }],
+  ])('still refuse a decrypt attested with %s', async (_, pcrs) => {
+    expect(await asAnyone(IAM_ADMIN, attested(pcrs))).toBe('ExplicitlyDenied');
+  });
+
+  test('still refuse re-encryption, which never carries an attestation', async () => {
+    expect(await decide({ principal: IAM_ADMIN, action: 'kms:ReEncryptFrom', context: sealedContext(), keyPolicy }))
+      .toBe('ExplicitlyDenied');
+  });
+
+  // The control: the broad Allow does take effect, so the refusals above are the Deny statements' doing.
+  test('leave only what an allowed image attests, which the broad Allow then admits for anyone of the account', async () => {
+    expect(await asAnyone(IAM_ADMIN, attested(IMAGE_1))).toBe('Allowed');
+  });
+});
+
+describe('a key that serves one VPC (unsealVpcId)', () => {
+  /** A request through a VPC endpoint carries the endpoint's id and its VPC's; one to the public endpoint neither. */
+  const from = (vpc?: string) =>
+    decide({
+      principal: WORKLOAD,
+      action: 'kms:Decrypt',
+      context: { ...attested(IMAGE_1), ...(vpc ? { 'aws:SourceVpc': vpc, 'aws:SourceVpce': 'vpce-0a1b2c3d4e5f60718' } : {}) },
+      keyPolicy: ONE_VPC,
+    });
+
+  test('unseals through a KMS endpoint of that VPC', async () => {
+    expect(await from(WORKLOAD_VPC)).toBe('Allowed');
+  });
+
+  test('does not unseal through an endpoint of another VPC, or the public KMS endpoint', async () => {
+    expect(await from(OTHER_VPC)).toBe('ImplicitlyDenied');
+    expect(await from(undefined)).toBe('ImplicitlyDenied');
   });
 });
 

@@ -2,7 +2,7 @@ import { App, CliCredentialsStackSynthesizer, DefaultStackSynthesizer, Stack } f
 import { Annotations, Match, Template } from 'aws-cdk-lib/assertions';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import { KeyAdministration, SealedModelKey, SealedModelKeyProps } from '../lib';
-import { hex384, IMAGE_A, IMAGE_B, SECURE_BOOT_IMAGE, testStack } from './fixtures';
+import { hex384, IMAGE_A, IMAGE_B, PCR7_ONLY_IMAGE, SECURE_BOOT_IMAGE, testStack } from './fixtures';
 
 interface Statement {
   Sid: string;
@@ -101,15 +101,28 @@ describe('key policy', () => {
     }
   });
 
-  test('pins PCR7 for a Secure Boot image', () => {
-    const { template } = keyWith({ allowedImages: [SECURE_BOOT_IMAGE] });
+  test('pins PCR4, PCR7 and PCR12 for a Secure Boot image, without a warning', () => {
+    const { template, stack } = keyWith({ allowedImages: [SECURE_BOOT_IMAGE] });
+    expect(sid(template, 'UnsealOnlyOnAttestedImage1').Condition!.StringEqualsIgnoreCase).toEqual({
+      'kms:RecipientAttestation:NitroTPMPCR4': hex384('a4'),
+      'kms:RecipientAttestation:NitroTPMPCR7': hex384('57'),
+      'kms:RecipientAttestation:NitroTPMPCR12': hex384('00'),
+    });
+    Annotations.fromStack(stack).hasNoWarning('*', Match.stringLikeRegexp('pcr7-only'));
+  });
+
+  test('pins PCR7 alone only for an image that asked for it, with a synth warning', () => {
+    const { template, stack } = keyWith({ allowedImages: [PCR7_ONLY_IMAGE] });
     expect(sid(template, 'UnsealOnlyOnAttestedImage1').Condition!.StringEqualsIgnoreCase).toEqual({
       'kms:RecipientAttestation:NitroTPMPCR7': hex384('57'),
     });
-    expect(sid(template, 'DenyDecryptWithoutAttestation').Condition!.Null).toEqual({
-      'kms:RecipientAttestation:NitroTPMPCR4': 'true',
-      'kms:RecipientAttestation:NitroTPMPCR7': 'true',
-    });
+    Annotations.fromStack(stack).hasWarning(
+      '/Test/Key',
+      Match.stringLikeRegexp('ami-0bbbbbbbbbbbbbbbb is sealed to PCR7 alone.*sealed-inference:pcr7-only'),
+    );
+    expect(statements(template).filter((s) => s.Sid.startsWith('DenyDecryptUnless')).map((s) => s.Condition)).toEqual([
+      { StringNotEqualsIgnoreCase: { 'kms:RecipientAttestation:NitroTPMPCR7': [hex384('57')] } },
+    ]);
   });
 
   test('lets the model owner generate data keys for named models only, and never decrypt', () => {
@@ -130,14 +143,24 @@ describe('key policy', () => {
     });
   });
 
-  test('denies every principal decrypt and re-encryption without an attestation document', () => {
-    expect(sid(keyWith().template, 'DenyDecryptWithoutAttestation')).toMatchObject({
-      Effect: 'Deny',
-      Principal: { AWS: '*' },
-      Action: ['kms:Decrypt', 'kms:ReEncryptFrom'],
-      Condition: {
-        Null: { 'kms:RecipientAttestation:NitroTPMPCR4': 'true', 'kms:RecipientAttestation:NitroTPMPCR12': 'true' },
-      },
+  test('denies every principal decrypt and re-encryption unless each pinned PCR has an allowed image\'s value', () => {
+    const { template } = keyWith({ allowedImages: [IMAGE_A, IMAGE_B] });
+    const denies = statements(template).filter((s) => s.Sid.startsWith('DenyDecryptUnless'));
+    expect(denies.map((s) => s.Sid)).toEqual(['DenyDecryptUnlessPcr4OfAnAllowedImage', 'DenyDecryptUnlessPcr12OfAnAllowedImage']);
+    for (const deny of denies) {
+      expect(deny).toMatchObject({ Effect: 'Deny', Principal: { AWS: '*' }, Action: ['kms:Decrypt', 'kms:ReEncryptFrom'] });
+    }
+    expect(denies.map((s) => s.Condition)).toEqual([
+      { StringNotEqualsIgnoreCase: { 'kms:RecipientAttestation:NitroTPMPCR4': [hex384('a4'), hex384('b4')] } },
+      { StringNotEqualsIgnoreCase: { 'kms:RecipientAttestation:NitroTPMPCR12': [hex384('0c'), hex384('00')] } },
+    ]);
+  });
+
+  test('allows unsealing only through an endpoint of the named VPC', () => {
+    const { template } = keyWith({ unsealVpcId: 'vpc-0123456789abcdef0', modelNames: ['llama'] });
+    expect(sid(template, 'UnsealOnlyOnAttestedImage1').Condition!.StringEquals).toEqual({
+      'kms:EncryptionContext:sealed-inference:model': ['llama'],
+      'aws:SourceVpc': 'vpc-0123456789abcdef0',
     });
   });
 

@@ -35,7 +35,7 @@ export function addMeasurementsCommand(program: Command, output: CliOutput, depe
     )
     .argument('<ami-id>', 'the image, e.g. ami-0123456789abcdef0', parseImageId)
     .option('--region <region>', "the image's Region (default: AWS_REGION, else your AWS profile's region)")
-    .option('--secure-boot', 'a UEFI Secure Boot image, pinned by PCR7 (default: standard boot, PCR4 and PCR12)')
+    .option('--secure-boot', 'a UEFI Secure Boot image, pinned by PCR4, PCR7 and PCR12 (default: standard boot, PCR4 and PCR12)')
     .option(
       '--expect-sha256 <hex>',
       "require the image's sealed-inference:measurements-sha256 tag to be this SHA-256 of its pcr_measurements.json",
@@ -94,7 +94,7 @@ export async function measurements(
   for (const warning of published.warnings) note(`warning: ${warning}`);
 
   return secureBoot
-    ? { imageId, pcr7: published.pcr7 }
+    ? { imageId, pcr4: published.pcr4, pcr7: published.pcr7, pcr12: published.pcr12 }
     : { imageId, pcr4: published.pcr4, pcr12: published.pcr12 };
 }
 

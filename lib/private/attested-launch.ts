@@ -119,6 +119,20 @@ function unsealerRole(scope: Construct, options: AttestedLaunchOptions, modelPre
     },
   );
   options.key.grantUnseal(role, options.image);
+  // Whatever is attached to the role later, it reads no other S3 object or bucket and uses no other key: nothing it
+  // could write prompts to, or encrypt them under, for someone else to read.
+  role.addToPrincipalPolicy(new iam.PolicyStatement({
+    sid: 'DenyS3OutsideTheModelPrefix',
+    effect: iam.Effect.DENY,
+    actions: ['s3:*'],
+    notResources: [options.modelBucket.bucket.bucketArn, options.modelBucket.bucket.arnForObjects(`${modelPrefix}*`)],
+  }));
+  role.addToPrincipalPolicy(new iam.PolicyStatement({
+    sid: 'DenyKmsOutsideTheSealingKey',
+    effect: iam.Effect.DENY,
+    actions: ['kms:*'],
+    notResources: [options.key.keyArn],
+  }));
   return role;
 }
 

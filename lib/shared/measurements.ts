@@ -17,27 +17,28 @@ export const AMI_ID_PATTERN = /^ami-(?:[0-9a-f]{8}|[0-9a-f]{17})$/;
  * The PCR values a key policy is sealed to. All values are SHA-384, hex encoded.
  *
  * Standard boot needs PCR4 and PCR12: PCR4 alone does not cover a kernel command line injected through UEFI
- * variables (GHSA-xrv8-2pf5-f3q7). A UEFI Secure Boot image needs PCR7; PCR4 and PCR12 may be pinned as well.
+ * variables (GHSA-xrv8-2pf5-f3q7). A UEFI Secure Boot image is pinned by PCR4, PCR7 and PCR12 together; PCR7 alone
+ * admits every image signed under the same Secure Boot keys and is only accepted when asked for (`pcr7Only`).
  */
 export interface PcrMeasurements {
   /**
    * PCR4: the boot manager code, i.e. the unified kernel image.
    *
-   * @default - not pinned; only allowed when `pcr7` is given (Secure Boot)
+   * @default - not pinned; only allowed for a Secure Boot image sealed to PCR7 alone (`pcr7Only`)
    */
   readonly pcr4?: string;
 
   /**
    * PCR7: the Secure Boot policy (platform key, key exchange keys, signature databases).
    *
-   * @default - not pinned; the image is treated as a standard-boot image and needs `pcr4` and `pcr12`
+   * @default - not pinned; the image is treated as a standard-boot image, pinned by `pcr4` and `pcr12`
    */
   readonly pcr7?: string;
 
   /**
    * PCR12: the kernel command line. 96 zeros for an image whose command line is embedded in the UKI.
    *
-   * @default - not pinned; only allowed when `pcr7` is given (Secure Boot)
+   * @default - not pinned; only allowed for a Secure Boot image sealed to PCR7 alone (`pcr7Only`)
    */
   readonly pcr12?: string;
 }
@@ -79,12 +80,24 @@ export function normalizePcrValue(label: string, value: string): string {
 }
 
 /**
- * Checks that a set of measurements pins an image: PCR7 (Secure Boot), or PCR4 and PCR12 (standard boot).
+ * Checks that a set of measurements pins an image: PCR4 and PCR12 (standard boot), PCR4, PCR7 and PCR12 (Secure
+ * Boot), or PCR7 alone when `pcr7Only` says so.
  *
  * @param subject names the image in the error
  */
-export function checkPinsImage(subject: string, measurements: PcrMeasurements): void {
-  if (measurements.pcr7 !== undefined) return;
+export function checkPinsImage(subject: string, measurements: PcrMeasurements, pcr7Only = false): void {
+  if (pcr7Only) {
+    if (measurements.pcr7 === undefined) {
+      throw new InvalidMeasurementError(`${subject} is to be sealed to PCR7 alone (pcr7Only), but has no pcr7`);
+    }
+    return;
+  }
+  if (measurements.pcr7 !== undefined && (measurements.pcr4 === undefined || measurements.pcr12 === undefined)) {
+    throw new InvalidMeasurementError(
+      `${subject} is a Secure Boot image pinned by PCR7 without PCR4 and PCR12: PCR7 alone admits any image signed ` +
+        'under the same Secure Boot keys. Give pcr4 and pcr12 as well, or ask for PCR7 alone with pcr7Only.',
+    );
+  }
   const missing = [
     measurements.pcr4 === undefined ? 'pcr4' : undefined,
     measurements.pcr12 === undefined ? 'pcr12' : undefined,
@@ -93,7 +106,7 @@ export function checkPinsImage(subject: string, measurements: PcrMeasurements): 
     throw new InvalidMeasurementError(
       `${subject} is not pinned: missing ${missing.join(' and ')}. A standard-boot image needs pcr4 and pcr12 ` +
         '(PCR4 alone lets a command line supplied through UEFI variables go unmeasured); ' +
-        'a Secure Boot image needs pcr7.',
+        'a Secure Boot image needs pcr4, pcr7 and pcr12.',
     );
   }
 }

@@ -8,8 +8,15 @@ import { InvalidMeasurementError, MEASUREMENT_TAGS, normalizePcrValue, SHA256_HE
 
 /** What the reader expects of the image. */
 export interface PublishedMeasurementsExpectation {
-  /** True for a UEFI Secure Boot image (pinned by PCR7); false for standard boot (PCR4 and PCR12). */
+  /** True for a UEFI Secure Boot image (pinned by PCR4, PCR7 and PCR12); false for standard boot (PCR4 and PCR12). */
   readonly secureBoot: boolean;
+
+  /**
+   * A Secure Boot image sealed to PCR7 alone: PCR4 and PCR12 are then not required.
+   *
+   * @default false
+   */
+  readonly pcr7Only?: boolean;
 
   /**
    * The SHA-256 (hex) of the image build's `pcr_measurements.json`; the image's digest tag must match it.
@@ -94,16 +101,16 @@ export function readPublishedMeasurements(
         'PCR7 of its pcr_measurements.json, or read it as a standard-boot image',
     );
   }
-  if (!expect.secureBoot) {
+  if (!expect.pcr7Only) {
     const missing = [
       pcr4 === undefined ? MEASUREMENT_TAGS.pcr4 : undefined,
       pcr12 === undefined ? MEASUREMENT_TAGS.pcr12 : undefined,
     ].filter((key) => key !== undefined);
     if (missing.length > 0) {
       fail(
-        `publishes no ${missing.join(' and ')}: a standard-boot image is sealed to PCR4 and PCR12 (PCR4 alone lets ` +
+        `publishes no ${missing.join(' and ')}: an image is sealed to PCR4 and PCR12 (PCR4 alone lets ` +
           'a command line supplied through UEFI variables go unmeasured); publish both from its ' +
-          'pcr_measurements.json, or read it as a Secure Boot image',
+          'pcr_measurements.json' + (expect.secureBoot ? ', or seal a Secure Boot image to PCR7 alone (pcr7Only)' : ''),
       );
     }
   }

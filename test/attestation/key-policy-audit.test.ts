@@ -83,7 +83,7 @@ describe('ungated decryption', () => {
     const policy = edited((s) => [...s, allow({ Action: 'kms:Decrypt' })]);
     const [finding] = auditKeyPolicy(policy, [IMAGE_A, IMAGE_B]).findings;
     expect(finding.message).toBe(
-      `#9 allows kms:Decrypt to ${WORKLOAD} without a StringEquals(IgnoreCase) condition on kms:RecipientAttestation:NitroTPMPCR<N>`,
+      `#${policy.Statement.length} allows kms:Decrypt to ${WORKLOAD} without a StringEquals(IgnoreCase) condition on kms:RecipientAttestation:NitroTPMPCR<N>`,
     );
   });
 

@@ -37,10 +37,10 @@ describe('success', () => {
     expect(requests.map((r) => [r.get('Action'), r.get('ImageId.1')])).toEqual([['DescribeImages', IMAGE_ID]]);
   });
 
-  test('prints only the PCR7 of a Secure Boot image', async () => {
+  test('prints PCR4, PCR7 and PCR12 of a Secure Boot image', async () => {
     const { code, stdout } = await run(['measurements', IMAGE_ID, '--secure-boot']);
     expect(code).toBe(0);
-    expect(JSON.parse(stdout)).toStrictEqual({ imageId: IMAGE_ID, pcr7: hex384('57') });
+    expect(JSON.parse(stdout)).toStrictEqual({ imageId: IMAGE_ID, pcr4: hex384('a4'), pcr7: hex384('57'), pcr12: hex384('00') });
   });
 
   test('checks the owner and the digest when asked, and then has nothing to warn about', async () => {
@@ -90,7 +90,7 @@ describe('refusals and failures: exit code 1, one line on stderr, nothing on std
       'a standard-boot image without PCR12',
       [],
       { images: [publishedImage({}, { [MEASUREMENT_TAGS.pcr12]: 'omit' })] },
-      /Image ami-0123456789abcdef0 publishes no sealed-inference:pcr12: a standard-boot image is sealed to PCR4 and PCR12/,
+      /Image ami-0123456789abcdef0 publishes no sealed-inference:pcr12: an image is sealed to PCR4 and PCR12/,
     ],
     [
       'a malformed PCR tag',

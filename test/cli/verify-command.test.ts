@@ -381,11 +381,11 @@ describe('expectation sources', () => {
     expect(ec2.commandCalls(DescribeImagesCommand)).toHaveLength(1);
   });
 
-  test('--image --secure-boot expects PCR7, which this document does not have', async () => {
+  test('--image --secure-boot expects PCR4, PCR7 and PCR12, and the PCR7 of this document differs', async () => {
     ec2.on(DescribeImagesCommand).resolves({ Images: [publishedImage()] });
     const { code, stdout } = await run(['--image', IMAGE.imageId, '--any-model', '--secure-boot', '--owner', '111111111111']);
     expect(code).toBe(3);
-    expect(stdout).toContain(`FAIL  image: expected ${IMAGE.imageId} (PCR7=${hex('57')})`);
+    expect(stdout).toContain(`FAIL  image: expected ${IMAGE.imageId} (PCR4=${hex('a4')} PCR7=${hex('57')} PCR12=${hex('00')})`);
   });
 
   test('--image with an image EC2 refuses could not be checked', async () => {

@@ -87,6 +87,17 @@ test('the firewall admits only TCP 3000 from outside', () => {
   expect(tcpPorts).toEqual(['3000']);
 });
 
+test('the firewall lets DNS out only to the Amazon-provided resolver, which systemd-resolved is told to use', () => {
+  const ruleset = overlay('etc/nftables/sealed-inference.nft');
+  const output = ruleset.slice(ruleset.indexOf('chain output'));
+  const dnsRules = output.split('\n').map((line) => line.trim()).filter((line) => /dport 53\b/.test(line));
+  expect(dnsRules).toEqual(['ip daddr 169.254.169.253 udp dport 53 accept', 'ip daddr 169.254.169.253 tcp dport 53 accept']);
+  expect(directives(overlay('etc/systemd/resolved.conf.d/90-sealed-inference.conf'))).toEqual([
+    'DNS=169.254.169.253', 'FallbackDNS=', 'LLMNR=no', 'MulticastDNS=no',
+  ]);
+  expect(directives(overlay('etc/systemd/networkd.conf.d/90-sealed-inference.conf'))).toEqual(['UseDNS=no', 'UseDNS=no']);
+});
+
 test('service accounts have no login shell', () => {
   const users = overlay('usr/lib/sysusers.d/sealed-inference.conf')
     .split('\n')

@@ -45,13 +45,13 @@ describe('with a mocked EC2 client', () => {
     expect(ec2.commandCalls(DescribeImagesCommand)).toHaveLength(1);
   });
 
-  test('returns only the values the image publishes, and its warnings', async () => {
+  test('returns only the values the image publishes, and its warnings (a Secure Boot image sealed to PCR7 alone)', async () => {
     const image = publishedImage(
       { ImdsSupport: 'v1.0' as never },
       { [MEASUREMENT_TAGS.pcr4]: 'omit', [MEASUREMENT_TAGS.pcr12]: 'omit', [MEASUREMENT_TAGS.recipeVersion]: 'omit' },
     );
     ec2.on(DescribeImagesCommand).resolves({ Images: [image] });
-    const response = (await handler(request('Create', { SecureBoot: 'true' }))) as OnEventResponse;
+    const response = (await handler(request('Create', { SecureBoot: 'true', Pcr7Only: 'true' }))) as OnEventResponse;
     expect(response.Data).toEqual({
       Pcr7: hex384('57'),
       MeasurementsSha256: DIGEST,

@@ -34,8 +34,15 @@ describe('checkPinsImage', () => {
     expect(() => checkPinsImage('Image x', { pcr4: A, pcr12: A })).not.toThrow();
   });
 
-  test('accepts Secure Boot with PCR7 alone', () => {
-    expect(() => checkPinsImage('Image x', { pcr7: A })).not.toThrow();
+  test('accepts Secure Boot with PCR4, PCR7 and PCR12', () => {
+    expect(() => checkPinsImage('Image x', { pcr4: A, pcr7: A, pcr12: A })).not.toThrow();
+  });
+
+  test('refuses Secure Boot with PCR7 alone unless asked for', () => {
+    expect(() => checkPinsImage('Image x', { pcr7: A })).toThrow(/PCR7 without PCR4 and PCR12.*pcr7Only/);
+    expect(() => checkPinsImage('Image x', { pcr7: A, pcr4: A })).toThrow(/PCR7 without PCR4 and PCR12/);
+    expect(() => checkPinsImage('Image x', { pcr7: A }, true)).not.toThrow();
+    expect(() => checkPinsImage('Image x', { pcr4: A, pcr12: A }, true)).toThrow(/PCR7 alone \(pcr7Only\), but has no pcr7/);
   });
 
   test('refuses PCR4 without PCR12, citing the command-line bypass', () => {

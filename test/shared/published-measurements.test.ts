@@ -27,9 +27,14 @@ test('returns every published value, normalised, with no warning', () => {
     });
 });
 
-test('a Secure Boot image needs only PCR7', () => {
+test('a Secure Boot image needs PCR4, PCR7 and PCR12, or only PCR7 when sealed to PCR7 alone', () => {
   const image = publishedImage({}, { [MEASUREMENT_TAGS.pcr4]: 'omit', [MEASUREMENT_TAGS.pcr12]: 'omit' });
-  expect(readPublishedMeasurements(image, { secureBoot: true })).toMatchObject({ pcr7: hex384('57'), pcr4: undefined });
+  expect(() => readPublishedMeasurements(image, { secureBoot: true }))
+    .toThrow(/publishes no sealed-inference:pcr4 and sealed-inference:pcr12.*seal a Secure Boot image to PCR7 alone \(pcr7Only\)/);
+  expect(readPublishedMeasurements(image, { secureBoot: true, pcr7Only: true })).toMatchObject({ pcr7: hex384('57'), pcr4: undefined });
+  expect(readPublishedMeasurements(publishedImage(), { secureBoot: true })).toMatchObject({
+    pcr4: hex384('a4'), pcr7: hex384('57'), pcr12: hex384('00'),
+  });
 });
 
 test('recipe version and digest tags are optional when no digest is expected', () => {
@@ -53,7 +58,7 @@ test.each<[string, Partial<Image>, Record<string, string>, { secureBoot: boolean
   ['no boot mode', { BootMode: undefined }, {}, standard, /has boot mode \(unset\), not uefi/],
   ['uefi-preferred', { BootMode: 'uefi-preferred' }, {}, standard, /has boot mode uefi-preferred, not uefi/],
   ['no TPM', { TpmSupport: undefined }, {}, standard, /has TPM support \(none\), not v2.0: register the image with --tpm-support v2.0/],
-  ['no PCR12', {}, { [MEASUREMENT_TAGS.pcr12]: 'omit' }, standard, /publishes no sealed-inference:pcr12: a standard-boot image is sealed to PCR4 and PCR12/],
+  ['no PCR12', {}, { [MEASUREMENT_TAGS.pcr12]: 'omit' }, standard, /publishes no sealed-inference:pcr12: an image is sealed to PCR4 and PCR12/],
   ['no PCR4 nor PCR12', {}, { [MEASUREMENT_TAGS.pcr4]: 'omit', [MEASUREMENT_TAGS.pcr12]: 'omit' }, standard, /publishes no sealed-inference:pcr4 and sealed-inference:pcr12/],
   ['no PCR7 for Secure Boot', {}, { [MEASUREMENT_TAGS.pcr7]: 'omit' }, { secureBoot: true }, /publishes no PCR7 \(tag sealed-inference:pcr7\), which a Secure Boot image is sealed to/],
   ['malformed PCR4', {}, { [MEASUREMENT_TAGS.pcr4]: 'deadbeef' }, standard, /PCR4 of Image ami-0123456789abcdef0 \(tag sealed-inference:pcr4\) must be a SHA-384 value of 96 hex characters, got "deadbeef"/],

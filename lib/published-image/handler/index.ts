@@ -34,6 +34,7 @@ export async function handler(event: OnEventRequest): Promise<OnEventResponse> {
 
   const published = readPublishedMeasurements(image, {
     secureBoot: props.SecureBoot === 'true',
+    pcr7Only: props.Pcr7Only === 'true',
     measurementsSha256: props.ExpectedMeasurementsSha256 || undefined,
     ownerAccounts,
   });

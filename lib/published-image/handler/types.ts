@@ -8,6 +8,8 @@ export interface PublishedMeasurementsProperties {
   readonly ImageId: string;
   /** 'true' for a Secure Boot image. */
   readonly SecureBoot: string;
+  /** 'true' for a Secure Boot image sealed to PCR7 alone; absent before the property existed. */
+  readonly Pcr7Only?: string;
   readonly ExpectedMeasurementsSha256?: string;
   /** Accounts besides the stack's own whose images may be read. */
   readonly AllowedOwnerAccounts?: string[];

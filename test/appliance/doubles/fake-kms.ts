@@ -95,7 +95,9 @@ export class FakeKms {
   private constructor(private readonly options: FakeKmsOptions) {
     this.keyArn = options.keyArn ?? 'arn:aws:kms:eu-west-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab';
     this.allowedImages = options.allowedImages.map((image, i) => {
-      checkPinsImage(`allowed image ${i}`, image);
+      // KMS evaluates whatever a policy pins, a key sealed to PCR7 alone (pcr7Only) included.
+      const sealedToPcr7Alone = image.pcr7 !== undefined && image.pcr4 === undefined && image.pcr12 === undefined;
+      checkPinsImage(`allowed image ${i}`, image, sealedToPcr7Alone);
       return pinnedPcrs(image).map(({ index, value }) => ({ index, value: normalizePcrValue(`PCR${index}`, value) }));
     });
     this.server = http.createServer((req, res) => {
