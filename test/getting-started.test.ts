@@ -6,7 +6,7 @@ import { extendSha384Pcr, readSha384Pcrs } from '../lib/appliance/tpm2-tools';
 import { ApplianceConfig } from '../lib/shared/appliance-config';
 import { readPublishedMeasurements } from '../lib/shared/published-measurements';
 import { createTestChain, TestChain } from './attestation/test-attestation';
-import { ApplianceProcess, freePort, startApplianceProcess } from './appliance/doubles/appliance-process';
+import { ApplianceProcess, applianceEnvironment, freePort, startApplianceProcess } from './appliance/doubles/appliance-process';
 import { FakeImds, startFakeImds } from './appliance/doubles/fake-imds';
 import { FakeKms } from './appliance/doubles/fake-kms';
 import { FakeS3, startFakeS3 } from './appliance/doubles/fake-s3';
@@ -206,16 +206,10 @@ describe('docs/getting-started.md', () => {
     const kms = await FakeKms.start({ trustedRoots: [chain.root.certificate], allowedImages, keyArn: KEY_ARN });
     const port = await freePort();
     const imds = await startFakeImds(JSON.stringify({ ...config, servicePort: port }));
-    const appliance = await startApplianceProcess(port, {
-      PATH: `${tpmTools}:${process.env.PATH}`,
-      TPM2TOOLS_TCTI: swtpm.tcti,
-      OLLAMA_HOST: ollama.url,
-      AWS_EC2_METADATA_SERVICE_ENDPOINT: imds.endpoint,
-      AWS_ENDPOINT_URL_S3: s3.endpoint,
-      AWS_ENDPOINT_URL_KMS: kms.endpoint,
-      AWS_ACCESS_KEY_ID: 'AKIDINSTANCEROLE',
-      AWS_SECRET_ACCESS_KEY: 'instance-role-secret',
-    });
+    const appliance = await startApplianceProcess(port, applianceEnvironment({
+      tpmTools, tpmTcti: swtpm.tcti, ollamaUrl: ollama.url, imdsEndpoint: imds.endpoint, s3Endpoint: s3.endpoint,
+      kmsEndpoint: kms.endpoint,
+    }));
     deployment = { config, kms, imds, appliance };
     return { template, outputs };
   }

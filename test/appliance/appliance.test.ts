@@ -10,7 +10,7 @@ import { EXIT_CODE } from '../../lib/cli/program';
 import { modelEncryptionContext } from '../../lib/sealing/manifest';
 import { createTestChain, TestChain } from '../attestation/test-attestation';
 import { runCaptured } from '../cli/capture';
-import { freePort, startApplianceProcess } from './doubles/appliance-process';
+import { applianceEnvironment, freePort, startApplianceProcess } from './doubles/appliance-process';
 import { FakeImds, startFakeImds } from './doubles/fake-imds';
 import { FakeKms } from './doubles/fake-kms';
 import { FakeS3, startFakeS3 } from './doubles/fake-s3';
@@ -85,16 +85,10 @@ describe('the appliance bundle', () => {
     });
     beforeStart(model);
     const imds: FakeImds = await startFakeImds(JSON.stringify(config));
-    const env = {
-      PATH: `${tools}:${process.env.PATH}`,
-      TPM2TOOLS_TCTI: swtpm.tcti,
-      OLLAMA_HOST: ollama.url,
-      AWS_EC2_METADATA_SERVICE_ENDPOINT: imds.endpoint,
-      AWS_ENDPOINT_URL_S3: s3.endpoint,
-      AWS_ENDPOINT_URL_KMS: kms.endpoint,
-      AWS_ACCESS_KEY_ID: 'AKIDINSTANCEROLE',
-      AWS_SECRET_ACCESS_KEY: 'instance-role-secret',
-    };
+    const env = applianceEnvironment({
+      tpmTools: tools, tpmTcti: swtpm.tcti, ollamaUrl: ollama.url, imdsEndpoint: imds.endpoint, s3Endpoint: s3.endpoint,
+      kmsEndpoint: kms.endpoint,
+    });
     const appliance = await startApplianceProcess(port, env);
     running.push(appliance, { stop: () => imds.close() }, { stop: () => kms.stop() });
     /** The service crashes and systemd starts it again: same TPM, same memory-backed state, same port. */

@@ -94,3 +94,28 @@ export async function startApplianceProcess(
     },
   };
 }
+
+/** Where an instance's neighbours are, as the appliance finds them: its TPM tools, TPM, Ollama, IMDS, S3 and KMS. */
+export interface ApplianceNeighbours {
+  /** The directory holding `nitro-tpm-attest` (the double). */
+  readonly tpmTools: string;
+  readonly tpmTcti: string;
+  readonly ollamaUrl: string;
+  readonly imdsEndpoint: string;
+  readonly s3Endpoint: string;
+  readonly kmsEndpoint: string;
+}
+
+/** The appliance's environment on an instance with `neighbours`, with the instance role's (test) credentials. */
+export function applianceEnvironment(neighbours: ApplianceNeighbours): NodeJS.ProcessEnv {
+  return {
+    PATH: `${neighbours.tpmTools}:${process.env.PATH}`,
+    TPM2TOOLS_TCTI: neighbours.tpmTcti,
+    OLLAMA_HOST: neighbours.ollamaUrl,
+    AWS_EC2_METADATA_SERVICE_ENDPOINT: neighbours.imdsEndpoint,
+    AWS_ENDPOINT_URL_S3: neighbours.s3Endpoint,
+    AWS_ENDPOINT_URL_KMS: neighbours.kmsEndpoint,
+    AWS_ACCESS_KEY_ID: 'AKIDINSTANCEROLE',
+    AWS_SECRET_ACCESS_KEY: 'instance-role-secret',
+  };
+}
