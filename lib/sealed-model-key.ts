@@ -5,6 +5,7 @@ import { Construct } from 'constructs';
 import { IAttestableImage } from './attestable-image';
 import { KeyAdministration } from './key-administration';
 import { DESCRIBE_KEY_ACTIONS, SEAL_ACTIONS, UNSEAL_ACTIONS } from './private/permissions';
+import { warnIfSealedToPcr7Alone } from './private/pcr7-only-warning';
 import { KMS_KEY_ARN_PATTERN } from './shared/appliance-config';
 import { nitroTpmPcrConditionKey, pinnedPcrs } from './shared/measurements';
 import { checkModelName, ENCRYPTION_CONTEXT_KEYS, MODEL_CONTEXT_KEY } from './shared/model-identity';
@@ -49,7 +50,6 @@ export interface SealedModelKeyAttributes {
    */
   readonly modelNames?: string[];
 }
-import { warnIfSealedToPcr7Alone } from './private/pcr7-only-warning';
 
 /** Properties of a {@link SealedModelKey}. */
 export interface SealedModelKeyProps {

@@ -125,7 +125,7 @@ function unsealerRole(scope: Construct, options: AttestedLaunchOptions, modelPre
     sid: 'DenyS3OutsideTheModelPrefix',
     effect: iam.Effect.DENY,
     actions: ['s3:*'],
-    notResources: [options.modelBucket.bucket.bucketArn, options.modelBucket.bucket.arnForObjects(`${modelPrefix}*`)],
+    notResources: [options.modelBucket.bucket.bucketArn, modelObjects],
   }));
   role.addToPrincipalPolicy(new iam.PolicyStatement({
     sid: 'DenyKmsOutsideTheSealingKey',
