@@ -5,9 +5,7 @@ import * as s3 from 'aws-cdk-lib/aws-s3';
 import { Construct } from 'constructs';
 import { MODEL_FETCH_ACTIONS, MODEL_LIST_ACTIONS, MODEL_UPLOAD_ACTIONS } from './private/permissions';
 import { SealedModelKey } from './sealed-model-key';
-
-/** Where sealed models are stored in a model bucket unless told otherwise. */
-export const DEFAULT_MODEL_PREFIX = 'models/';
+import { DEFAULT_MODEL_PREFIX } from './shared/appliance-config';
 
 /**
  * A bucket for sealed model artifacts: one this stack creates ({@link ModelBucket}) or an existing one, e.g. in the

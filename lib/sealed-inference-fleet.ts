@@ -12,6 +12,7 @@ import { warnWithoutModelOwner } from './private/model-owner-check';
 import { addReviewerOutputs } from './private/reviewer-outputs';
 import { SealedInferenceProps } from './sealed-inference';
 import { SealedModelKey } from './sealed-model-key';
+import { DEFAULT_MODEL_PREFIX } from './shared/appliance-config';
 import { ServiceLoadBalancerSecurityGroup } from './service-load-balancer-security-group';
 import { TamperAlarms } from './tamper-alarms';
 import { ZeroOperatorAccessSecurityGroup } from './zero-operator-access';
@@ -106,7 +107,7 @@ export class SealedInferenceFleet extends Construct {
   constructor(scope: Construct, id: string, props: SealedInferenceFleetProps) {
     super(scope, id);
     const capacity = checkCapacity(props);
-    this.modelPrefix = props.modelPrefix ?? 'models/';
+    this.modelPrefix = props.modelPrefix ?? DEFAULT_MODEL_PREFIX;
     const allowedImages = [props.image, ...(props.additionalAllowedImages ?? [])];
 
     const { vpc, isolatedNetwork } = inferenceNetwork(this, props);

@@ -11,6 +11,7 @@ import { ModelBucket } from './model-bucket';
 import { warnWithoutModelOwner } from './private/model-owner-check';
 import { addReviewerOutputs } from './private/reviewer-outputs';
 import { SealedModelKey } from './sealed-model-key';
+import { DEFAULT_MODEL_PREFIX } from './shared/appliance-config';
 import { TamperAlarms } from './tamper-alarms';
 import { ZeroOperatorAccessSecurityGroup } from './zero-operator-access';
 
@@ -165,7 +166,7 @@ export class SealedInference extends Construct {
   constructor(scope: Construct, id: string, props: SealedInferenceProps) {
     super(scope, id);
     this.modelName = props.modelName;
-    this.modelPrefix = props.modelPrefix ?? 'models/';
+    this.modelPrefix = props.modelPrefix ?? DEFAULT_MODEL_PREFIX;
     const allowedImages = [props.image, ...(props.additionalAllowedImages ?? [])];
 
     const { vpc, isolatedNetwork } = inferenceNetwork(this, props);

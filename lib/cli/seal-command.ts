@@ -2,7 +2,7 @@ import { Command, InvalidArgumentError } from 'commander';
 import { existsSync } from 'fs';
 import { readFile, stat } from 'fs/promises';
 import * as path from 'path';
-import { sealedModelObjects } from '../shared/appliance-config';
+import { DEFAULT_MODEL_PREFIX, sealedModelObjects } from '../shared/appliance-config';
 import { checkModelName } from '../shared/model-identity';
 import { DEFAULT_CHUNK_SIZE, MAX_CHUNK_SIZE } from '../sealing/format';
 import type { SealedModelManifest } from '../sealing/manifest';
@@ -22,9 +22,6 @@ import { formatBytes, startProgress } from './progress';
  * `--data-key-file`) for tests, benchmarks and air-gapped staging. Prints where the artifacts went and the manifest
  * as JSON.
  */
-
-/** Where `SealedInference` and `SealedInferenceFleet` let the model owner upload by default (`modelPrefix`). */
-export const DEFAULT_MODEL_PREFIX = 'models/';
 
 /** The command's options, as parsed. */
 export interface SealCommandOptions {

@@ -57,6 +57,9 @@ export const KMS_KEY_ARN_PATTERN = new RegExp(
 /** The current {@link ApplianceConfig.configVersion}. */
 export const APPLIANCE_CONFIG_VERSION = 1;
 
+/** Where sealed models are stored in a model bucket unless told otherwise (`modelPrefix`). */
+export const DEFAULT_MODEL_PREFIX = 'models/';
+
 /** Where the artifacts of model `name` live under `prefix` (empty or ending in '/'). */
 export function sealedModelObjects(prefix: string, name: string): SealedModelObjects {
   return {

@@ -6,7 +6,7 @@ import { mkdtempSync, writeFileSync } from 'fs';
 import { tmpdir } from 'os';
 import * as path from 'path';
 import { SealedInference } from '../../lib';
-import { DEFAULT_MODEL_PREFIX } from '../../lib/cli/seal-command';
+import { DEFAULT_MODEL_PREFIX } from '../../lib/shared/appliance-config';
 import { IMAGE_A, testStack } from '../fixtures';
 import { failure, runCaptured } from './capture';
 
