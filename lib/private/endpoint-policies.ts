@@ -1,6 +1,7 @@
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as s3 from 'aws-cdk-lib/aws-s3';
+import { MODEL_FETCH_ACTIONS, MODEL_LIST_ACTIONS, UNSEAL_ACTIONS } from './permissions';
 
 /** What the appliance reaches through a VPC's endpoints: one bucket prefix and one key. */
 export interface WorkloadDestinations {
@@ -27,20 +28,20 @@ export function restrictEndpoints(
   s3Gateway.addToPolicy(new iam.PolicyStatement({
     sid: 'ReadTheSealedModel',
     principals: anyone,
-    actions: ['s3:GetObject'],
+    actions: MODEL_FETCH_ACTIONS,
     resources: [destinations.bucket.arnForObjects(`${destinations.modelPrefix}*`)],
   }));
   s3Gateway.addToPolicy(new iam.PolicyStatement({
     sid: 'ListTheSealedModelPrefix',
     principals: anyone,
-    actions: ['s3:ListBucket'],
+    actions: MODEL_LIST_ACTIONS,
     resources: [destinations.bucket.bucketArn],
     conditions: { StringLike: { 's3:prefix': [`${destinations.modelPrefix}*`] } },
   }));
   kmsEndpoint.addToPolicy(new iam.PolicyStatement({
     sid: 'UnsealWithTheSealingKey',
     principals: anyone,
-    actions: ['kms:Decrypt'],
+    actions: UNSEAL_ACTIONS,
     resources: [destinations.keyArn],
   }));
 }
