@@ -211,9 +211,9 @@ function addExpectationFlags(command: Command): Command {
     .addOption(new Option('--stack-outputs <file>', 'expect the allowed images of a cdk deploy --outputs-file file'))
     .option('--stack <name>', 'the stack to read from --stack-outputs when it holds several')
     .option('--region <region>', "with --image: the image's Region (default: AWS_REGION, else your profile's region)")
-    .option('--secure-boot', 'with --image: a Secure Boot image, pinned by PCR7')
+    .option('--secure-boot', 'with --image: a Secure Boot image, pinned by PCR4, PCR7 and PCR12')
     .option('--owner <account>', "with --image: require the image's owner; repeat to allow several", collectAccount)
-    .addOption(new Option('--model <manifest.json>', 'require the service to serve exactly this sealed model (its name, size and SHA-256)'))
+    .option('--model <manifest.json>', 'require the service to serve exactly this sealed model (its name, size and SHA-256)')
     .addOption(new Option('--any-model', 'accept whichever model the service serves (the report still names it)')
       .conflicts('model'))
     .option('--max-age <seconds>', 'the oldest document accepted', parsePositiveSeconds, DEFAULT_ATTESTATION_MAX_AGE_MS / 1000)
@@ -244,12 +244,14 @@ export async function readVerifyExpectations(
   output: CliOutput,
   dependencies: CliDependencies = {},
 ): Promise<VerifyExpectations> {
-  const images = await expectedImages(options, output, dependencies);
-  const model = options.model === undefined ? undefined : parseManifest(readFile(options.model, 'manifest'));
-  const configurationSha384 = options.stackOutputs === undefined
+  const stackOutputs = options.stackOutputs === undefined
     ? undefined
-    : deployedConfigurationSha384(readFile(options.stackOutputs, 'stack outputs file'), options.stackOutputs, options.stack,
-      model?.modelName);
+    : { path: options.stackOutputs, text: readFile(options.stackOutputs, 'stack outputs file') };
+  const images = await expectedImages(options, stackOutputs, output, dependencies);
+  const model = options.model === undefined ? undefined : parseManifest(readFile(options.model, 'manifest'));
+  const configurationSha384 = stackOutputs === undefined
+    ? undefined
+    : deployedConfigurationSha384(stackOutputs.text, stackOutputs.path, options.stack, model?.modelName);
   const key = options.key === undefined
     ? undefined
     : { arn: options.key.arn, policy: await getKeyPolicy(options.key, dependencies) };
@@ -279,12 +281,17 @@ export async function verify(
   }
 }
 
-async function expectedImages(options: VerifyOptions, output: CliOutput, dependencies: CliDependencies): Promise<ExpectedImage[]> {
+async function expectedImages(
+  options: VerifyOptions,
+  stackOutputs: { readonly path: string; readonly text: string } | undefined,
+  output: CliOutput,
+  dependencies: CliDependencies,
+): Promise<ExpectedImage[]> {
   if (options.measurements !== undefined) {
     return readMeasurementsFile(readFile(options.measurements, 'measurements file'), options.measurements);
   }
-  if (options.stackOutputs !== undefined) {
-    return readStackOutputs(readFile(options.stackOutputs, 'stack outputs file'), options.stackOutputs, options.stack);
+  if (stackOutputs !== undefined) {
+    return readStackOutputs(stackOutputs.text, stackOutputs.path, options.stack);
   }
   const { region, secureBoot, owner } = options;
   return [await measurements(options.image!, { region, secureBoot, owner }, output, dependencies)];
