@@ -5,7 +5,7 @@ import * as kms from 'aws-cdk-lib/aws-kms';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import * as route53resolver from 'aws-cdk-lib/aws-route53resolver';
 import { Construct } from 'constructs';
-import { serviceEncryptionKey } from './service-encryption-key';
+import { serviceEncryptionKey } from './private/service-encryption-key';
 
 /** Properties of an {@link EndpointDnsFirewall}. */
 export interface EndpointDnsFirewallProps {

@@ -5,7 +5,7 @@ import * as iam from 'aws-cdk-lib/aws-iam';
 import * as kms from 'aws-cdk-lib/aws-kms';
 import * as sns from 'aws-cdk-lib/aws-sns';
 import { Construct } from 'constructs';
-import { serviceEncryptionKey } from './service-encryption-key';
+import { serviceEncryptionKey } from './private/service-encryption-key';
 
 /** Properties of {@link TamperAlarms}. */
 export interface TamperAlarmsProps {
