@@ -37,8 +37,8 @@ export interface AttestedLaunchTemplateProps {
   readonly modelPrefix?: string;
 
   /**
-   * A name for the instances' role. Name it when the key is in another account: the key's owner names the role in
-   * the key policy, by an ARN known before it exists.
+   * A name for the instances' role. Name it when the key is in another account: the key's owner names the role
+   * before it exists, with `roleInAccount()`.
    *
    * @default - a name CloudFormation generates
    */

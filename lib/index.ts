@@ -10,6 +10,7 @@ export { InvalidMeasurementError, MEASUREMENT_TAGS } from './shared/measurements
 export type { PcrMeasurements } from './shared/measurements';
 export { KeyAdministration } from './key-administration';
 export { SealedModelKey } from './sealed-model-key';
+export { roleInAccount } from './role-in-account';
 export type { ISealedModelKey, SealedModelKeyAttributes, SealedModelKeyProps } from './sealed-model-key';
 export { ModelBucket } from './model-bucket';
 export type { IModelBucket, ModelBucketAttributes, ModelBucketProps } from './model-bucket';

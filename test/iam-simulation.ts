@@ -74,7 +74,7 @@ export async function simulate(request: SimulatedRequest): Promise<EvaluationRes
       principal: request.principal,
       action: request.action,
       resource: { resource: request.resource, accountId: request.resourceAccount },
-      contextVariables: request.context ?? {},
+      contextVariables: { ...principalArnOf(request.principal), ...request.context },
     },
     identityPolicies: (request.identityPolicies ?? []).map((policy, i) => ({ name: `identity${i + 1}`, policy })),
     serviceControlPolicies: [],
@@ -91,6 +91,17 @@ export async function simulate(request: SimulatedRequest): Promise<EvaluationRes
   const decision = runUnsafeSimulation({ ...simulation, resourcePolicy: named }, { simulationMode: 'Strict' });
   if (ignored.length === 0) expect(decision).toBe(validated.overallResult);
   return decision;
+}
+
+/**
+ * `aws:PrincipalArn`, which AWS sets on every request and the simulator does not derive: for a session of a role,
+ * the role's ARN (a role in no path, as the constructs create).
+ */
+function principalArnOf(principal: SimulationRequestPrincipal): Context {
+  if (typeof principal !== 'string') return {};
+  const session = /^arn:(aws[a-z-]*):sts::(\d{12}):assumed-role\/([^/]+)\/[^/]+$/.exec(principal);
+  if (session) return { 'aws:PrincipalArn': `arn:${session[1]}:iam::${session[2]}:role/${session[3]}` };
+  return /^arn:aws[a-z-]*:iam::\d{12}:(role|user)\//.test(principal) ? { 'aws:PrincipalArn': principal } : {};
 }
 
 /** The condition keys KMS derives from a request's encryption context. */
