@@ -7,12 +7,11 @@ import { Construct } from 'constructs';
 import { attestedSubnets } from './private/attested-launch';
 import { AttestedLaunchTemplate } from './attested-launch-template';
 import { inferenceNetwork } from './private/inference-network';
-import { ModelBucket } from './model-bucket';
-import { warnWithoutModelOwner } from './private/model-owner-check';
+import { IModelBucket } from './model-bucket';
 import { addReviewerOutputs } from './private/reviewer-outputs';
+import { SealedModelStorage } from './private/sealed-model-storage';
 import { SealedInferenceProps } from './sealed-inference';
-import { SealedModelKey } from './sealed-model-key';
-import { DEFAULT_MODEL_PREFIX } from './shared/appliance-config';
+import { ISealedModelKey } from './sealed-model-key';
 import { ServiceLoadBalancerSecurityGroup } from './service-load-balancer-security-group';
 import { TamperAlarms } from './tamper-alarms';
 import { ZeroOperatorAccessSecurityGroup } from './zero-operator-access';
@@ -72,10 +71,10 @@ export class SealedInferenceFleet extends Construct {
   public readonly vpc: ec2.IVpc;
 
   /** The sealing key. */
-  public readonly key: SealedModelKey;
+  public readonly key: ISealedModelKey;
 
   /** The bucket for the sealed artifacts. */
-  public readonly modelBucket: ModelBucket;
+  public readonly modelBucket: IModelBucket;
 
   /** The security group of the inference instances: the service port only from the load balancer. */
   public readonly securityGroup: ZeroOperatorAccessSecurityGroup;
@@ -101,33 +100,28 @@ export class SealedInferenceFleet extends Construct {
   /** The URL of the inference service through the load balancer (TLS 1.3, ending on the attested instances). */
   public readonly serviceUrl: string;
 
-  private readonly modelPrefix: string;
-  private readonly modelOwners: iam.IPrincipal[] = [];
+  private readonly storage: SealedModelStorage;
 
   constructor(scope: Construct, id: string, props: SealedInferenceFleetProps) {
     super(scope, id);
     const capacity = checkCapacity(props);
-    this.modelPrefix = props.modelPrefix ?? DEFAULT_MODEL_PREFIX;
     const allowedImages = [props.image, ...(props.additionalAllowedImages ?? [])];
 
     const { vpc, isolatedNetwork } = inferenceNetwork(this, props);
     this.vpc = vpc;
     const vpcSubnets = attestedSubnets(this, vpc, props.vpcSubnets);
 
-    this.key = new SealedModelKey(this, 'Key', {
-      allowedImages,
-      modelNames: [props.modelName],
-      keyAdministration: props.keyAdministration,
-      unsealVpcId: isolatedNetwork?.vpc.vpcId,
-    });
-    this.modelBucket = new ModelBucket(this, 'Models', { encryptionKey: props.bucketEncryptionKey });
+    this.storage = new SealedModelStorage(this, props, allowedImages, isolatedNetwork);
+    this.key = this.storage.key;
+    this.modelBucket = this.storage.modelBucket;
+    const modelPrefix = this.storage.modelPrefix;
     this.securityGroup = new ZeroOperatorAccessSecurityGroup(this, 'SecurityGroup', {
       vpc,
       servicePort: props.servicePort,
       endpointPeers: isolatedNetwork ? [] : props.endpointPeers,
     });
     isolatedNetwork?.allowEndpointsFrom(this.securityGroup);
-    isolatedNetwork?.restrictTo({ bucket: this.modelBucket.bucket, modelPrefix: this.modelPrefix, keyArn: this.key.keyArn });
+    isolatedNetwork?.restrictTo({ bucket: this.modelBucket.bucket, modelPrefix, keyArn: this.key.keyArn });
     this.loadBalancerSecurityGroup = new ServiceLoadBalancerSecurityGroup(this, 'LoadBalancerSecurityGroup', {
       vpc,
       targets: this.securityGroup,
@@ -150,8 +144,9 @@ export class SealedInferenceFleet extends Construct {
       key: this.key,
       modelBucket: this.modelBucket,
       modelName: props.modelName,
-      modelPrefix: this.modelPrefix,
+      modelPrefix,
       instanceType: props.instanceType,
+      roleName: props.instanceRoleName,
       // Clients name the load balancer in the Host header; the appliance answers only names it was told.
       hostNames: [this.loadBalancer.loadBalancerDnsName],
     });
@@ -194,19 +189,18 @@ export class SealedInferenceFleet extends Construct {
 
     this.serviceUrl = `https://${this.loadBalancer.loadBalancerDnsName}:${port}`;
     this.tamperAlarms = new TamperAlarms(this, 'TamperAlarms', {
-      keyArn: this.key.keyArn,
+      keyArn: this.storage.watchedKeyArn,
       imageIds: allowedImages.map((image) => image.imageId),
       modelOwnerEventBusArn: props.modelOwnerEventBusArn,
     });
     props.modelOwners?.forEach((owner) => this.allowModelOwner(owner));
-    warnWithoutModelOwner(this, this.modelOwners);
     addReviewerOutputs(this, {
       allowedImages,
       workload: 'the fleet',
       key: this.key,
       modelBucket: this.modelBucket,
       modelName: props.modelName,
-      modelPrefix: this.modelPrefix,
+      modelPrefix,
       serviceUrl: this.serviceUrl,
     });
     new CfnOutput(this, 'AutoScalingGroupName', {
@@ -217,9 +211,7 @@ export class SealedInferenceFleet extends Construct {
 
   /** Lets `principal` seal the model with the key and upload it to the bucket. It can never decrypt. */
   public allowModelOwner(principal: iam.IPrincipal): void {
-    this.modelOwners.push(principal);
-    this.key.grantSeal(principal);
-    this.modelBucket.grantUpload(principal, this.modelPrefix);
+    this.storage.allowModelOwner(principal);
   }
 
   /** Lets `peer` reach the inference service through the load balancer. */

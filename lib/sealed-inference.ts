@@ -7,11 +7,10 @@ import { AttestedInstance } from './attested-instance';
 import { IAttestableImage } from './attestable-image';
 import { inferenceNetwork } from './private/inference-network';
 import { KeyAdministration } from './key-administration';
-import { ModelBucket } from './model-bucket';
-import { warnWithoutModelOwner } from './private/model-owner-check';
+import { IModelBucket } from './model-bucket';
 import { addReviewerOutputs } from './private/reviewer-outputs';
-import { SealedModelKey } from './sealed-model-key';
-import { DEFAULT_MODEL_PREFIX } from './shared/appliance-config';
+import { SealedModelStorage } from './private/sealed-model-storage';
+import { ISealedModelKey } from './sealed-model-key';
 import { TamperAlarms } from './tamper-alarms';
 import { ZeroOperatorAccessSecurityGroup } from './zero-operator-access';
 
@@ -30,13 +29,36 @@ export interface SealedInferenceProps {
    */
   readonly additionalAllowedImages?: IAttestableImage[];
 
+  /**
+   * The sealing key: the model owner's, e.g. imported from their account with
+   * `SealedModelKey.fromSealedModelKeyAttributes()`. Its policy must let the instance role (see `instanceRoleName`)
+   * decrypt with an attestation of `image`; synth warns (`sealed-inference:imported-key-policy`) with the statement.
+   *
+   * @default - a new {@link SealedModelKey}, sealed to `image` and `additionalAllowedImages`
+   */
+  readonly key?: ISealedModelKey;
+
+  /**
+   * The bucket holding the sealed model: the model owner's, e.g. imported with `ModelBucket.fromModelBucketAttributes()`.
+   *
+   * @default - a new {@link ModelBucket}
+   */
+  readonly modelBucket?: IModelBucket;
+
+  /**
+   * A name for the instance role: with a `key` in another account, its owner names the role with `roleInAccount()`.
+   *
+   * @default - a name CloudFormation generates
+   */
+  readonly instanceRoleName?: string;
+
   /** The sealed model's name (the `--name` it was sealed with). */
   readonly modelName: string;
 
   /**
    * The prefix the sealed model's artifacts are stored under: empty or ending in '/'.
    *
-   * @default 'models/'
+   * @default - the `modelPrefix` of the `modelBucket` given, else 'models/'
    */
   readonly modelPrefix?: string;
 
@@ -142,10 +164,10 @@ export class SealedInference extends Construct {
   public readonly vpc: ec2.IVpc;
 
   /** The sealing key. */
-  public readonly key: SealedModelKey;
+  public readonly key: ISealedModelKey;
 
   /** The bucket for the sealed artifacts. */
-  public readonly modelBucket: ModelBucket;
+  public readonly modelBucket: IModelBucket;
 
   /** The security group of the inference instance. */
   public readonly securityGroup: ZeroOperatorAccessSecurityGroup;
@@ -160,25 +182,20 @@ export class SealedInference extends Construct {
   public readonly serviceUrl: string;
 
   private readonly modelName: string;
-  private readonly modelPrefix: string;
-  private readonly modelOwners: iam.IPrincipal[] = [];
+  private readonly storage: SealedModelStorage;
 
   constructor(scope: Construct, id: string, props: SealedInferenceProps) {
     super(scope, id);
     this.modelName = props.modelName;
-    this.modelPrefix = props.modelPrefix ?? DEFAULT_MODEL_PREFIX;
     const allowedImages = [props.image, ...(props.additionalAllowedImages ?? [])];
 
     const { vpc, isolatedNetwork } = inferenceNetwork(this, props);
     this.vpc = vpc;
 
-    this.key = new SealedModelKey(this, 'Key', {
-      allowedImages,
-      modelNames: [props.modelName],
-      keyAdministration: props.keyAdministration,
-      unsealVpcId: isolatedNetwork?.vpc.vpcId,
-    });
-    this.modelBucket = new ModelBucket(this, 'Models', { encryptionKey: props.bucketEncryptionKey });
+    this.storage = new SealedModelStorage(this, props, allowedImages, isolatedNetwork);
+    this.key = this.storage.key;
+    this.modelBucket = this.storage.modelBucket;
+    const modelPrefix = this.storage.modelPrefix;
     this.securityGroup = new ZeroOperatorAccessSecurityGroup(this, 'SecurityGroup', {
       vpc,
       servicePort: props.servicePort,
@@ -186,7 +203,7 @@ export class SealedInference extends Construct {
       endpointPeers: isolatedNetwork ? [] : props.endpointPeers,
     });
     isolatedNetwork?.allowEndpointsFrom(this.securityGroup);
-    isolatedNetwork?.restrictTo({ bucket: this.modelBucket.bucket, modelPrefix: this.modelPrefix, keyArn: this.key.keyArn });
+    isolatedNetwork?.restrictTo({ bucket: this.modelBucket.bucket, modelPrefix, keyArn: this.key.keyArn });
     this.attestedInstance = new AttestedInstance(this, 'Instance', {
       vpc,
       vpcSubnets: props.vpcSubnets,
@@ -195,15 +212,15 @@ export class SealedInference extends Construct {
       key: this.key,
       modelBucket: this.modelBucket,
       modelName: props.modelName,
-      modelPrefix: this.modelPrefix,
+      modelPrefix,
       instanceType: props.instanceType,
+      roleName: props.instanceRoleName,
     });
     props.modelOwners?.forEach((owner) => this.allowModelOwner(owner));
-    warnWithoutModelOwner(this, this.modelOwners);
 
     const instance = this.attestedInstance.instance;
     this.tamperAlarms = new TamperAlarms(this, 'TamperAlarms', {
-      keyArn: this.key.keyArn,
+      keyArn: this.storage.watchedKeyArn,
       imageIds: allowedImages.map((image) => image.imageId),
       instanceId: instance.instanceId,
       modelOwnerEventBusArn: props.modelOwnerEventBusArn,
@@ -214,9 +231,7 @@ export class SealedInference extends Construct {
 
   /** Lets `principal` seal the model with the key and upload it to the bucket. It can never decrypt. */
   public allowModelOwner(principal: iam.IPrincipal): void {
-    this.modelOwners.push(principal);
-    this.key.grantSeal(principal);
-    this.modelBucket.grantUpload(principal, this.modelPrefix);
+    this.storage.allowModelOwner(principal);
   }
 
   /** Lets `peer` reach the inference service. */
@@ -231,7 +246,7 @@ export class SealedInference extends Construct {
       key: this.key,
       modelBucket: this.modelBucket,
       modelName: this.modelName,
-      modelPrefix: this.modelPrefix,
+      modelPrefix: this.storage.modelPrefix,
       serviceUrl: this.serviceUrl,
     });
     new CfnOutput(this, 'InstanceId', {

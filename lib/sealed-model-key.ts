@@ -411,7 +411,9 @@ class ImportedSealedModelKey extends Resource implements ISealedModelKey {
     const json = statements.map((statement) => statement.toStatementJson());
     const output = new CfnOutput(this, `KeyPolicyRequest${this.requests}`, {
       value: stack.toJsonString(json),
-      description: `Key policy statements the owner of ${this.keyArn} must add to ${what}`,
+      // CloudFormation takes only a literal description: a key named by a parameter is described, not named.
+      description: `Key policy statements the owner of ${Token.isUnresolved(this.keyArn) ? 'the sealing key' : this.keyArn} ` +
+        `must add to ${what}`,
     });
     const readable = JSON.stringify(stack.resolve(json), undefined, 1).replace(/\n\s*/g, ' ');
     Annotations.of(this).addWarningV2(

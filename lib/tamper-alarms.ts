@@ -9,8 +9,12 @@ import { serviceEncryptionKey } from './private/service-encryption-key';
 
 /** Properties of {@link TamperAlarms}. */
 export interface TamperAlarmsProps {
-  /** The ARN of the sealing key. */
-  readonly keyArn: string;
+  /**
+   * The ARN of the sealing key, whose changes are watched.
+   *
+   * @default - no key is watched: a key imported from another account is watched there, by its owner's alarms
+   */
+  readonly keyArn?: string;
 
   /** The ids of the images the key allows. */
   readonly imageIds: string[];
@@ -70,11 +74,13 @@ export class TamperAlarms extends Construct {
         targets: destinations,
       }));
 
-    rule('Key', 'The sealing key: policy, grants, state, aliases or Regions changed', 'aws.kms', {
-      eventSource: ['kms.amazonaws.com'],
-      eventName: KEY_TAMPER_EVENTS,
-      resources: { ARN: [props.keyArn] },
-    });
+    if (props.keyArn !== undefined) {
+      rule('Key', 'The sealing key: policy, grants, state, aliases or Regions changed', 'aws.kms', {
+        eventSource: ['kms.amazonaws.com'],
+        eventName: KEY_TAMPER_EVENTS,
+        resources: { ARN: [props.keyArn] },
+      });
+    }
     if (props.imageIds.length > 0) {
       rule('ImageTags', 'An allowed image: its tags (the published measurements) changed', 'aws.ec2', {
         eventSource: ['ec2.amazonaws.com'],

@@ -1,7 +1,8 @@
 import { Annotations, Match, Template } from 'aws-cdk-lib/assertions';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as iam from 'aws-cdk-lib/aws-iam';
-import { EndpointPeer, SealedInference, SealedInferenceProps } from '../lib';
+import * as kms from 'aws-cdk-lib/aws-kms';
+import { EndpointPeer, KeyAdministration, ModelBucket, SealedInference, SealedInferenceProps, SealedModelKey } from '../lib';
 import { hex384, IMAGE_A, IMAGE_B, sealingKeys, testStack } from './fixtures';
 
 function pattern(props: Partial<SealedInferenceProps> = {}) {
@@ -232,5 +233,72 @@ describe('synth warnings', () => {
     const { stack, inference } = unsynthesized({ servicePeers: CLIENTS });
     inference.allowModelOwner(OWNER);
     expect(warnedAt(stack, 'sealed-inference:no-model-owner')).toEqual([]);
+  });
+});
+
+describe("with the model owner's key and bucket, imported from their account", () => {
+  const OWNER_KEY = 'arn:aws:kms:eu-west-1:222222222222:key/1234abcd-12ab-34cd-56ef-1234567890ab';
+  const withOwnersStorage = (props: Partial<SealedInferenceProps> = {}) => {
+    const stack = testStack();
+    const inference = new SealedInference(stack, 'Inference', {
+      image: IMAGE_A,
+      modelName: 'llama',
+      servicePeers: CLIENTS,
+      key: SealedModelKey.fromSealedModelKeyAttributes(stack, 'OwnersKey', { keyArn: OWNER_KEY, modelNames: ['llama'] }),
+      modelBucket: ModelBucket.fromModelBucketAttributes(stack, 'OwnersModels', {
+        bucketName: 'owner-sealed-models',
+        account: '222222222222',
+        modelPrefix: 'sealed/',
+      }),
+      instanceRoleName: 'sealed-inference-instance',
+      ...props,
+    });
+    return { stack, inference };
+  };
+
+  test("creates no key and no bucket, and points the instance at the owner's", () => {
+    const { stack, inference } = withOwnersStorage();
+    const template = Template.fromStack(stack);
+    expect(sealingKeys(template)).toEqual({});
+    template.resourceCountIs('AWS::S3::Bucket', 0);
+    expect(inference.attestedInstance.applianceConfig).toMatchObject({
+      keyArn: OWNER_KEY,
+      bucket: 'owner-sealed-models',
+      objects: { manifest: 'sealed/llama.manifest.json' },
+    });
+    template.hasResourceProperties('AWS::IAM::Role', { RoleName: 'sealed-inference-instance' });
+    // The endpoints let through the owner's key and prefix, nothing else.
+    expect(JSON.stringify(template.findResources('AWS::EC2::VPCEndpoint'))).toContain(OWNER_KEY);
+    expect(JSON.stringify(template.findResources('AWS::EC2::VPCEndpoint'))).toContain('owner-sealed-models/sealed/*');
+    expect(outputs(template)).toMatchObject({ InferenceKeyArn: OWNER_KEY, InferenceModelPrefix: 'sealed/' });
+  });
+
+  test("watches the instance, the images and the stack, and leaves the key to its owner's alarms", () => {
+    const { inference } = withOwnersStorage();
+    const watched = inference.tamperAlarms.rules.map((rule) => rule.node.id);
+    expect(watched).toEqual(['ImageTags', 'Image', 'InstanceUserData', 'Stack']);
+  });
+
+  test('warns with the statement the owner must add, and not that nobody can seal', () => {
+    const { stack } = withOwnersStorage();
+    expect(warnedAt(stack, 'sealed-inference:imported-key-policy')).not.toEqual([]);
+    expect(warnedAt(stack, 'sealed-inference:no-model-owner')).toEqual([]);
+  });
+
+  test('refuses to admit a model owner, whose grants belong where the key and bucket are', () => {
+    const { inference } = withOwnersStorage();
+    expect(() => inference.allowModelOwner(OWNER)).toThrow(
+      /the key or the bucket is imported, its policy written elsewhere: admit the model owner where they are created/,
+    );
+  });
+
+  test('refuses settings that apply only to a key or a bucket it creates', () => {
+    expect(() => withOwnersStorage({ keyAdministration: KeyAdministration.immutablePolicy() })).toThrow(
+      'Test/Inference: keyAdministration applies to a key this construct creates, not to the key given (key)',
+    );
+    const stack = testStack();
+    expect(() => withOwnersStorage({ bucketEncryptionKey: new kms.Key(stack, 'BucketKey') })).toThrow(
+      /bucketEncryptionKey applies to a bucket this construct creates/,
+    );
   });
 });

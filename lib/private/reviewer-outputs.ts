@@ -2,9 +2,9 @@ import { CfnOutput, Stack } from 'aws-cdk-lib';
 import { Construct } from 'constructs';
 import { IAttestableImage } from '../attestable-image';
 import { pinnedPcrs } from '../shared/measurements';
-import { ModelBucket } from '../model-bucket';
+import { IModelBucket } from '../model-bucket';
 import { PublishedImageMeasurements } from '../published-image';
-import { SealedModelKey } from '../sealed-model-key';
+import { ISealedModelKey } from '../sealed-model-key';
 
 /** What a deployment of a sealed model shows its reviewer and its clients. */
 export interface ReviewerOutputsOptions {
@@ -12,8 +12,8 @@ export interface ReviewerOutputsOptions {
   readonly allowedImages: IAttestableImage[];
   /** What runs the first image, e.g. 'the instance'. */
   readonly workload: string;
-  readonly key: SealedModelKey;
-  readonly modelBucket: ModelBucket;
+  readonly key: ISealedModelKey;
+  readonly modelBucket: IModelBucket;
   readonly modelName: string;
   readonly modelPrefix: string;
   /** The https:// URL clients reach the inference service at. */
