@@ -1,13 +1,10 @@
-import { App, CfnParameter, Stack, StackProps } from 'aws-cdk-lib';
-import * as ec2 from 'aws-cdk-lib/aws-ec2';
-import * as iam from 'aws-cdk-lib/aws-iam';
-import { Construct } from 'constructs';
-import { AttestableImage, IAttestableImage, PcrMeasurements, SealedInference } from '../lib';
+import { App } from 'aws-cdk-lib';
+import { PcrMeasurements } from '../lib';
 
 /** The sample deployment's settings, as `cdk.json` context provides them. */
-export interface SampleStackProps extends StackProps {
+export interface SampleSettings {
   /**
-   * The image, pinned with its measurements in the template.
+   * The image, pinned with its measurements in the templates.
    *
    * @default - the `ImageId` parameter, its measurements read from the image's tags at deploy time
    */
@@ -18,7 +15,7 @@ export interface SampleStackProps extends StackProps {
    * @default - no next image
    */
   readonly nextImage?: string | PinnedImage;
-  /** Whether the images boot with UEFI Secure Boot (sealed to PCR7) rather than standard boot (PCR4, PCR12). */
+  /** Whether the images boot with UEFI Secure Boot (sealed to PCR4, PCR7 and PCR12) rather than standard boot. */
   readonly secureBoot: boolean;
   /** The sealed model's name. */
   readonly modelName: string;
@@ -26,6 +23,13 @@ export interface SampleStackProps extends StackProps {
   readonly clientCidrs: string[];
   /** ARN of the model owner's role, allowed to seal and upload. */
   readonly modelOwnerArn?: string;
+  /**
+   * The model owner's account and the consumer's: the key and the bucket are deployed to the first, the network and
+   * the instance to the second. Both or neither.
+   *
+   * @default - both stacks deploy to the account of the credentials used
+   */
+  readonly accounts?: { readonly modelOwner: string; readonly consumer: string };
 }
 
 /** An image id with its measurements, as `sealed-inference measurements <ami-id>` prints them. */
@@ -41,10 +45,12 @@ export const CONTEXT = {
   modelName: 'sealed-inference:modelName',
   clientCidrs: 'sealed-inference:clientCidrs',
   modelOwnerArn: 'sealed-inference:modelOwnerArn',
+  modelOwnerAccount: 'sealed-inference:modelOwnerAccount',
+  consumerAccount: 'sealed-inference:consumerAccount',
 };
 
-/** Reads the sample's settings from context, failing with the key to set when one is missing. */
-export function sampleStackPropsFromContext(app: App): SampleStackProps {
+/** Reads the sample's settings from context, failing with the key to set when one is missing or malformed. */
+export function sampleSettingsFromContext(app: App): SampleSettings {
   // Values given with -c on the command line arrive as strings; cdk.json gives them typed.
   const context = (key: string) => {
     const value = app.node.tryGetContext(key);
@@ -55,62 +61,27 @@ export function sampleStackPropsFromContext(app: App): SampleStackProps {
     throw new Error(`Context ${CONTEXT.modelName} is not set: set it in cdk.json or with -c ${CONTEXT.modelName}=...`);
   }
   return {
-    description: 'Confidential LLM inference: a sealed model served by an attested Zero Operator Access instance',
     image: context(CONTEXT.image),
     nextImage: context(CONTEXT.nextImage),
     secureBoot: context(CONTEXT.secureBoot) ?? false,
     modelName,
     clientCidrs: context(CONTEXT.clientCidrs) ?? [],
     modelOwnerArn: context(CONTEXT.modelOwnerArn),
+    accounts: accountsFrom(context(CONTEXT.modelOwnerAccount), context(CONTEXT.consumerAccount)),
   };
 }
 
-/**
- * The sample deployment: one sealed model behind Zero Operator Access, in an isolated network.
- *
- * By default the image is a parameter of the template and its measurements are read from the image's tags when
- * the stack deploys; context `sealed-inference:image` pins them in the template instead.
- */
-export class SampleStack extends Stack {
-  public readonly inference: SealedInference;
-
-  constructor(scope: Construct, id: string, props: SampleStackProps) {
-    super(scope, id, props);
-    this.inference = new SealedInference(this, 'Inference', {
-      image: props.image ? pinned(props.image) : this.imageFromParameters(props.secureBoot),
-      additionalAllowedImages: props.nextImage ? [this.nextImage(props.nextImage, props.secureBoot)] : [],
-      modelName: props.modelName,
-      servicePeers: props.clientCidrs.map((cidr) => ec2.Peer.ipv4(cidr)),
-    });
-    // Without an owner, SealedInference warns at synth (sealed-inference:no-model-owner).
-    if (props.modelOwnerArn) this.inference.allowModelOwner(new iam.ArnPrincipal(props.modelOwnerArn));
+function accountsFrom(modelOwner: unknown, consumer: unknown): SampleSettings['accounts'] {
+  if (modelOwner === undefined && consumer === undefined) return undefined;
+  for (const [key, account] of [[CONTEXT.modelOwnerAccount, modelOwner], [CONTEXT.consumerAccount, consumer]]) {
+    if (account === undefined) {
+      throw new Error(
+        `Context ${key} is not set: set both ${CONTEXT.modelOwnerAccount} and ${CONTEXT.consumerAccount}, or neither`,
+      );
+    }
+    if (typeof account !== 'string' || !/^\d{12}$/.test(account)) {
+      throw new Error(`Context ${key} must be a 12-digit AWS account id, as a string; got ${JSON.stringify(account)}`);
+    }
   }
-
-  private imageFromParameters(secureBoot: boolean): IAttestableImage {
-    const imageId = new CfnParameter(this, 'ImageId', {
-      type: 'AWS::EC2::Image::Id',
-      description: 'The attestable image; its measurements are read from its tags and the key is sealed to them',
-    });
-    const expectedDigest = new CfnParameter(this, 'ExpectedMeasurementsSha256', {
-      type: 'String',
-      default: '',
-      allowedPattern: '^([0-9a-fA-F]{64})?$',
-      description: "Optional: SHA-256 of the image build's pcr_measurements.json, checked against the image's tag",
-    });
-    return AttestableImage.fromPublishedMeasurements(this, 'Image', {
-      imageId: imageId.valueAsString,
-      secureBoot,
-      expectedMeasurementsSha256: expectedDigest.valueAsString,
-    });
-  }
-
-  private nextImage(next: string | PinnedImage, secureBoot: boolean): IAttestableImage {
-    return typeof next === 'string'
-      ? AttestableImage.fromPublishedMeasurements(this, 'NextImage', { imageId: next, secureBoot })
-      : pinned(next);
-  }
-}
-
-function pinned({ imageId, pcr4, pcr7, pcr12 }: PinnedImage): IAttestableImage {
-  return AttestableImage.fromMeasurements(imageId, { pcr4, pcr7, pcr12 });
+  return { modelOwner: modelOwner as string, consumer: consumer as string };
 }

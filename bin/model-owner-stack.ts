@@ -1,0 +1,53 @@
+import { Annotations, Aws, CfnOutput, Stack, StackProps } from 'aws-cdk-lib';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import { Construct } from 'constructs';
+import { ModelBucket, roleInAccount, SealedModelKey, TamperAlarms } from '../lib';
+import { sampleImages } from './sample-images';
+import { SampleSettings } from './sample-settings';
+
+/** The name of the consumer's instance role, which the model owner's key and bucket admit before it exists. */
+export const CONSUMER_INSTANCE_ROLE_NAME = `SealedInferenceInstance-${Aws.REGION}`;
+
+/**
+ * The model owner's half of the sample: the sealing key and the model bucket, in the owner's account. The key
+ * unseals only for the consumer's instance role, and only on an attested instance of an allowed image; nothing in
+ * the consumer's account, its administrators included, can change that. Alarms watch the key here, where its
+ * changes are logged.
+ */
+export class ModelOwnerStack extends Stack {
+  public readonly key: SealedModelKey;
+  public readonly modelBucket: ModelBucket;
+
+  constructor(scope: Construct, id: string, settings: SampleSettings, props: StackProps = {}) {
+    super(scope, id, {
+      description: "Confidential LLM inference, the model owner's account: the sealing key and the sealed model's bucket",
+      ...props,
+    });
+    this.key = new SealedModelKey(this, 'Key', {
+      allowedImages: sampleImages(this, settings),
+      modelNames: [settings.modelName],
+    });
+    this.modelBucket = new ModelBucket(this, 'Models');
+    const consumerInstance = roleInAccount(settings.accounts?.consumer ?? Aws.ACCOUNT_ID, CONSUMER_INSTANCE_ROLE_NAME);
+    this.key.grantUnseal(consumerInstance);
+    this.modelBucket.grantFetch(consumerInstance);
+    if (settings.modelOwnerArn) {
+      const owner = new iam.ArnPrincipal(settings.modelOwnerArn);
+      this.key.grantSeal(owner);
+      this.modelBucket.grantUpload(owner);
+    } else {
+      Annotations.of(this).addWarningV2(
+        'sealed-inference:no-model-owner',
+        'No model owner: nobody may seal models with the key or upload them. Set context sealed-inference:modelOwnerArn.',
+      );
+    }
+    new TamperAlarms(this, 'TamperAlarms', { keyArn: this.key.keyArn, imageIds: [] });
+
+    // The names `sealed-inference seal --stack-outputs` reads, and the consumer's stack takes as parameters.
+    const output = (name: string, value: string, description: string) => new CfnOutput(this, name, { value, description });
+    output('KeyArn', this.key.keyArn, "The sealing key: the consumer stack's SealingKeyArn parameter");
+    output('ModelBucketName', this.modelBucket.bucketName, "The sealed model's bucket: the consumer stack's ModelBucketName parameter");
+    output('ModelPrefix', this.modelBucket.modelPrefix, 'Where the sealed model is stored in the bucket');
+    output('ModelName', settings.modelName, 'The model the key seals');
+  }
+}
