@@ -4,7 +4,6 @@ import * as os from 'os';
 import * as path from 'path';
 import { extendSha384Pcr, readSha384Pcrs } from '../lib/appliance/tpm2-tools';
 import { ApplianceConfig } from '../lib/shared/appliance-config';
-import { readPublishedMeasurements } from '../lib/shared/published-measurements';
 import { createTestChain, TestChain } from './attestation/test-attestation';
 import { ApplianceProcess, applianceEnvironment, freePort, startApplianceProcess } from './appliance/doubles/appliance-process';
 import { FakeImds, startFakeImds } from './appliance/doubles/fake-imds';
@@ -18,7 +17,7 @@ import { CommandBlock, shellBlocks } from './getting-started/walkthrough-command
 import {
   BackgroundScript, cloneOf, prepareWalkthroughShell, ROOT, runScript, ShellRun, standInsOf, startScript,
 } from './getting-started/walkthrough-shell';
-import { NEW_IMAGE_ID, readToolCalls, taggedImage } from './image-recipes/doubles/image-build-tools';
+import { NEW_IMAGE_ID } from './image-recipes/doubles/image-build-tools';
 
 /**
  * docs/getting-started.md, walked command by command in the page's order, in bash, against the project's doubles:
@@ -29,21 +28,26 @@ import { NEW_IMAGE_ID, readToolCalls, taggedImage } from './image-recipes/double
  */
 
 const PAGE = path.join(ROOT, 'docs', 'getting-started.md');
-const STACK = 'SealedInference';
+const OWNER_STACK = 'SealedInferenceModelOwner';
+const CONSUMER_STACK = 'SealedInferenceConsumer';
 const OLLAMA_ARCHIVE = 'a stand-in for the Ollama release archive\n';
 const OLLAMA_SHA256 = createHash('sha256').update(OLLAMA_ARCHIVE).digest('hex');
-const KEY_ARN = 'arn:aws:kms:eu-west-1:111111111111:key/0b3e6a1c-5d2f-4e8a-9c7b-1a2b3c4d5e6f';
+const KEY_ARN = 'arn:aws:kms:eu-west-1:222222222222:key/0b3e6a1c-5d2f-4e8a-9c7b-1a2b3c4d5e6f';
 const INSTANCE_ADDRESS = 'https://10.0.1.23:3000';
 const GATEWAY_ADDRESS = '127.0.0.1:8080';
 const BUILD_DIRECTORY = '/var/tmp/sealed-inference-image';
 const REVIEWED_CHECKSUM = '<the SHA-256 of ollama-linux-amd64.tgz you reviewed>';
 const MODEL_FILE = 'llama-3.2-1b-instruct.gguf';
+const MANIFEST_FILE = 'llama-3.2-1b-instruct.manifest.json';
 const QUESTION = 'Why is the sky blue?';
 
 const sha384 = (text: string) => createHash('sha384').update(text).digest('hex');
 const sha256Of = (file: string) => createHash('sha256').update(fs.readFileSync(file)).digest('hex');
 
-/** What `cdk deploy` made, once the walkthrough deployed: the doubles it runs against. */
+/** The PCRs an allowed image must report, as the owner's key policy says. */
+type AllowedImage = { pcr4: string; pcr12: string };
+
+/** What `cdk deploy` of the consumer's stack made, once the walkthrough deployed it: the doubles it runs against. */
 interface Deployment {
   readonly config: ApplianceConfig;
   readonly kms: FakeKms;
@@ -62,6 +66,7 @@ describe('docs/getting-started.md', () => {
   let ollama: StubOllama;
   let measurements: string;
   let gatewayPort: number;
+  let allowedImages: AllowedImage[] | undefined;
   let deployment: Deployment | undefined;
   let gateway: BackgroundScript | undefined;
   const deploys = () => path.join(work, 'deploys.jsonl');
@@ -147,23 +152,17 @@ describe('docs/getting-started.md', () => {
   };
 
   /**
-   * Deploys the stack `cdk deploy` synthesized: checks its parameters exist, reads the image's measurements from the
-   * tags the image build wrote (as the custom resource does), and writes the outputs file. The first deployment
-   * starts the instance: the appliance with the template's user data, and a KMS holding the images its key policy
-   * allows.
+   * Deploys the stack `cdk deploy` named, as the sample app synthesized it: checks its parameters exist, resolves it
+   * as CloudFormation would and writes the outputs file. The owner's stack gives the images its key policy allows;
+   * the consumer's first deployment starts the instance: the appliance with the template's user data, and a KMS
+   * holding the key with those images.
    */
-  async function deploy(): Promise<{ template: Template; outputs: Record<string, string> }> {
+  async function deploy(): Promise<{ stack: string; template: Template; outputs: Record<string, string> }> {
     const { args } = lastDeploy();
+    const stack = args.find((arg) => arg === OWNER_STACK || arg === CONSUMER_STACK)!;
     const parameters = Object.fromEntries(args.flatMap((arg, i) => args[i - 1] === '--parameters' ? [arg.split('=')] : []));
-    const template = JSON.parse(fs.readFileSync(path.join(clone, 'cdk.out', `${STACK}.template.json`), 'utf8')) as Template;
+    const template = JSON.parse(fs.readFileSync(path.join(clone, 'cdk.out', `${stack}.template.json`), 'utf8')) as Template;
     expect(Object.keys(template.Parameters)).toEqual(expect.arrayContaining(Object.keys(parameters)));
-
-    const tagging = readToolCalls(stubLog()).find((call) => call.tool === 'aws' && call.args.includes('create-tags'))!;
-    const image = taggedImage(parameters.ImageId, tagging);
-    const published = readPublishedMeasurements(image, {
-      secureBoot: false,
-      measurementsSha256: parameters.ExpectedMeasurementsSha256 || undefined,
-    });
     const physical: PhysicalValue = (id, type, attribute) => {
       const value = {
         'AWS::S3::Bucket': id.toLowerCase(),
@@ -172,9 +171,6 @@ describe('docs/getting-started.md', () => {
         'AWS::EC2::Instance': 'i-0123456789abcdef0',
         'AWS::EC2::VPC': 'vpc-0123456789abcdef0',
         'AWS::EC2::Instance.PrivateIp': new URL(INSTANCE_ADDRESS).hostname,
-        'Custom::PublishedImageMeasurements.Pcr4': published.pcr4,
-        'Custom::PublishedImageMeasurements.Pcr12': published.pcr12,
-        'Custom::PublishedImageMeasurements.Warnings': published.warnings.join(' '),
       }[attribute ? `${type}.${attribute}` : type];
       if (value === undefined) throw new Error(`the walkthrough's deployment does not make ${type} ${attribute ?? 'Ref'}`);
       return value;
@@ -183,27 +179,24 @@ describe('docs/getting-started.md', () => {
 
     const outputs = Object.fromEntries(Object.entries(template.Outputs).map(([id, { Value }]) => [id, String(resolve(Value))]));
     const outputsFile = args[args.indexOf('--outputs-file') + 1];
-    fs.writeFileSync(path.join(clone, outputsFile), JSON.stringify({ [STACK]: outputs }, null, 2));
+    fs.writeFileSync(path.join(clone, outputsFile), JSON.stringify({ [stack]: outputs }, null, 2));
 
+    if (stack === OWNER_STACK) {
+      const policy = resolve(sealingKey(template).Properties!.KeyPolicy) as {
+        Statement: Array<{ Effect: string; Condition?: Record<string, Record<string, string>> }>;
+      };
+      allowedImages = policy.Statement
+        .filter((statement) => statement.Effect === 'Allow' && statement.Condition?.StringEqualsIgnoreCase)
+        .map(({ Condition }) => ({
+          pcr4: Condition!.StringEqualsIgnoreCase['kms:RecipientAttestation:NitroTPMPCR4'],
+          pcr12: Condition!.StringEqualsIgnoreCase['kms:RecipientAttestation:NitroTPMPCR12'],
+        }));
+      return { stack, template, outputs };
+    }
     const [, instance] = onlyResource(template, 'AWS::EC2::Instance');
     const userData = resolve((instance.Properties!.UserData as { 'Fn::Base64': unknown })['Fn::Base64']);
     const config = JSON.parse(String(userData)) as ApplianceConfig;
-    if (deployment) {
-      // An update that keeps the user data keeps the instance.
-      expect(config).toEqual(deployment.config);
-      return { template, outputs };
-    }
-    const key = sealingKey(template);
-    const policy = resolve(key.Properties!.KeyPolicy) as { Statement: Array<{ Effect: string; Condition?: Record<string, Record<string, string>> }> };
-    const allowedImages = policy.Statement
-      .filter((statement) => statement.Effect === 'Allow' && statement.Condition?.StringEqualsIgnoreCase)
-      .map(({ Condition }) => ({
-        pcr4: Condition!.StringEqualsIgnoreCase['kms:RecipientAttestation:NitroTPMPCR4'],
-        pcr12: Condition!.StringEqualsIgnoreCase['kms:RecipientAttestation:NitroTPMPCR12'],
-      }));
-    expect(allowedImages).toEqual([{ pcr4: published.pcr4, pcr12: published.pcr12 }]);
-
-    const kms = await FakeKms.start({ trustedRoots: [chain.root.certificate], allowedImages, keyArn: KEY_ARN });
+    const kms = await FakeKms.start({ trustedRoots: [chain.root.certificate], allowedImages: allowedImages!, keyArn: KEY_ARN });
     const port = await freePort();
     const imds = await startFakeImds(JSON.stringify({ ...config, servicePort: port }));
     const appliance = await startApplianceProcess(port, applianceEnvironment({
@@ -211,23 +204,27 @@ describe('docs/getting-started.md', () => {
       kmsEndpoint: kms.endpoint,
     }));
     deployment = { config, kms, imds, appliance };
-    return { template, outputs };
+    return { stack, template, outputs };
   }
 
-  /** The key the model is sealed with (the deployment has others, for logs and alarms). */
+  /** The key the model is sealed with (the owner's stack has another, for the alarm topic). */
   const sealingKey = (template: Template) => template.Resources[Object.keys(template.Resources)
-    .find((id) => id.startsWith('InferenceKey') && template.Resources[id].Type === 'AWS::KMS::Key')!];
+    .find((id) => id.startsWith('Key') && template.Resources[id].Type === 'AWS::KMS::Key')!];
   const output = (outputs: Record<string, string>, name: string) =>
     Object.entries(outputs).find(([id]) => id.startsWith(`Inference${name}`))![1];
   /** The outputs file the last deployment wrote, with the instance's address. */
   const deployedOutputs = () =>
-    JSON.parse(fs.readFileSync(path.join(clone, 'outputs.json'), 'utf8'))[STACK] as Record<string, string>;
+    JSON.parse(fs.readFileSync(path.join(clone, 'outputs.json'), 'utf8'))[CONSUMER_STACK] as Record<string, string>;
 
   /** Each block of the page, by its first command, and what the walkthrough promises once it ran. */
   const steps: Array<[RegExp, (block: CommandBlock) => Promise<void>]> = [
     [/^npm ci$/, async (block) => {
       await run(block);
-      expect(lastDeploy()).toEqual({ command: 'bootstrap', args: ['aws://111111111111/eu-west-1'], cwd: clone });
+      const bootstraps = fs.readFileSync(deploys(), 'utf8').trim().split('\n').map((line) => JSON.parse(line));
+      expect(bootstraps).toEqual([
+        { command: 'bootstrap', args: ['aws://111111111111/eu-west-1'], cwd: clone },
+        { command: 'bootstrap', args: ['aws://222222222222/eu-west-1'], cwd: clone },
+      ]);
     }],
     [/^OLLAMA_SHA256=/, async (block) => {
       const { stdout } = await run(block);
@@ -237,20 +234,26 @@ describe('docs/getting-started.md', () => {
       expect(stdout).toBe('');
       expect(sha256Of(path.join(work, 'image-build', 'image', 'pcr_measurements.json'))).toBe(sha256Of(measurements));
     }],
-    [/^npx cdk deploy .*ExpectedMeasurementsSha256/, async (block) => {
+    [/^npx cdk deploy SealedInferenceModelOwner /, async (block) => {
+      await run(block);
+      const { template, outputs } = await deploy();
+      // The key admits the image the build measured, the consumer's instance role and the owner's sealing role.
+      const built = JSON.parse(fs.readFileSync(measurements, 'utf8')).Measurements;
+      expect(allowedImages).toEqual([{ pcr4: built.PCR4, pcr12: built.PCR12 }]);
+      const policy = JSON.stringify(sealingKey(template).Properties!.KeyPolicy);
+      expect(policy).toContain(':iam::111111111111:role/SealedInferenceInstance-');
+      expect(policy).toContain('arn:aws:iam::222222222222:role/model-owner');
+      expect(outputs).toMatchObject({ KeyArn: KEY_ARN, ModelPrefix: 'models/' });
+    }],
+    [/^npx cdk deploy SealedInferenceConsumer /, async (block) => {
       await run(block);
       const { outputs } = await deploy();
       expect(output(outputs, 'ServiceUrl')).toBe(INSTANCE_ADDRESS);
+      expect(deployment!.config).toMatchObject({ keyArn: KEY_ARN, bucket: expect.stringMatching(/^models/) });
       // With no model uploaded yet, the instance waits for it and says for what.
       const manifestUri = output(outputs, 'ModelManifestUri');
       await deployment!.appliance.waitFor((status) => status.phase !== 'starting');
       expect(await deployment!.appliance.status()).toMatchObject({ phase: 'waiting', waitingFor: expect.stringContaining(manifestUri) });
-    }],
-    [/^npx cdk deploy .*222222222222/, async (block) => {
-      await run(block);
-      const { template } = await deploy();
-      const key = sealingKey(template);
-      expect(JSON.stringify(key.Properties!.KeyPolicy)).toContain('arn:aws:iam::222222222222:role/model-owner');
     }],
     [/^npx sealed-inference seal /, async (block) => {
       fs.writeFileSync(path.join(clone, MODEL_FILE), Buffer.from('a model of a few bytes, the GGUF file the owner holds'));
@@ -259,14 +262,17 @@ describe('docs/getting-started.md', () => {
       expect(ready).toMatchObject({ phase: 'ready', model: { name: 'llama-3.2-1b-instruct' } });
       expect(deployment!.kms.requests.map(({ operation, withRecipient }) => [operation, withRecipient]))
         .toEqual([['GenerateDataKey', false], ['Decrypt', true]]);
+      // The manifest the owner keeps for the clients is the one the instance was given.
+      const kept = JSON.parse(fs.readFileSync(path.join(clone, MANIFEST_FILE), 'utf8'));
+      const uploaded = await (await fetch(`${s3.endpoint}/${deployment!.config.bucket}/${deployment!.config.objects.manifest}`)).json();
+      expect(kept).toEqual(uploaded);
     }],
-    [/^aws s3 cp /, async (block) => {
+    [/^npx sealed-inference verify /, async (block) => {
       const { stdout, stderr } = await run(block);
-      expect(fs.existsSync(path.join(clone, 'llama-3.2-1b-instruct.manifest.json'))).toBe(true);
       expect(`${stdout}${stderr}`).toMatch(/verified|trustworthy/i);
       // The outputs say which configuration the instance must have measured before acting; it did.
       expect(stdout).toMatch(/ {2}ok {4}configuration: /);
-      expect(block.commands[1]).toBe(output(deployedOutputs(), 'VerifyCommand'));
+      expect(block.commands[0]).toBe(output(deployedOutputs(), 'VerifyCommand'));
     }],
     [/^npx sealed-inference gateway /, async (block) => {
       gateway = startScript(withDoubles(block), clone, shellEnv());
@@ -280,9 +286,13 @@ describe('docs/getting-started.md', () => {
       expect(await gateway!.stop('SIGINT')).toBe(0);
       gateway = undefined;
     }],
-    [/^npx cdk destroy /, async (block) => {
+    [/^npx cdk destroy SealedInferenceConsumer /, async (block) => {
       await run(block);
-      expect(lastDeploy()).toMatchObject({ command: 'destroy', args: ['--force'] });
+      const destroys = fs.readFileSync(deploys(), 'utf8').trim().split('\n').map((line) => JSON.parse(line)).slice(-2);
+      expect(destroys).toMatchObject([
+        { command: 'destroy', args: [CONSUMER_STACK, '--force'] },
+        { command: 'destroy', args: [OWNER_STACK, '--force'] },
+      ]);
     }],
   ];
 
@@ -290,7 +300,7 @@ describe('docs/getting-started.md', () => {
     const blocks = shellBlocks(PAGE);
     expect(blocks.map((block) => block.commands[0])).toEqual(steps.map(([first]) => expect.stringMatching(first)));
     const page = fs.readFileSync(PAGE, 'utf8');
-    for (const example of [INSTANCE_ADDRESS, GATEWAY_ADDRESS, BUILD_DIRECTORY, REVIEWED_CHECKSUM, MODEL_FILE, QUESTION]) {
+    for (const example of [INSTANCE_ADDRESS, GATEWAY_ADDRESS, BUILD_DIRECTORY, REVIEWED_CHECKSUM, MODEL_FILE, MANIFEST_FILE, QUESTION]) {
       expect(page).toContain(example);
     }
   });
