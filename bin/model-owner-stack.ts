@@ -2,6 +2,7 @@ import { Annotations, Aws, CfnOutput, Stack, StackProps } from 'aws-cdk-lib';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import { Construct } from 'constructs';
 import { ModelBucket, roleInAccount, SealedModelKey, TamperAlarms } from '../lib';
+import { addAllowedImageOutputs } from '../lib/private/reviewer-outputs';
 import { sampleImages } from './sample-images';
 import { SampleSettings } from './sample-settings';
 
@@ -23,8 +24,9 @@ export class ModelOwnerStack extends Stack {
       description: "Confidential LLM inference, the model owner's account: the sealing key and the sealed model's bucket",
       ...props,
     });
+    const allowedImages = sampleImages(this, settings);
     this.key = new SealedModelKey(this, 'Key', {
-      allowedImages: sampleImages(this, settings),
+      allowedImages,
       modelNames: [settings.modelName],
     });
     this.modelBucket = new ModelBucket(this, 'Models');
@@ -43,11 +45,13 @@ export class ModelOwnerStack extends Stack {
     }
     new TamperAlarms(this, 'TamperAlarms', { keyArn: this.key.keyArn, imageIds: [] });
 
-    // The names `sealed-inference seal --stack-outputs` reads, and the consumer's stack takes as parameters.
+    // The names `sealed-inference seal --stack-outputs` reads and the consumer's stack takes as parameters, and what
+    // the key is sealed to, for the owner's reviewer.
     const output = (name: string, value: string, description: string) => new CfnOutput(this, name, { value, description });
     output('KeyArn', this.key.keyArn, "The sealing key: the consumer stack's SealingKeyArn parameter");
     output('ModelBucketName', this.modelBucket.bucketName, "The sealed model's bucket: the consumer stack's ModelBucketName parameter");
     output('ModelPrefix', this.modelBucket.modelPrefix, 'Where the sealed model is stored in the bucket');
     output('ModelName', settings.modelName, 'The model the key seals');
+    addAllowedImageOutputs(this, allowedImages);
   }
 }

@@ -89,6 +89,13 @@ describe("the model owner's stack", () => {
     expect(deployment).toMatchObject({ keyArn: 'resolved-keyarn', bucket: 'resolved-modelbucketname', prefix: 'models/', modelName: 'llama-3.2-1b-instruct' });
   });
 
+  test("outputs the images and PCRs the key is sealed to, for the owner's reviewer", () => {
+    const template = sampleApp({ 'sealed-inference:image': PINNED }).ownerTemplate();
+    const outputs = template.toJSON().Outputs as Record<string, { Value: unknown }>;
+    expect(Object.fromEntries(Object.entries(outputs).filter(([id]) => id.startsWith('AllowedImage')).map(([id, o]) => [id, o.Value])))
+      .toEqual({ AllowedImage1Id: PINNED.imageId, AllowedImage1Pcr4: PINNED.pcr4, AllowedImage1Pcr12: PINNED.pcr12 });
+  });
+
   test('reads the model owner from context', () => {
     const ownerArn = 'arn:aws:iam::111111111111:role/model-owner';
     const { owner, ownerTemplate } = sampleApp({ 'sealed-inference:modelOwnerArn': ownerArn });

@@ -29,15 +29,7 @@ export function addReviewerOutputs(scope: Construct, options: ReviewerOutputsOpt
   const output = (id: string, value: string, description: string) => new CfnOutput(scope, id, { value, description });
   const { allowedImages, key, modelBucket, modelName, modelPrefix, serviceUrl } = options;
   output('ImageId', allowedImages[0].imageId, `The attestable image ${options.workload} runs`);
-  allowedImages.forEach((image, i) => {
-    output(`AllowedImage${i + 1}Id`, image.imageId, `Image ${i + 1} the key unseals for`);
-    for (const { index, value } of pinnedPcrs(image.measurements)) {
-      output(`AllowedImage${i + 1}Pcr${index}`, value, `PCR${index} the key requires of image ${i + 1}`);
-    }
-    if (image instanceof PublishedImageMeasurements) {
-      output(`AllowedImage${i + 1}Warnings`, image.warnings, `What the deploy-time reader noticed about image ${i + 1}`);
-    }
-  });
+  addAllowedImageOutputs(scope, allowedImages);
   output('KeyArn', key.keyArn, 'The sealing key');
   output('ModelBucketName', modelBucket.bucket.bucketName, 'The bucket for the sealed model');
   output('ModelPrefix', modelPrefix || '(bucket root)', 'Where the sealed model is stored in the bucket');
@@ -52,4 +44,18 @@ export function addReviewerOutputs(scope: Construct, options: ReviewerOutputsOpt
     'Proves which image and model serve the URL (outputs.json: cdk deploy --outputs-file; the manifest from ModelManifestUri)');
   output('GatewayCommand', `npx sealed-inference gateway ${serviceUrl} ${expectations}`,
     'A local OpenAI-compatible endpoint that forwards only to an instance it verified');
+}
+
+/** The `AllowedImage<N>…` outputs: each image the key unseals for, its pinned PCRs and what its reader noticed. */
+export function addAllowedImageOutputs(scope: Construct, allowedImages: IAttestableImage[]): void {
+  const output = (id: string, value: string, description: string) => new CfnOutput(scope, id, { value, description });
+  allowedImages.forEach((image, i) => {
+    output(`AllowedImage${i + 1}Id`, image.imageId, `Image ${i + 1} the key unseals for`);
+    for (const { index, value } of pinnedPcrs(image.measurements)) {
+      output(`AllowedImage${i + 1}Pcr${index}`, value, `PCR${index} the key requires of image ${i + 1}`);
+    }
+    if (image instanceof PublishedImageMeasurements) {
+      output(`AllowedImage${i + 1}Warnings`, image.warnings, `What the deploy-time reader noticed about image ${i + 1}`);
+    }
+  });
 }
