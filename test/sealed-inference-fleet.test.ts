@@ -3,7 +3,7 @@ import { Annotations, Match, Template } from 'aws-cdk-lib/assertions';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import { addComplianceChecks } from '../bin/compliance';
-import { SealedInferenceFleet, SealedInferenceFleetProps } from '../lib';
+import { ModelBucket, SealedInferenceFleet, SealedInferenceFleetProps, SealedModelKey } from '../lib';
 import { parseApplianceConfig } from '../lib/appliance/user-data';
 import { hex384, IMAGE_A, IMAGE_B, sealingKeys, testStack } from './fixtures';
 
@@ -366,4 +366,20 @@ describe('VPC and synth warnings', () => {
     inference.allowModelOwner(OWNER);
     expect(warnedAt(stack, 'sealed-inference:no-model-owner')).toEqual([]);
   });
+});
+
+test("serves the model owner's key and bucket, imported, with the role name the owner admits", () => {
+  const stack = testStack();
+  const keyArn = 'arn:aws:kms:eu-west-1:222222222222:key/1234abcd-12ab-34cd-56ef-1234567890ab';
+  const { inference, template } = fleet({
+    key: SealedModelKey.fromSealedModelKeyAttributes(stack, 'OwnersKey', { keyArn, modelNames: ['llama'] }),
+    modelBucket: ModelBucket.fromModelBucketAttributes(stack, 'OwnersModels', { bucketName: 'owner-sealed-models', account: '222222222222' }),
+    instanceRoleName: 'sealed-inference-fleet',
+  }, stack);
+  expect(sealingKeys(template)).toEqual({});
+  template.resourceCountIs('AWS::S3::Bucket', 0);
+  template.hasResourceProperties('AWS::IAM::Role', { RoleName: 'sealed-inference-fleet' });
+  expect(inference.launchTemplate.applianceConfig).toMatchObject({ keyArn, bucket: 'owner-sealed-models' });
+  expect(inference.tamperAlarms.rules.map((rule) => rule.node.id)).not.toContain('Key');
+  expect(() => inference.allowModelOwner(new iam.ArnPrincipal('arn:aws:iam::222222222222:role/owner'))).toThrow(/is imported/);
 });
