@@ -201,10 +201,6 @@ export class ModelBucket extends Resource implements IModelBucket {
         reason: 'This is the access-log bucket; logging its own access would recurse.',
       },
       {
-        id: 'NIST.800.53.R5-S3BucketLoggingEnabled',
-        reason: 'This is the access-log bucket; logging its own access would recurse.',
-      },
-      {
         id: 'NIST.800.53.R5-S3BucketReplicationEnabled',
         reason: 'Access logs are an audit aid for one bucket; replicate them centrally if your policy requires it.',
       },
