@@ -1,8 +1,9 @@
-import { Aws, RemovalPolicy, Token, Validations } from 'aws-cdk-lib';
+import { Aws, RemovalPolicy, Token } from 'aws-cdk-lib';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import { Construct } from 'constructs';
 import { EndpointDnsFirewall } from './endpoint-dns-firewall';
+import { acknowledgeCompliance } from './private/compliance-acknowledgment';
 import { restrictEndpoints, WorkloadDestinations } from './private/endpoint-policies';
 import { logGroupKey } from './private/log-group-key';
 import { lookUpS3PrefixList, PREFIX_LIST_ID_FIELD } from './private/s3-prefix-list';
@@ -79,8 +80,8 @@ export class IsolatedNetwork extends Construct {
       gatewayEndpoints: { S3: { service: ec2.GatewayVpcEndpointAwsService.S3 } },
     });
     const flowLogRole = this.vpc.node.findChild('All').node.findChild('IAMRole');
-    Validations.of(flowLogRole).acknowledge({
-      id: 'NIST.800.53.R5-IAMNoInlinePolicy',
+    acknowledgeCompliance(flowLogRole, {
+      rule: 'IAMNoInlinePolicy',
       reason: 'CDK writes the flow log delivery policy inline on its own role; it names only the flow log group.',
     });
     // Only the workload's security group may reach the endpoint (see allowEndpointsFrom), not the whole VPC. The
