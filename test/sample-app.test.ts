@@ -1,6 +1,7 @@
-import { App } from 'aws-cdk-lib';
+import { App, Validations } from 'aws-cdk-lib';
 import { Annotations, Match, Template } from 'aws-cdk-lib/assertions';
 import { CfnInstance } from 'aws-cdk-lib/aws-ec2';
+import * as logs from 'aws-cdk-lib/aws-logs';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import { addComplianceChecks } from '../bin/compliance';
 import { SampleStack, sampleStackPropsFromContext } from '../bin/sample-stack';
@@ -21,7 +22,8 @@ const unsealConditions = (template: Template) =>
     .Properties.KeyPolicy.Statement.filter((s: { Sid: string }) => s.Sid.startsWith('UnsealOnlyOnAttestedImage'))
     .map((s: { Condition: { StringEqualsIgnoreCase: unknown } }) => s.Condition.StringEqualsIgnoreCase);
 
-test('synthesizes with no credentials, environment-agnostic, and no unacknowledged cdk-nag finding', () => {
+test('synthesizes with no credentials, environment-agnostic, with no finding of AwsSolutions, NIST 800-53 r5, HIPAA ' +
+  'Security or PCI DSS 3.2.1 left unacknowledged', () => {
   const { app, stack } = sampleApp();
   expect(stack.account).toMatch(/^\$\{Token/);
   expect(() => app.synth()).not.toThrow();
@@ -111,6 +113,25 @@ test('fails synthesis on a finding nobody acknowledged', () => {
   const { app, stack } = sampleApp();
   new s3.Bucket(stack, 'Careless');
   expect(() => app.synth()).toThrow(/ERROR The S3 Bucket has server access logs disabled[\s\S]*SealedInference\/Careless/);
+});
+
+test('fails synthesis on a HIPAA Security or PCI DSS 3.2.1 finding, each pack on its own', () => {
+  const { app, stack } = sampleApp();
+  const unencrypted = new logs.LogGroup(stack, 'Unencrypted', { retention: logs.RetentionDays.ONE_YEAR });
+  Validations.of(unencrypted).acknowledge({
+    id: 'NIST.800.53.R5-CloudWatchLogGroupEncrypted',
+    reason: 'Acknowledged for one pack only, to show that the others still report it.',
+  });
+  let report = '';
+  try {
+    app.synth();
+  } catch (error) {
+    report = (error as Error).message;
+  }
+  expect(report).toMatch(/Acknowledge with 'HIPAA\.Security::HIPAA\.Security-CloudWatchLogGroupEncrypted'/);
+  expect(report).toMatch(/Acknowledge with 'PCI\.DSS\.321::PCI\.DSS\.321-CloudWatchLogGroupEncrypted'/);
+  expect(report).toContain('SealedInference/Unencrypted/Resource');
+  expect(report).not.toMatch(/NIST\.800\.53\.R5-CloudWatchLogGroupEncrypted/);
 });
 
 test('reads the model owner from context', () => {
