@@ -1,11 +1,9 @@
-import { ArnFormat, Aws, RemovalPolicy, Stack } from 'aws-cdk-lib';
+import { RemovalPolicy } from 'aws-cdk-lib';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
-import * as iam from 'aws-cdk-lib/aws-iam';
-import * as kms from 'aws-cdk-lib/aws-kms';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import * as route53resolver from 'aws-cdk-lib/aws-route53resolver';
 import { Construct } from 'constructs';
-import { serviceEncryptionKey } from './private/service-encryption-key';
+import { logGroupKey } from './private/log-group-key';
 
 /** Properties of an {@link EndpointDnsFirewall}. */
 export interface EndpointDnsFirewallProps {
@@ -77,7 +75,7 @@ export class EndpointDnsFirewall extends Construct {
 
     this.queryLogs = new logs.LogGroup(this, 'QueryLogs', {
       retention: props.queryLogRetention ?? logs.RetentionDays.ONE_YEAR,
-      encryptionKey: queryLogKey(this),
+      encryptionKey: logGroupKey(this, 'QueryLogKey', 'Encrypts the DNS query logs of the sealed inference network'),
       removalPolicy: RemovalPolicy.RETAIN,
     });
     const queryLogging = new route53resolver.CfnResolverQueryLoggingConfig(this, 'QueryLogging', {
@@ -88,25 +86,4 @@ export class EndpointDnsFirewall extends Construct {
       resourceId: props.vpc.vpcId,
     });
   }
-}
-
-/**
- * A key for the query log group: the account administers and uses it through IAM, as for any log key; CloudWatch Logs
- * may use it only for this account's log groups in this Region.
- */
-function queryLogKey(scope: Construct): kms.IKey {
-  const logGroups = Stack.of(scope).formatArn({
-    service: 'logs',
-    resource: 'log-group',
-    resourceName: '*',
-    arnFormat: ArnFormat.COLON_RESOURCE_NAME,
-  });
-  return serviceEncryptionKey(scope, 'QueryLogKey', 'Encrypts the DNS query logs of the sealed inference network',
-    new iam.PolicyStatement({
-      sid: 'CloudWatchLogsEncryptsThisAccountsLogGroups',
-      principals: [new iam.ServicePrincipal(`logs.${Aws.REGION}.amazonaws.com`)],
-      actions: ['kms:Encrypt*', 'kms:Decrypt*', 'kms:ReEncrypt*', 'kms:GenerateDataKey*', 'kms:Describe*'],
-      resources: ['*'],
-      conditions: { ArnLike: { 'kms:EncryptionContext:aws:logs:arn': logGroups } },
-    }));
 }

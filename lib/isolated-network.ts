@@ -1,9 +1,11 @@
-import { Aws, RemovalPolicy, Token, Validations } from 'aws-cdk-lib';
+import { Aws, RemovalPolicy, Token } from 'aws-cdk-lib';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import { Construct } from 'constructs';
 import { EndpointDnsFirewall } from './endpoint-dns-firewall';
+import { acknowledgeCompliance } from './private/compliance-acknowledgment';
 import { restrictEndpoints, WorkloadDestinations } from './private/endpoint-policies';
+import { logGroupKey } from './private/log-group-key';
 import { lookUpS3PrefixList, PREFIX_LIST_ID_FIELD } from './private/s3-prefix-list';
 
 /** Properties of an {@link IsolatedNetwork}. */
@@ -57,6 +59,7 @@ export class IsolatedNetwork extends Construct {
     super(scope, id);
     const flowLogs = new logs.LogGroup(this, 'FlowLogs', {
       retention: props.flowLogRetention ?? logs.RetentionDays.ONE_YEAR,
+      encryptionKey: logGroupKey(this, 'FlowLogKey', 'Encrypts the VPC flow logs of the sealed inference network'),
       removalPolicy: RemovalPolicy.RETAIN,
     });
     const maxAzs = props.maxAzs ?? 2;
@@ -76,13 +79,9 @@ export class IsolatedNetwork extends Construct {
       },
       gatewayEndpoints: { S3: { service: ec2.GatewayVpcEndpointAwsService.S3 } },
     });
-    Validations.of(flowLogs).acknowledge({
-      id: 'NIST.800.53.R5-CloudWatchLogGroupEncrypted',
-      reason: 'Flow logs record addresses, ports and byte counts, never payloads; CloudWatch encrypts them at rest.',
-    });
     const flowLogRole = this.vpc.node.findChild('All').node.findChild('IAMRole');
-    Validations.of(flowLogRole).acknowledge({
-      id: 'NIST.800.53.R5-IAMNoInlinePolicy',
+    acknowledgeCompliance(flowLogRole, {
+      rule: 'IAMNoInlinePolicy',
       reason: 'CDK writes the flow log delivery policy inline on its own role; it names only the flow log group.',
     });
     // Only the workload's security group may reach the endpoint (see allowEndpointsFrom), not the whole VPC. The

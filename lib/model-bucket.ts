@@ -3,6 +3,7 @@ import * as iam from 'aws-cdk-lib/aws-iam';
 import * as kms from 'aws-cdk-lib/aws-kms';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import { Construct } from 'constructs';
+import { acknowledgeCompliance } from './private/compliance-acknowledgment';
 import { MODEL_FETCH_ACTIONS, MODEL_LIST_ACTIONS, MODEL_UPLOAD_ACTIONS } from './private/permissions';
 import { SealedModelKey } from './sealed-model-key';
 import { DEFAULT_MODEL_PREFIX } from './shared/appliance-config';
@@ -147,13 +148,13 @@ export class ModelBucket extends Resource implements IModelBucket {
     });
     this.bucketName = this.bucket.bucketName;
 
-    Validations.of(this.bucket).acknowledge({
-      id: 'NIST.800.53.R5-S3BucketReplicationEnabled',
+    acknowledgeCompliance(this.bucket, {
+      rule: 'S3BucketReplicationEnabled',
       reason: 'Sealed artifacts are reproducible by the model owner from the original; versioning guards overwrites.',
     });
     if (!props.encryptionKey) {
-      Validations.of(this.bucket).acknowledge({
-        id: 'NIST.800.53.R5-S3DefaultEncryptionKMS',
+      acknowledgeCompliance(this.bucket, {
+        rule: 'S3DefaultEncryptionKMS',
         reason: 'Objects are AES-256-GCM sealed before upload with a KMS data key; SSE-S3 is a second layer. ' +
           'Pass encryptionKey for SSE-KMS.',
       });
@@ -195,21 +196,18 @@ export class ModelBucket extends Resource implements IModelBucket {
       lifecycleRules: [{ id: 'ExpireOldLogs', expiration: Duration.days(365), noncurrentVersionExpiration: Duration.days(30) }],
       removalPolicy: RemovalPolicy.RETAIN,
     });
-    Validations.of(bucket).acknowledge(
+    Validations.of(bucket).acknowledge({
+      id: 'AwsSolutions-S1',
+      reason: 'This is the access-log bucket; logging its own access would recurse.',
+    });
+    acknowledgeCompliance(
+      bucket,
       {
-        id: 'AwsSolutions-S1',
-        reason: 'This is the access-log bucket; logging its own access would recurse.',
-      },
-      {
-        id: 'NIST.800.53.R5-S3BucketLoggingEnabled',
-        reason: 'This is the access-log bucket; logging its own access would recurse.',
-      },
-      {
-        id: 'NIST.800.53.R5-S3BucketReplicationEnabled',
+        rule: 'S3BucketReplicationEnabled',
         reason: 'Access logs are an audit aid for one bucket; replicate them centrally if your policy requires it.',
       },
       {
-        id: 'NIST.800.53.R5-S3DefaultEncryptionKMS',
+        rule: 'S3DefaultEncryptionKMS',
         reason: 'S3 server access logging delivers only to buckets encrypted with SSE-S3.',
       },
     );

@@ -5,6 +5,7 @@ import * as cr from 'aws-cdk-lib/custom-resources';
 import { Construct } from 'constructs';
 import type { IAttestableImage } from './attestable-image';
 import { bundledHandlerDir } from './private/bundled-handler';
+import { acknowledgeCompliance } from './private/compliance-acknowledgment';
 import type { PublishedMeasurementsProperties } from './published-image/handler/types';
 import { PcrMeasurements, SHA256_HEX } from './shared/measurements';
 
@@ -137,41 +138,38 @@ class PublishedMeasurementsProvider extends Construct {
     const provider = new cr.Provider(this, 'Provider', { onEventHandler: onEvent });
     this.serviceToken = provider.serviceToken;
 
-    Validations.of(this.policy).acknowledge(
+    Validations.of(this.policy).acknowledge({
+      id: 'AwsSolutions-IAM5[Resource::*]',
+      reason: 'ec2:DescribeImages supports no resource-level permissions; it is the only action the policy grants.',
+    });
+    acknowledgeCompliance(this.policy, {
+      rule: 'IAMNoInlinePolicy',
+      reason: 'The describe-only policy is attached to the reader role alone, kept apart so it can be reviewed.',
+    });
+    Validations.of(provider).acknowledge({
+      id: 'AwsSolutions-IAM5[Resource::<SealedInferencePublishedMeasurementsProviderReader8446F282.Arn>:*]',
+      reason: "The CDK Provider framework may invoke only the reader function's versions; nothing else.",
+    });
+    acknowledgeCompliance(provider, {
+      rule: 'IAMNoInlinePolicy',
+      reason: 'The CDK Provider framework role may only invoke the reader function; the policy is attached nowhere else.',
+    });
+    Validations.of(this).acknowledge({
+      id: 'AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole]',
+      reason: 'The reader and the framework function only write their own logs; the managed policy grants exactly that.',
+    });
+    acknowledgeCompliance(
+      this,
       {
-        id: 'AwsSolutions-IAM5[Resource::*]',
-        reason: 'ec2:DescribeImages supports no resource-level permissions; it is the only action the policy grants.',
-      },
-      {
-        id: 'NIST.800.53.R5-IAMNoInlinePolicy',
-        reason: 'The describe-only policy is attached to the reader role alone, kept apart so it can be reviewed.',
-      },
-    );
-    Validations.of(provider).acknowledge(
-      {
-        id: 'AwsSolutions-IAM5[Resource::<SealedInferencePublishedMeasurementsProviderReader8446F282.Arn>:*]',
-        reason: "The CDK Provider framework may invoke only the reader function's versions; nothing else.",
-      },
-      {
-        id: 'NIST.800.53.R5-IAMNoInlinePolicy',
-        reason: 'The CDK Provider framework role may only invoke the reader function; the policy is attached nowhere else.',
-      },
-    );
-    Validations.of(this).acknowledge(
-      {
-        id: 'AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole]',
-        reason: 'The reader and the framework function only write their own logs; the managed policy grants exactly that.',
-      },
-      {
-        id: 'NIST.800.53.R5-LambdaConcurrency',
+        rule: 'LambdaConcurrency',
         reason: 'Invoked only by CloudFormation during deployments of this stack; it serves no traffic.',
       },
       {
-        id: 'NIST.800.53.R5-LambdaDLQ',
+        rule: 'LambdaDLQ',
         reason: 'Invoked synchronously by CloudFormation, which reports the failure and rolls back.',
       },
       {
-        id: 'NIST.800.53.R5-LambdaInsideVPC',
+        rule: 'LambdaInsideVPC',
         reason: 'Calls only the EC2 API, which an isolated VPC cannot reach; it handles no model, key or prompt.',
       },
     );

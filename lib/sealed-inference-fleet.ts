@@ -4,6 +4,7 @@ import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as elbv2 from 'aws-cdk-lib/aws-elasticloadbalancingv2';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import { Construct } from 'constructs';
+import { acknowledgeCompliance } from './private/compliance-acknowledgment';
 import { attestedSubnets } from './private/attested-launch';
 import { AttestedLaunchTemplate } from './attested-launch-template';
 import { inferenceNetwork } from './private/inference-network';
@@ -245,29 +246,23 @@ function checkCapacity(props: SealedInferenceFleetProps): Pick<autoscaling.AutoS
 }
 
 function acknowledgeLoadBalancer(loadBalancer: elbv2.NetworkLoadBalancer): void {
-  Validations.of(loadBalancer).acknowledge(
+  const noAccessLogs = 'Network Load Balancers write access logs only for TLS listeners; this one passes TCP through ' +
+    'so that TLS ends on the attested instances. VPC flow logs (on by default in the isolated network) record every ' +
+    'connection.';
+  Validations.of(loadBalancer).acknowledge({ id: 'AwsSolutions-ELB2', reason: noAccessLogs });
+  acknowledgeCompliance(
+    loadBalancer,
     {
-      id: 'NIST.800.53.R5-ELBv2ACMCertificateRequired',
+      rule: 'ELBv2ACMCertificateRequired',
       reason: 'TLS 1.3 ends on each attested instance, with a key made inside it and bound into its attestation; a ' +
         'certificate on the load balancer would end TLS outside the attested boundary and break that binding.',
     },
     {
-      id: 'NIST.800.53.R5-ELBDeletionProtectionEnabled',
+      rule: 'ELBDeletionProtectionEnabled',
       reason: 'The load balancer holds no state and is recreated by a deployment (clients read its URL from the ' +
         'ServiceUrl output); deletion protection would make deleting the stack fail.',
     },
-    {
-      id: 'AwsSolutions-ELB2',
-      reason: 'Network Load Balancers write access logs only for TLS listeners; this one passes TCP through so that ' +
-        'TLS ends on the attested instances. VPC flow logs (on by default in the isolated network) record every ' +
-        'connection.',
-    },
-    {
-      id: 'NIST.800.53.R5-ELBLoggingEnabled',
-      reason: 'Network Load Balancers write access logs only for TLS listeners; this one passes TCP through so that ' +
-        'TLS ends on the attested instances. VPC flow logs (on by default in the isolated network) record every ' +
-        'connection.',
-    },
+    { rule: 'ELBLoggingEnabled', reason: noAccessLogs },
   );
 }
 

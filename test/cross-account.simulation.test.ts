@@ -204,7 +204,7 @@ describe("the consumer's synth", () => {
   });
 });
 
-test('both stacks pass AwsSolutions and NIST 800-53 r5', () => {
+test('both stacks pass AwsSolutions, NIST 800-53 r5, HIPAA Security and PCI DSS 3.2.1', () => {
   const app = new App();
   deployment(app);
   addComplianceChecks(app);

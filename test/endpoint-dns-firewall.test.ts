@@ -2,7 +2,7 @@ import { Stack } from 'aws-cdk-lib';
 import { Match, Template } from 'aws-cdk-lib/assertions';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import { EndpointDnsFirewall, SealedInference } from '../lib';
-import { IMAGE_A, testStack } from './fixtures';
+import { expectLogGroupEncrypted, IMAGE_A, testStack } from './fixtures';
 
 function pattern(stack: Stack = testStack()) {
   const inference = new SealedInference(stack, 'Inference', { image: IMAGE_A, modelName: 'llama' });
@@ -61,16 +61,10 @@ describe('the isolated network of a pattern', () => {
       KmsKeyId: { 'Fn::GetAtt': [Match.stringLikeRegexp('DnsFirewallQueryLogKey'), 'Arn'] },
       RetentionInDays: 365,
     });
+    expectLogGroupEncrypted(template, 'InferenceNetworkDnsFirewallQueryLogs', 'InferenceNetworkDnsFirewallQueryLogKey');
     template.hasResourceProperties('AWS::KMS::Key', {
+      Description: 'Encrypts the DNS query logs of the sealed inference network',
       EnableKeyRotation: true,
-      KeyPolicy: {
-        Statement: Match.arrayWith([
-          Match.objectLike({
-            Principal: { Service: { 'Fn::Join': ['', ['logs.', { Ref: 'AWS::Region' }, '.amazonaws.com']] } },
-            Condition: { ArnLike: { 'kms:EncryptionContext:aws:logs:arn': Match.anyValue() } },
-          }),
-        ]),
-      },
     });
   });
 });

@@ -67,9 +67,35 @@ export function publishedImage(overrides: Partial<Image> = {}, tags: Record<stri
   };
 }
 
-/** The sealing key of a pattern's template, which holds another key too (the DNS query logs'). */
+/** The sealing key of a pattern's template, which holds other keys too (the flow logs' and the DNS query logs'). */
 export function sealingKeys(template: Template): ReturnType<Template['findResources']> {
   return template.findResources('AWS::KMS::Key', {
     Properties: { Description: Match.stringLikeRegexp('^Seals model weights') },
+  });
+}
+
+/**
+ * Expects the one log group whose logical id starts with `logGroup` to be encrypted with the KMS key whose logical id
+ * starts with `key`, and that key to let CloudWatch Logs use it only for the test account's log groups in its Region.
+ */
+export function expectLogGroupEncrypted(template: Template, logGroup: string, key: string): void {
+  const groups = Object.entries(template.findResources('AWS::Logs::LogGroup')).filter(([id]) => id.startsWith(logGroup));
+  expect(groups).toHaveLength(1);
+  const keyId = groups[0][1].Properties.KmsKeyId['Fn::GetAtt'][0] as string;
+  expect(keyId.startsWith(key)).toBe(true);
+  const statements = template.toJSON().Resources[keyId].Properties.KeyPolicy.Statement as Array<{ Sid: string }>;
+  expect(statements.find((s) => s.Sid === 'CloudWatchLogsEncryptsThisAccountsLogGroups')).toEqual({
+    Sid: 'CloudWatchLogsEncryptsThisAccountsLogGroups',
+    Effect: 'Allow',
+    Principal: { Service: { 'Fn::Join': ['', ['logs.', { Ref: 'AWS::Region' }, '.amazonaws.com']] } },
+    Action: ['kms:Encrypt*', 'kms:Decrypt*', 'kms:ReEncrypt*', 'kms:GenerateDataKey*', 'kms:Describe*'],
+    Resource: '*',
+    Condition: {
+      ArnLike: {
+        'kms:EncryptionContext:aws:logs:arn': {
+          'Fn::Join': ['', ['arn:', { Ref: 'AWS::Partition' }, ':logs:eu-west-1:111111111111:log-group:*']],
+        },
+      },
+    },
   });
 }

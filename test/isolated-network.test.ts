@@ -1,6 +1,6 @@
-import { Template } from 'aws-cdk-lib/assertions';
+import { Match, Template } from 'aws-cdk-lib/assertions';
 import { IsolatedNetwork } from '../lib';
-import { testStack } from './fixtures';
+import { expectLogGroupEncrypted, testStack } from './fixtures';
 
 function network(vpcCidr?: string, maxAzs?: number) {
   const stack = testStack();
@@ -14,6 +14,20 @@ test('uses 10.0.0.0/16 with a /24 subnet per Availability Zone by default', () =
   const { template, subnets } = network();
   template.hasResourceProperties('AWS::EC2::VPC', { CidrBlock: '10.0.0.0/16' });
   expect(subnets).toEqual(['10.0.0.0/24', '10.0.1.0/24']);
+});
+
+test('records all traffic in flow logs, encrypted with a KMS key of their own', () => {
+  const { template } = network();
+  template.hasResourceProperties('AWS::EC2::FlowLog', {
+    TrafficType: 'ALL',
+    LogGroupName: { Ref: Match.stringLikeRegexp('^NetworkFlowLogs') },
+  });
+  template.hasResourceProperties('AWS::Logs::LogGroup', { RetentionInDays: 365 });
+  expectLogGroupEncrypted(template, 'NetworkFlowLogs', 'NetworkFlowLogKey');
+  template.hasResourceProperties('AWS::KMS::Key', {
+    Description: 'Encrypts the VPC flow logs of the sealed inference network',
+    EnableKeyRotation: true,
+  });
 });
 
 test('uses the given CIDR block, so that the clients can peer with a block they chose', () => {

@@ -1,6 +1,7 @@
-import { App, Stack } from 'aws-cdk-lib';
+import { App, Stack, Validations } from 'aws-cdk-lib';
 import { Annotations, Match, Template } from 'aws-cdk-lib/assertions';
 import { CfnInstance } from 'aws-cdk-lib/aws-ec2';
+import * as logs from 'aws-cdk-lib/aws-logs';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import { addComplianceChecks } from '../bin/compliance';
 import { ConsumerStack } from '../bin/consumer-stack';
@@ -28,7 +29,8 @@ const keyStatements = (template: Template): Statement[] =>
 const unsealConditions = (template: Template) =>
   keyStatements(template).filter((s) => s.Sid.startsWith('UnsealOnlyOnAttestedImage')).map((s) => s.Condition.StringEqualsIgnoreCase);
 
-test('synthesizes with no credentials, environment-agnostic, and no unacknowledged cdk-nag finding', () => {
+test('synthesizes with no credentials, environment-agnostic, with no finding of AwsSolutions, NIST 800-53 r5, HIPAA ' +
+  'Security or PCI DSS 3.2.1 left unacknowledged', () => {
   const { app, owner, consumer } = sampleApp();
   expect(owner.account).toMatch(/^\$\{Token/);
   expect(consumer.account).toMatch(/^\$\{Token/);
@@ -222,6 +224,25 @@ describe('compliance', () => {
     const { app, owner } = sampleApp();
     new s3.Bucket(owner, 'Careless');
     expect(() => app.synth()).toThrow(/ERROR The S3 Bucket has server access logs disabled[\s\S]*SealedInferenceModelOwner\/Careless/);
+  });
+
+  test('fails synthesis on a HIPAA Security or PCI DSS 3.2.1 finding, each pack on its own', () => {
+    const { app, consumer } = sampleApp();
+    const unencrypted = new logs.LogGroup(consumer, 'Unencrypted', { retention: logs.RetentionDays.ONE_YEAR });
+    Validations.of(unencrypted).acknowledge({
+      id: 'NIST.800.53.R5-CloudWatchLogGroupEncrypted',
+      reason: 'Acknowledged for one pack only, to show that the others still report it.',
+    });
+    let report = '';
+    try {
+      app.synth();
+    } catch (error) {
+      report = (error as Error).message;
+    }
+    expect(report).toMatch(/Acknowledge with 'HIPAA\.Security::HIPAA\.Security-CloudWatchLogGroupEncrypted'/);
+    expect(report).toMatch(/Acknowledge with 'PCI\.DSS\.321::PCI\.DSS\.321-CloudWatchLogGroupEncrypted'/);
+    expect(report).toContain('SealedInferenceConsumer/Unencrypted/Resource');
+    expect(report).not.toMatch(/NIST\.800\.53\.R5-CloudWatchLogGroupEncrypted/);
   });
 });
 

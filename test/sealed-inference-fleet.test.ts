@@ -306,7 +306,7 @@ describe('compliance', () => {
     return { app, stack };
   };
 
-  test('passes AwsSolutions and NIST 800-53 r5, every acknowledgment with a reason in the template', () => {
+  test('passes AwsSolutions, NIST 800-53 r5, HIPAA Security and PCI DSS 3.2.1, every acknowledgment with a reason in the template', () => {
     const { app, stack } = checked();
     expect(() => app.synth()).not.toThrow();
     type Acknowledged = { Type: string; Metadata?: { cdk_nag?: { rules_to_suppress: Array<{ id: string; reason: string }> } } };
@@ -315,10 +315,16 @@ describe('compliance', () => {
       expect(rule.reason.length).toBeGreaterThan(30);
     }
     const loadBalancer = resources.find((r) => r.Type === 'AWS::ElasticLoadBalancingV2::LoadBalancer')!;
-    expect(loadBalancer.Metadata!.cdk_nag!.rules_to_suppress).toEqual(expect.arrayContaining([
+    const acknowledged = loadBalancer.Metadata!.cdk_nag!.rules_to_suppress;
+    expect(acknowledged).toEqual(expect.arrayContaining([
       { id: 'AwsSolutions-ELB2', reason: expect.stringContaining('access logs only for TLS listeners') },
-      { id: 'NIST.800.53.R5-ELBv2ACMCertificateRequired', reason: expect.stringContaining('TLS 1.3 ends on each attested instance') },
+      ...['NIST.800.53.R5', 'HIPAA.Security', 'PCI.DSS.321'].map((pack) => (
+        { id: `${pack}-ELBv2ACMCertificateRequired`, reason: expect.stringContaining('TLS 1.3 ends on each attested instance') }
+      )),
+      { id: 'HIPAA.Security-ELBDeletionProtectionEnabled', reason: expect.stringContaining('holds no state') },
     ]));
+    // PCI DSS 3.2.1 does not check deletion protection: nothing to acknowledge there.
+    expect(acknowledged.map((rule) => rule.id)).not.toContain('PCI.DSS.321-ELBDeletionProtectionEnabled');
   });
 
   test("passes CloudFormation's built-in template validation, which fails on what it does not know", () => {

@@ -2,6 +2,7 @@ import { Annotations, Aws, Size, Stack, Token, Validations } from 'aws-cdk-lib';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import { Construct } from 'constructs';
+import { acknowledgeCompliance } from './compliance-acknowledgment';
 import { APPLIANCE_CONFIG_VERSION, ApplianceConfig, sealedModelObjects } from '../shared/appliance-config';
 import { IAttestableImage } from '../attestable-image';
 import type { AttestedLaunchTemplateProps } from '../attested-launch-template';
@@ -108,16 +109,14 @@ function unsealerRole(scope: Construct, options: AttestedLaunchOptions, modelPre
   });
   options.modelBucket.grantFetch(role, modelPrefix);
   const modelObjects = options.modelBucket.bucket.arnForObjects(`${modelPrefix}*`);
-  Validations.of(role).acknowledge(
-    {
-      id: `AwsSolutions-IAM5[Resource::${nagResourceName(Stack.of(scope).resolve(modelObjects))}]`,
-      reason: 'Read-only (s3:GetObject) on the sealed-model prefix: the objects are encrypted and only unseal here.',
-    },
-    {
-      id: 'NIST.800.53.R5-IAMNoInlinePolicy',
-      reason: "The role's only policy is inline so that it lives and dies with this instance's role.",
-    },
-  );
+  Validations.of(role).acknowledge({
+    id: `AwsSolutions-IAM5[Resource::${nagResourceName(Stack.of(scope).resolve(modelObjects))}]`,
+    reason: 'Read-only (s3:GetObject) on the sealed-model prefix: the objects are encrypted and only unseal here.',
+  });
+  acknowledgeCompliance(role, {
+    rule: 'IAMNoInlinePolicy',
+    reason: "The role's only policy is inline so that it lives and dies with this instance's role.",
+  });
   options.key.grantUnseal(role, options.image);
   // Whatever is attached to the role later, it reads no other S3 object or bucket and uses no other key: nothing it
   // could write prompts to, or encrypt them under, for someone else to read.

@@ -1,6 +1,7 @@
 import { Aws, Stack, Validations } from 'aws-cdk-lib';
 import * as cr from 'aws-cdk-lib/custom-resources';
 import { Construct } from 'constructs';
+import { acknowledgeCompliance } from './compliance-acknowledgment';
 
 /** Where the lookup's response holds the prefix list id: read it with `getResponseField`. */
 export const PREFIX_LIST_ID_FIELD = 'PrefixLists.0.PrefixListId';
@@ -29,32 +30,31 @@ export function lookUpS3PrefixList(scope: Construct, id: string): cr.AwsCustomRe
 /** The lookup is CDK's AwsCustomResource: a singleton Lambda at stack level and a describe-only policy. */
 function acknowledgeLookup(lookup: cr.AwsCustomResource): void {
   const policy = lookup.node.findChild('CustomResourcePolicy');
-  Validations.of(policy).acknowledge(
-    {
-      id: 'AwsSolutions-IAM5[Resource::*]',
-      reason: 'ec2:DescribeManagedPrefixLists supports no resource-level permissions; it is the only action granted.',
-    },
-    {
-      id: 'NIST.800.53.R5-IAMNoInlinePolicy',
-      reason: 'The describe-only policy is inline on the lookup function role and attached nowhere else.',
-    },
-  );
+  Validations.of(policy).acknowledge({
+    id: 'AwsSolutions-IAM5[Resource::*]',
+    reason: 'ec2:DescribeManagedPrefixLists supports no resource-level permissions; it is the only action granted.',
+  });
+  acknowledgeCompliance(policy, {
+    rule: 'IAMNoInlinePolicy',
+    reason: 'The describe-only policy is inline on the lookup function role and attached nowhere else.',
+  });
   const singleton = Stack.of(lookup).node.findChild(`AWS${cr.AwsCustomResource.PROVIDER_FUNCTION_UUID.replace(/-/g, '')}`);
-  Validations.of(singleton).acknowledge(
+  Validations.of(singleton).acknowledge({
+    id: 'AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole]',
+    reason: 'The deploy-time lookup function only writes its own logs; the managed policy grants exactly that.',
+  });
+  acknowledgeCompliance(
+    singleton,
     {
-      id: 'AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole]',
-      reason: 'The deploy-time lookup function only writes its own logs; the managed policy grants exactly that.',
-    },
-    {
-      id: 'NIST.800.53.R5-LambdaConcurrency',
+      rule: 'LambdaConcurrency',
       reason: 'Invoked only by CloudFormation during deployments of this stack; it serves no traffic.',
     },
     {
-      id: 'NIST.800.53.R5-LambdaDLQ',
+      rule: 'LambdaDLQ',
       reason: 'Invoked synchronously by CloudFormation, which reports and rolls back on failure.',
     },
     {
-      id: 'NIST.800.53.R5-LambdaInsideVPC',
+      rule: 'LambdaInsideVPC',
       reason: 'It calls the EC2 API only, which an isolated VPC could not reach; it handles no model or prompt.',
     },
   );
