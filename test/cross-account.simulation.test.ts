@@ -18,20 +18,11 @@ import {
   SealedModelKey,
   ZeroOperatorAccessSecurityGroup,
 } from '../lib';
+import { pseudoParameters, resolveIntrinsics } from './iam-simulation';
 import {
-  attestationReporting,
-  type Context,
-  pseudoParameters,
-  resolveIntrinsics,
-  sealedModelContext,
-  simulate,
-} from './iam-simulation';
+  BUCKET_NAME, CONSUMER_ACCOUNT, describeOwnerConsumerRequests, KEY_ARN, OWNER_ACCOUNT, REGION,
+} from './owner-consumer-requests';
 
-const REGION = 'eu-west-1';
-const OWNER_ACCOUNT = '111111111111';
-const CONSUMER_ACCOUNT = '222222222222';
-const KEY_ARN = `arn:aws:kms:${REGION}:${OWNER_ACCOUNT}:key/1234abcd-12ab-34cd-56ef-1234567890ab`;
-const BUCKET_NAME = 'owner-sealed-models';
 const BUCKET_ARN = `arn:aws:s3:::${BUCKET_NAME}`;
 const MODEL = 'llama';
 
@@ -108,79 +99,20 @@ const BUCKET_POLICY = resolveIntrinsics(
 const INSTANCE_POLICIES = Object.values(consumerTemplate.findResources('AWS::IAM::Policy'))
   .filter((policy) => JSON.stringify(policy.Properties.Roles).includes('InstanceRole'))
   .map((policy) => resolveIntrinsics(policy.Properties.PolicyDocument, pseudoParameters(CONSUMER_ACCOUNT, REGION)) as object);
-/** An administrator of the consumer's account: every action on every resource. */
-const ADMIN_POLICIES = [{ Version: '2012-10-17', Statement: [{ Effect: 'Allow', Action: '*', Resource: '*' }] }];
-
-const attested = (measurements = MEASUREMENTS): Context => ({ ...attestationReporting(measurements), ...sealedModelContext(MODEL) });
-
-const onKey = (principal: string, action: string, identityPolicies: object[], context?: Context) =>
-  simulate({ principal, action, resource: KEY_ARN, resourceAccount: OWNER_ACCOUNT, context, identityPolicies, resourcePolicy: KEY_POLICY });
-const onModel = (principal: string, action: string, identityPolicies: object[], objectKey = `models/${MODEL}.sealed`) =>
-  simulate({
-    principal,
-    action,
-    resource: `${BUCKET_ARN}/${objectKey}`,
-    resourceAccount: OWNER_ACCOUNT,
-    identityPolicies,
-    resourcePolicy: BUCKET_POLICY,
-  });
-
-describe("the consumer's instance, through the imported key and bucket", () => {
-  test('unseals with an attestation of the allowed image', async () => {
-    expect(INSTANCE_POLICIES.length).toBeGreaterThan(0);
-    expect(await onKey(INSTANCE, 'kms:Decrypt', INSTANCE_POLICIES, attested())).toBe('Allowed');
-  });
-
-  test('cannot unseal without an attestation, or with one of another image', async () => {
-    expect(await onKey(INSTANCE, 'kms:Decrypt', INSTANCE_POLICIES, sealedModelContext(MODEL))).toBe('ExplicitlyDenied');
-    expect(await onKey(INSTANCE, 'kms:Decrypt', INSTANCE_POLICIES, attested(OTHER_IMAGE))).not.toBe('Allowed');
-  });
-
-  test("fetches the sealed model from the owner's bucket, and nothing outside its prefix", async () => {
-    expect(await onModel(INSTANCE, 's3:GetObject', INSTANCE_POLICIES)).toBe('Allowed');
-    expect(await onModel(INSTANCE, 's3:GetObject', INSTANCE_POLICIES, 'private/other.bin')).not.toBe('Allowed');
-    expect(await onModel(INSTANCE, 's3:PutObject', INSTANCE_POLICIES)).not.toBe('Allowed');
-  });
-
-  test('is named by the owner in the key policy only by the role name the consumer gave it', () => {
-    consumerTemplate.hasResourceProperties('AWS::IAM::Role', { RoleName: INSTANCE_ROLE_NAME });
-  });
+describeOwnerConsumerRequests({
+  keyPolicy: KEY_POLICY,
+  bucketPolicy: BUCKET_POLICY,
+  model: MODEL,
+  measurements: MEASUREMENTS,
+  otherImage: OTHER_IMAGE,
+  instance: INSTANCE,
+  instancePolicies: INSTANCE_POLICIES,
+  consumerAdmin: CONSUMER_ADMIN,
+  modelOwner: MODEL_OWNER,
 });
 
-describe("an administrator of the consumer's account, with *:* in its identity policy", () => {
-  test.each([
-    ['with an attestation of the allowed image', attested()],
-    ['without an attestation', sealedModelContext(MODEL)],
-  ])('cannot unseal %s', async (_, context) => {
-    expect(await onKey(CONSUMER_ADMIN, 'kms:Decrypt', ADMIN_POLICIES, context)).not.toBe('Allowed');
-  });
-
-  test.each(['kms:PutKeyPolicy', 'kms:CreateGrant', 'kms:ScheduleKeyDeletion', 'kms:DisableKey'])(
-    "cannot change the owner's key: %s",
-    async (action) => {
-      expect(await onKey(CONSUMER_ADMIN, action, ADMIN_POLICIES)).not.toBe('Allowed');
-    },
-  );
-
-  test('cannot seal a substitute model with it', async () => {
-    expect(await onKey(CONSUMER_ADMIN, 'kms:GenerateDataKey', ADMIN_POLICIES, sealedModelContext(MODEL))).not.toBe('Allowed');
-  });
-
-  test("cannot read or replace the sealed model in the owner's bucket", async () => {
-    expect(await onModel(CONSUMER_ADMIN, 's3:GetObject', ADMIN_POLICIES)).not.toBe('Allowed');
-    expect(await onModel(CONSUMER_ADMIN, 's3:PutObject', ADMIN_POLICIES)).not.toBe('Allowed');
-  });
-});
-
-describe('the model owner', () => {
-  test('seals the named model and uploads it', async () => {
-    expect(await onKey(MODEL_OWNER, 'kms:GenerateDataKey', [], sealedModelContext(MODEL))).toBe('Allowed');
-    expect(await onModel(MODEL_OWNER, 's3:PutObject', [])).toBe('Allowed');
-  });
-
-  test('cannot unseal', async () => {
-    expect(await onKey(MODEL_OWNER, 'kms:Decrypt', [], attested())).not.toBe('Allowed');
-  });
+test('names the instance role as the owner names it in the key policy', () => {
+  consumerTemplate.hasResourceProperties('AWS::IAM::Role', { RoleName: INSTANCE_ROLE_NAME });
 });
 
 describe("the consumer's synth", () => {

@@ -120,3 +120,30 @@ export function sealedModelContext(model: string, extraPairs: Record<string, str
 export function attestationReporting(measurements: PcrMeasurements): Context {
   return Object.fromEntries(pinnedPcrs(measurements).map(({ index, value }) => [nitroTpmPcrConditionKey(index), value]));
 }
+
+/** The model owner's key and bucket, with their resource policies as deployed. */
+export interface OwnerResources {
+  readonly account: string;
+  readonly keyArn: string;
+  readonly keyPolicy: object;
+  readonly bucketName: string;
+  readonly bucketPolicy: object;
+  /** The object requests name unless told otherwise: the sealed model. */
+  readonly sealedModelKey: string;
+}
+
+/** Requests on the owner's key and on objects of the owner's bucket, each decided with that resource's policy. */
+export function requestsOn(owner: OwnerResources) {
+  return {
+    onKey: (principal: string, action: string, identityPolicies: object[], context?: Context) =>
+      simulate({
+        principal, action, resource: owner.keyArn, resourceAccount: owner.account, context, identityPolicies,
+        resourcePolicy: owner.keyPolicy,
+      }),
+    onModel: (principal: string, action: string, identityPolicies: object[], objectKey = owner.sealedModelKey) =>
+      simulate({
+        principal, action, resource: `arn:aws:s3:::${owner.bucketName}/${objectKey}`, resourceAccount: owner.account,
+        identityPolicies, resourcePolicy: owner.bucketPolicy,
+      }),
+  };
+}
