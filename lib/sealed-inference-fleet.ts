@@ -95,7 +95,7 @@ export class SealedInferenceFleet extends Construct {
   /** The load balancer's target group, health-checked on the appliance's readiness. */
   public readonly targetGroup: elbv2.NetworkTargetGroup;
 
-  /** Alarms on changes to the key, the allowed images and the stack. */
+  /** Alarms on changes to the key, the allowed images, the group and the stack. */
   public readonly tamperAlarms: TamperAlarms;
 
   /** The URL of the inference service through the load balancer (TLS 1.3, ending on the attested instances). */
@@ -192,6 +192,7 @@ export class SealedInferenceFleet extends Construct {
     this.tamperAlarms = new TamperAlarms(this, 'TamperAlarms', {
       keyArn: this.storage.watchedKeyArn,
       imageIds: allowedImages.map((image) => image.imageId),
+      autoScalingGroupName: this.autoScalingGroup.autoScalingGroupName,
       modelOwnerEventBusArn: props.modelOwnerEventBusArn,
     });
     props.modelOwners?.forEach((owner) => this.allowModelOwner(owner));

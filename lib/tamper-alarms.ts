@@ -27,6 +27,13 @@ export interface TamperAlarmsProps {
   readonly instanceId?: string;
 
   /**
+   * The fleet's Auto Scaling group, whose launch template version, size and instances are watched.
+   *
+   * @default - no group is watched
+   */
+  readonly autoScalingGroupName?: string;
+
+  /**
    * The ARN of an event bus in the model owner's account that receives every alarm as well. That bus's policy must
    * allow `events:PutEvents` from this account.
    *
@@ -41,6 +48,12 @@ export const KEY_TAMPER_EVENTS = [
   'CreateAlias', 'DeleteAlias', 'UpdateAlias', 'ReplicateKey', 'UpdatePrimaryRegion',
 ];
 
+/**
+ * The Auto Scaling calls that change what a fleet's instances run (another launch template version, through an update
+ * or an instance refresh), add an instance launched elsewhere, or remove the group.
+ */
+export const FLEET_TAMPER_EVENTS = ['UpdateAutoScalingGroup', 'StartInstanceRefresh', 'AttachInstances', 'DeleteAutoScalingGroup'];
+
 /** The CloudFormation calls that change or remove the stack. */
 export const STACK_TAMPER_EVENTS = ['UpdateStack', 'DeleteStack', 'ExecuteChangeSet'];
 
@@ -49,9 +62,9 @@ const CLOUDTRAIL_API_CALL = 'AWS API Call via CloudTrail';
 /**
  * EventBridge rules on the CloudTrail management events that would change what a deployment is sealed to, or who
  * can see it: the key's policy, grants, state and aliases; the allowed images' tags, attributes and registration;
- * the instance's user data; and updates or deletion of the stack itself. Each match goes to a KMS-encrypted SNS
- * topic and, optionally, to the model owner's event bus in another account, so that the owner learns of a change
- * the key's administrators make. EventBridge receives CloudTrail management events without a trail.
+ * the instance's user data, or the fleet's group; and updates or deletion of the stack itself. Each match goes to a
+ * KMS-encrypted SNS topic and, optionally, to the model owner's event bus in another account, so that the owner learns
+ * of a change the key's administrators make. EventBridge receives CloudTrail management events without a trail.
  */
 export class TamperAlarms extends Construct {
   /** The topic every alarm is published to; subscribe the people who must know. */
@@ -98,6 +111,13 @@ export class TamperAlarms extends Construct {
         eventSource: ['ec2.amazonaws.com'],
         eventName: ['ModifyInstanceAttribute'],
         requestParameters: { instanceId: [props.instanceId], userData: [{ exists: true }] },
+      });
+    }
+    if (props.autoScalingGroupName !== undefined) {
+      rule('AutoScalingGroup', "The fleet's group: its launch template, size or instances changed", 'aws.autoscaling', {
+        eventSource: ['autoscaling.amazonaws.com'],
+        eventName: FLEET_TAMPER_EVENTS,
+        requestParameters: { autoScalingGroupName: [props.autoScalingGroupName] },
       });
     }
     const stack = Stack.of(this);

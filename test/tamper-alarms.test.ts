@@ -4,6 +4,7 @@
  * - KMS PutKeyPolicy: https://docs.aws.amazon.com/kms/latest/developerguide/ct-putkeypolicy.html
  * - EC2 CreateTags, ModifyInstanceAttribute: https://docs.aws.amazon.com/AWSEC2/latest/APIReference/using-cloudtrail.html
  * - CloudFormation UpdateStack: https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/cfn-api-logging-cloudtrail.html
+ * - Auto Scaling UpdateAutoScalingGroup: https://docs.aws.amazon.com/autoscaling/ec2/userguide/logging-using-cloudtrail.html
  * - the EventBridge envelope: https://docs.aws.amazon.com/eventbridge/latest/ref/events-structure.html
  * Each rule is shown a record it must match and the same record changed so that it must not.
  */
@@ -18,6 +19,7 @@ import { hex384, testStack } from './fixtures';
 const KEY_ARN = 'arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab';
 const IMAGE_ID = 'ami-0123456789abcdef0';
 const INSTANCE_ID = 'i-0123456789abcdef0';
+const GROUP_NAME = 'Test-FleetInstancesASG-0123ABCD';
 const STACK_ARN = 'arn:aws:cloudformation:us-east-1:111122223333:stack/Test/5b2b9b10-0000-11ee-8a50-0a0b0c0d0e0f';
 
 /** The parts of a CloudTrail record the tests change. */
@@ -34,7 +36,9 @@ const record = (name: string) =>
 
 function alarms(props: Partial<ConstructorParameters<typeof TamperAlarms>[2]> = {}) {
   const stack = new Stack(undefined, 'Test');
-  new TamperAlarms(stack, 'Alarms', { keyArn: KEY_ARN, imageIds: [IMAGE_ID], instanceId: INSTANCE_ID, ...props });
+  new TamperAlarms(stack, 'Alarms', {
+    keyArn: KEY_ARN, imageIds: [IMAGE_ID], instanceId: INSTANCE_ID, autoScalingGroupName: GROUP_NAME, ...props,
+  });
   const template = Template.fromStack(stack);
   // The stack's ARN as CloudFormation resolves AWS::StackId once the stack exists.
   const patterns = Object.values(template.findResources('AWS::Events::Rule')).map((r) =>
@@ -73,6 +77,16 @@ describe('the rules, against CloudTrail records', () => {
     event.detail.requestParameters.stackName = STACK_ARN;
     expect(matches(event)).toBe(1);
     event.detail.requestParameters.stackName = 'SomeoneElses';
+    expect(matches(event)).toBe(0);
+  });
+
+  test("a change of the fleet's group alarms; one of another group, or a scaling of its capacity, does not", () => {
+    const event = record('autoscaling-update-auto-scaling-group');
+    expect(matches(event)).toBe(1);
+    event.detail.eventName = 'SetDesiredCapacity';
+    expect(matches(event)).toBe(0);
+    event.detail.eventName = 'UpdateAutoScalingGroup';
+    event.detail.requestParameters.autoScalingGroupName = 'someone-elses';
     expect(matches(event)).toBe(0);
   });
 
@@ -122,5 +136,8 @@ test('both patterns wire the alarms in by default', () => {
   Template.fromStack(single).resourceCountIs('AWS::Events::Rule', 5);
   const fleet = testStack();
   new SealedInferenceFleet(fleet, 'Fleet', { image, modelName: 'llama' });
-  Template.fromStack(fleet).resourceCountIs('AWS::Events::Rule', 4);
+  Template.fromStack(fleet).resourceCountIs('AWS::Events::Rule', 5);
+  Template.fromStack(fleet).hasResourceProperties('AWS::Events::Rule', {
+    EventPattern: Match.objectLike({ detail: Match.objectLike({ requestParameters: { autoScalingGroupName: [{ Ref: Match.stringLikeRegexp('^FleetInstances') }] } }) }),
+  });
 });
