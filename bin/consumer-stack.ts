@@ -49,9 +49,15 @@ export class ConsumerStack extends Stack {
       }),
       instanceRoleName: CONSUMER_INSTANCE_ROLE_NAME,
     });
+    // The owner's stack in this app writes what the imported key and bucket ask their owner for.
+    const writtenByTheOwnersStack = "ModelOwnerStack writes these statements, naming this stack's instance role with roleInAccount().";
     Validations.of(this.node.findChild('OwnersKey')).acknowledge({
       id: 'Annotation::sealed-inference:imported-key-policy',
-      reason: "The owner's stack in this app (ModelOwnerStack) writes these statements, naming this stack's instance role.",
+      reason: writtenByTheOwnersStack,
+    });
+    Validations.of(this.node.findChild('OwnersModels')).acknowledge({
+      id: 'Annotation::sealed-inference:imported-bucket-policy',
+      reason: writtenByTheOwnersStack,
     });
   }
 }

@@ -4,6 +4,7 @@ import * as kms from 'aws-cdk-lib/aws-kms';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import { Construct } from 'constructs';
 import { acknowledgeCompliance } from './private/compliance-acknowledgment';
+import { OwnerPolicyRequests } from './private/owner-policy-request';
 import { MODEL_FETCH_ACTIONS, MODEL_LIST_ACTIONS, MODEL_UPLOAD_ACTIONS } from './private/permissions';
 import { SealedModelKey } from './sealed-model-key';
 import { DEFAULT_MODEL_PREFIX } from './shared/appliance-config';
@@ -216,13 +217,14 @@ export class ModelBucket extends Resource implements IModelBucket {
 }
 
 /**
- * A model bucket that exists outside this stack. Its grants write identity policies, and the bucket policy too when
- * the bucket and the grantee are in one account; across accounts, the owner's bucket policy must allow the same.
+ * A model bucket that exists outside this stack. Its grants write identity policies; across accounts, the owner's
+ * bucket policy must allow the same, and synth says which statements the owner must add.
  */
 class ImportedModelBucket extends Resource implements IModelBucket {
   public readonly bucket: s3.IBucket;
   public readonly bucketName: string;
   public readonly modelPrefix: string;
+  private readonly ownerRequests: OwnerPolicyRequests;
 
   constructor(scope: Construct, id: string, attributes: ModelBucketAttributes) {
     super(scope, id, { account: attributes.account, region: attributes.region });
@@ -233,14 +235,26 @@ class ImportedModelBucket extends Resource implements IModelBucket {
       region: attributes.region,
     });
     this.bucketName = this.bucket.bucketName;
+    this.ownerRequests = new OwnerPolicyRequests(this, {
+      kind: 'bucket',
+      name: this.bucketName,
+      warningId: 'sealed-inference:imported-bucket-policy',
+      remedy: "A ModelBucket in the owner's stack writes them with grantFetch() or grantUpload() for the same principal.",
+    });
   }
 
   public grantUpload(grantee: iam.IGrantable, prefix: string = this.modelPrefix): iam.Grant {
-    return grantOnModels(this.bucket, grantee, prefix, MODEL_UPLOAD_ACTIONS);
+    return this.askOwnerFor(`upload for ${grantee.grantPrincipal}`, grantOnModels(this.bucket, grantee, prefix, MODEL_UPLOAD_ACTIONS));
   }
 
   public grantFetch(grantee: iam.IGrantable, prefix: string = this.modelPrefix): iam.Grant {
-    return grantFetchModels(this.bucket, grantee, prefix);
+    return this.askOwnerFor(`fetch for ${grantee.grantPrincipal}`, grantFetchModels(this.bucket, grantee, prefix));
+  }
+
+  /** A grant across accounts also needs statements in the bucket policy, which only the bucket's owner can add. */
+  private askOwnerFor(what: string, grant: iam.Grant): iam.Grant {
+    if (grant.resourceStatements.length > 0) this.ownerRequests.ask(what, grant.resourceStatements);
+    return grant;
   }
 }
 

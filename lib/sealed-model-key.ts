@@ -1,9 +1,10 @@
-import { Annotations, Arn, ArnFormat, CfnOutput, IResource, Lazy, RemovalPolicy, Resource, Stack, Token } from 'aws-cdk-lib';
+import { Annotations, Arn, ArnFormat, IResource, Lazy, RemovalPolicy, Resource, Token } from 'aws-cdk-lib';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as kms from 'aws-cdk-lib/aws-kms';
 import { Construct } from 'constructs';
 import { IAttestableImage } from './attestable-image';
 import { KeyAdministration } from './key-administration';
+import { OwnerPolicyRequests } from './private/owner-policy-request';
 import { DESCRIBE_KEY_ACTIONS, SEAL_ACTIONS, UNSEAL_ACTIONS } from './private/permissions';
 import { warnIfSealedToPcr7Alone } from './private/pcr7-only-warning';
 import { KMS_KEY_ARN_PATTERN } from './shared/appliance-config';
@@ -380,48 +381,30 @@ class ImportedSealedModelKey extends Resource implements ISealedModelKey {
   public readonly keyArn: string;
   public readonly keyId: string;
   private readonly modelNames?: string[];
-  private requests = 0;
+  private readonly ownerRequests: OwnerPolicyRequests;
 
   constructor(scope: Construct, id: string, attributes: SealedModelKeyAttributes) {
     super(scope, id, { environmentFromArn: attributes.keyArn });
     this.keyArn = attributes.keyArn;
     this.keyId = Arn.split(attributes.keyArn, ArnFormat.SLASH_RESOURCE_NAME).resourceName ?? '';
     this.modelNames = attributes.modelNames?.map((name) => (Token.isUnresolved(name) ? name : checkModelName(name)));
+    this.ownerRequests = new OwnerPolicyRequests(this, {
+      kind: 'key',
+      name: this.keyArn,
+      warningId: 'sealed-inference:imported-key-policy',
+      remedy: "A SealedModelKey in the owner's stack writes them when given the same unsealers, images and model names.",
+    });
   }
 
   public grantUnseal(grantee: iam.IGrantable, image?: IAttestableImage): iam.Grant {
     const images = image ? [image] : [];
     const statements = images.map((allowed, i) => attestedUnsealStatement(i + 1, [grantee.grantPrincipal], allowed, this.modelNames));
-    this.askOwner(`unseal for ${grantee.grantPrincipal}`, statements, image ? '' : ' one statement like it per image, with its PCRs;');
+    this.ownerRequests.ask(`unseal for ${grantee.grantPrincipal}`, statements, image ? '' : ' one statement like it per image, with its PCRs;');
     return iam.Grant.addToPrincipal({ grantee, actions: UNSEAL_ACTIONS, resourceArns: [this.keyArn] });
   }
 
   public grantSeal(grantee: iam.IGrantable): iam.Grant {
-    this.askOwner(`seal for ${grantee.grantPrincipal}`, sealStatements([grantee.grantPrincipal], this.modelNames), '');
+    this.ownerRequests.ask(`seal for ${grantee.grantPrincipal}`, sealStatements([grantee.grantPrincipal], this.modelNames));
     return iam.Grant.addToPrincipal({ grantee, actions: [...SEAL_ACTIONS, ...DESCRIBE_KEY_ACTIONS], resourceArns: [this.keyArn] });
-  }
-
-  /**
-   * Says, at synth time and as a stack output, which key policy statements the key's owner must add: the grant
-   * works only once they are in the owner's policy, and a deployment would not say why.
-   */
-  private askOwner(what: string, statements: iam.PolicyStatement[], note: string): void {
-    this.requests += 1;
-    const stack = Stack.of(this);
-    const json = statements.map((statement) => statement.toStatementJson());
-    const output = new CfnOutput(this, `KeyPolicyRequest${this.requests}`, {
-      value: stack.toJsonString(json),
-      // CloudFormation takes only a literal description: a key named by a parameter is described, not named.
-      description: `Key policy statements the owner of ${Token.isUnresolved(this.keyArn) ? 'the sealing key' : this.keyArn} ` +
-        `must add to ${what}`,
-    });
-    const readable = JSON.stringify(stack.resolve(json), undefined, 1).replace(/\n\s*/g, ' ');
-    Annotations.of(this).addWarningV2(
-      'sealed-inference:imported-key-policy',
-      `The key ${this.keyArn} is imported: its policy cannot change from this stack. To ${what}, its owner must ` +
-        `add to the key policy (output ${stack.resolve(output.logicalId)} has it with every ARN resolved):` +
-        `${note} ${readable}. A SealedModelKey in the owner's stack writes them when given the same unsealers, ` +
-        'images and model names.',
-    );
   }
 }

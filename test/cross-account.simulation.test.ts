@@ -123,16 +123,27 @@ describe("the consumer's synth", () => {
     );
   });
 
-  test("outputs the statement to add, equal to the owner's for the same role and image", () => {
-    const [output] = Object.values(consumerTemplate.findOutputs('*')).filter((o) => /must add/.test(o.Description));
-    const requested = JSON.parse(
+  /** The statements the consumer's output `description` asks the owner for, with the instance role's ARN resolved. */
+  const requested = (description: RegExp) => {
+    const [output] = Object.values(consumerTemplate.findOutputs('*')).filter((o) => description.test(o.Description));
+    return JSON.parse(
       resolveIntrinsics(output.Value, {
         ...pseudoParameters(CONSUMER_ACCOUNT, REGION),
         [`${Object.keys(consumerTemplate.findResources('AWS::IAM::Role', { Properties: { RoleName: INSTANCE_ROLE_NAME } }))[0]}.Arn`]: INSTANCE_ROLE,
       }) as string,
     ) as object[];
+  };
+
+  test("outputs the key policy statement to add, equal to the owner's for the same role and image", () => {
     const ownerStatement = (KEY_POLICY as { Statement: Array<{ Sid: string }> }).Statement.find((s) => s.Sid === 'UnsealOnlyOnAttestedImage1');
-    expect(requested).toEqual([ownerStatement]);
+    expect(requested(/^Key policy statements/)).toEqual([ownerStatement]);
+  });
+
+  test("outputs the bucket policy statements to add, equal to the owner's for the same role", () => {
+    const ownerStatements = (BUCKET_POLICY as { Statement: Array<{ Principal?: { AWS?: string } }> }).Statement
+      .filter((s) => s.Principal?.AWS === INSTANCE_ROLE);
+    expect(ownerStatements).toHaveLength(2);
+    expect(requested(/^Bucket policy statements/)).toEqual(ownerStatements);
   });
 });
 

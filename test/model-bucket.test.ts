@@ -1,5 +1,5 @@
 import { App, Duration, Stack } from 'aws-cdk-lib';
-import { Match, Template } from 'aws-cdk-lib/assertions';
+import { Annotations, Match, Template } from 'aws-cdk-lib/assertions';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as kms from 'aws-cdk-lib/aws-kms';
 import { ModelBucket, SealedModelKey } from '../lib';
@@ -119,6 +119,30 @@ describe('an imported bucket', () => {
     const template = Template.fromStack(stack);
     expect(template.findResources('AWS::S3::BucketPolicy')).toEqual({});
     expect(JSON.stringify(template.findResources('AWS::IAM::Policy'))).toContain(':s3:::owner-models/sealed/*');
+  });
+
+  test("in another account, says at synth which statements the owner's bucket policy needs, in a warning and an output", () => {
+    const stack = testStack();
+    const models = ModelBucket.fromModelBucketAttributes(stack, 'Models', { bucketName: 'owner-models', account: '222222222222' });
+    const role = new iam.Role(stack, 'Workload', { assumedBy: new iam.ServicePrincipal('ec2.amazonaws.com') });
+    models.grantFetch(role);
+    const template = Template.fromStack(stack);
+    const [warning] = Annotations.fromStack(stack).findWarning('/Test/Models', Match.anyValue());
+    expect(warning.entry.data).toMatch(
+      /^The bucket owner-models is imported: .*To fetch for Test\/Workload, its owner must add to the bucket policy .*"s3:GetObject".*"s3:ListBucket".*grantFetch\(\).*\[ack: sealed-inference:imported-bucket-policy\]$/,
+    );
+    const [request] = Object.values(template.findOutputs('*', { Description: Match.stringLikeRegexp('^Bucket policy statements the owner of owner-models must add to fetch') }));
+    // The statements, with the role's ARN resolved when the stack deploys.
+    expect(JSON.stringify(request.Value)).toContain('owner-models/models/*');
+    expect(JSON.stringify(request.Value)).toMatch(/"Fn::GetAtt":\["Workload[0-9A-F]{8}","Arn"\]/);
+  });
+
+  test('in this account, asks its owner for nothing', () => {
+    const stack = testStack();
+    const models = ModelBucket.fromModelBucketAttributes(stack, 'Models', { bucketName: 'owner-models' });
+    models.grantUpload(new iam.Role(stack, 'Owner', { assumedBy: new iam.AccountRootPrincipal() }));
+    expect(Annotations.fromStack(stack).findWarning('*', Match.anyValue())).toEqual([]);
+    expect(Template.fromStack(stack).findOutputs('*')).toEqual({});
   });
 
   test('fromBucketName stores models under models/', () => {
