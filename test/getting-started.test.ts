@@ -163,6 +163,11 @@ describe('docs/getting-started.md', () => {
     const parameters = Object.fromEntries(args.flatMap((arg, i) => args[i - 1] === '--parameters' ? [arg.split('=')] : []));
     const template = JSON.parse(fs.readFileSync(path.join(clone, 'cdk.out', `${stack}.template.json`), 'utf8')) as Template;
     expect(Object.keys(template.Parameters)).toEqual(expect.arrayContaining(Object.keys(parameters)));
+    // CloudFormation refuses a value its parameter's pattern does not match, before anything deploys.
+    for (const [name, value] of Object.entries(parameters)) {
+      const pattern = template.Parameters[name].AllowedPattern;
+      if (pattern !== undefined) expect(value).toMatch(new RegExp(`^(?:${pattern})$`));
+    }
     const physical: PhysicalValue = (id, type, attribute) => {
       const value = {
         'AWS::S3::Bucket': id.toLowerCase(),

@@ -6,7 +6,7 @@ interface TemplateResource {
 }
 
 export interface Template {
-  readonly Parameters: Record<string, { Default?: string }>;
+  readonly Parameters: Record<string, { Default?: string; AllowedPattern?: string }>;
   readonly Resources: Record<string, TemplateResource>;
   readonly Outputs: Record<string, { Value: unknown }>;
 }
