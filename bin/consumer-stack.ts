@@ -1,4 +1,4 @@
-import { CfnParameter, Stack, StackProps, Validations } from 'aws-cdk-lib';
+import { CfnOutput, CfnParameter, Stack, StackProps, Validations } from 'aws-cdk-lib';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import { Construct } from 'constructs';
 import { ModelBucket, SealedInference, SealedModelKey } from '../lib';
@@ -48,6 +48,10 @@ export class ConsumerStack extends Stack {
         account: settings.accounts?.modelOwner,
       }),
       instanceRoleName: CONSUMER_INSTANCE_ROLE_NAME,
+    });
+    new CfnOutput(this, 'VpcId', {
+      value: this.inference.vpc.vpcId,
+      description: "The VPC the instance unseals from: the owner's key may require it (context sealed-inference:consumerVpcId)",
     });
     // The owner's stack in this app writes what the imported key and bucket ask their owner for.
     const writtenByTheOwnersStack = "ModelOwnerStack writes these statements, naming this stack's instance role with roleInAccount().";

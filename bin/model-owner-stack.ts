@@ -28,6 +28,7 @@ export class ModelOwnerStack extends Stack {
     this.key = new SealedModelKey(this, 'Key', {
       allowedImages,
       modelNames: [settings.modelName],
+      unsealVpcId: settings.consumerVpcId,
     });
     this.modelBucket = new ModelBucket(this, 'Models');
     const consumerInstance = roleInAccount(settings.accounts?.consumer ?? Aws.ACCOUNT_ID, CONSUMER_INSTANCE_ROLE_NAME);

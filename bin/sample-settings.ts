@@ -30,6 +30,13 @@ export interface SampleSettings {
    * @default - both stacks deploy to the account of the credentials used
    */
   readonly accounts?: { readonly modelOwner: string; readonly consumer: string };
+  /**
+   * The consumer's VPC, once it exists (the consumer stack's `VpcId` output): the owner's key then unseals only for
+   * requests that arrive through that VPC's KMS endpoint (`aws:SourceVpc`).
+   *
+   * @default - any network path; the attestation and the instance role still gate every unseal
+   */
+  readonly consumerVpcId?: string;
 }
 
 /** An image id with its measurements, as `sealed-inference measurements <ami-id>` prints them. */
@@ -47,6 +54,7 @@ export const CONTEXT = {
   modelOwnerArn: 'sealed-inference:modelOwnerArn',
   modelOwnerAccount: 'sealed-inference:modelOwnerAccount',
   consumerAccount: 'sealed-inference:consumerAccount',
+  consumerVpcId: 'sealed-inference:consumerVpcId',
 };
 
 /** Reads the sample's settings from context, failing with the key to set when one is missing or malformed. */
@@ -68,7 +76,15 @@ export function sampleSettingsFromContext(app: App): SampleSettings {
     clientCidrs: context(CONTEXT.clientCidrs) ?? [],
     modelOwnerArn: context(CONTEXT.modelOwnerArn),
     accounts: accountsFrom(context(CONTEXT.modelOwnerAccount), context(CONTEXT.consumerAccount)),
+    consumerVpcId: vpcIdFrom(context(CONTEXT.consumerVpcId)),
   };
+}
+
+function vpcIdFrom(vpcId: unknown): string | undefined {
+  if (vpcId !== undefined && (typeof vpcId !== 'string' || !/^vpc-(?:[0-9a-f]{8}|[0-9a-f]{17})$/.test(vpcId))) {
+    throw new Error(`Context ${CONTEXT.consumerVpcId} must be a VPC id (vpc-0123456789abcdef0); got ${JSON.stringify(vpcId)}`);
+  }
+  return vpcId;
 }
 
 function accountsFrom(modelOwner: unknown, consumer: unknown): SampleSettings['accounts'] {

@@ -11,7 +11,7 @@ import { ModelOwnerStack } from '../bin/model-owner-stack';
 import { sampleSettingsFromContext } from '../bin/sample-settings';
 import cdkJson from '../cdk.json';
 import { hex384, sealingKeys } from './fixtures';
-import { pseudoParameters, resolveIntrinsics } from './iam-simulation';
+import { attestationReporting, pseudoParameters, resolveIntrinsics, sealedModelContext, simulate } from './iam-simulation';
 import {
   BUCKET_NAME, CONSUMER_ACCOUNT, describeOwnerConsumerRequests, KEY_ARN, OWNER_ACCOUNT, REGION,
 } from './owner-consumer-requests';
@@ -21,15 +21,15 @@ const MODEL_OWNER = `arn:aws:iam::${OWNER_ACCOUNT}:role/model-owner`;
 const MEASUREMENTS = { pcr4: hex384('a4'), pcr12: hex384('00') };
 const OTHER_IMAGE = { pcr4: hex384('b4'), pcr12: hex384('00') };
 
-const app = new App({
-  context: {
-    ...cdkJson.context,
-    'sealed-inference:modelOwnerAccount': OWNER_ACCOUNT,
-    'sealed-inference:consumerAccount': CONSUMER_ACCOUNT,
-    'sealed-inference:modelOwnerArn': MODEL_OWNER,
-    'sealed-inference:image': { imageId: 'ami-0123456789abcdef0', ...MEASUREMENTS },
-  },
-});
+/** The sample's context with both accounts, the owner's sealing role and the image pinned. */
+const CONTEXT = {
+  ...cdkJson.context,
+  'sealed-inference:modelOwnerAccount': OWNER_ACCOUNT,
+  'sealed-inference:consumerAccount': CONSUMER_ACCOUNT,
+  'sealed-inference:modelOwnerArn': MODEL_OWNER,
+  'sealed-inference:image': { imageId: 'ami-0123456789abcdef0', ...MEASUREMENTS },
+};
+const app = new App({ context: CONTEXT });
 const settings = sampleSettingsFromContext(app);
 const owner = new ModelOwnerStack(app, 'SealedInferenceModelOwner', settings, { env: { account: OWNER_ACCOUNT, region: REGION } });
 const consumer = new ConsumerStack(app, 'SealedInferenceConsumer', settings, { env: { account: CONSUMER_ACCOUNT, region: REGION } });
@@ -75,4 +75,27 @@ describeOwnerConsumerRequests({
   instancePolicies: INSTANCE_POLICIES,
   consumerAdmin: CONSUMER_ADMIN,
   modelOwner: MODEL_OWNER,
+});
+
+describe("with the consumer's VPC pinned in the owner's key", () => {
+  const VPC = 'vpc-0123456789abcdef0';
+  const pinnedApp = new App({ context: { ...CONTEXT, 'sealed-inference:consumerVpcId': VPC } });
+  const pinnedOwner = new ModelOwnerStack(pinnedApp, 'SealedInferenceModelOwner', sampleSettingsFromContext(pinnedApp), {
+    env: { account: OWNER_ACCOUNT, region: REGION },
+  });
+  const keyPolicy = resolveIntrinsics(Object.values(sealingKeys(Template.fromStack(pinnedOwner)))[0].Properties.KeyPolicy, ownerReferences) as object;
+  const unseal = (sourceVpc: string) => simulate({
+    principal: INSTANCE,
+    action: 'kms:Decrypt',
+    resource: KEY_ARN,
+    resourceAccount: OWNER_ACCOUNT,
+    context: { ...attestationReporting(MEASUREMENTS), ...sealedModelContext(MODEL), 'aws:SourceVpc': sourceVpc },
+    identityPolicies: INSTANCE_POLICIES,
+    resourcePolicy: keyPolicy,
+  });
+
+  test('the attested instance unseals through that VPC, and not through another', async () => {
+    expect(await unseal(VPC)).toBe('Allowed');
+    expect(await unseal('vpc-0fedcba9876543210')).not.toBe('Allowed');
+  });
 });

@@ -83,6 +83,17 @@ describe("the model owner's stack", () => {
     ]);
   });
 
+  test("requires the consumer's VPC on every unseal once context names it, and any path before", () => {
+    const sourceVpc = (template: Template) =>
+      keyStatements(template).filter((s) => s.Sid.startsWith('UnsealOnlyOnAttestedImage')).map((s) => s.Condition.StringEquals['aws:SourceVpc']);
+    expect(sourceVpc(sampleApp(ACCOUNTS).ownerTemplate())).toEqual([undefined]);
+    const pinned = sampleApp({ ...ACCOUNTS, 'sealed-inference:consumerVpcId': 'vpc-0123456789abcdef0' }).ownerTemplate();
+    expect(sourceVpc(pinned)).toEqual(['vpc-0123456789abcdef0']);
+    expect(() => sampleApp({ 'sealed-inference:consumerVpcId': 'vpc-1' })).toThrow(
+      'Context sealed-inference:consumerVpcId must be a VPC id (vpc-0123456789abcdef0); got "vpc-1"',
+    );
+  });
+
   test('outputs what `sealed-inference seal --stack-outputs` reads', () => {
     const template = sampleApp().ownerTemplate();
     const outputs = Object.fromEntries(Object.entries(template.toJSON().Outputs as Record<string, { Value: unknown }>)
@@ -124,6 +135,11 @@ describe("the consumer's stack", () => {
     const userData = JSON.stringify(Object.values(template.findResources('AWS::EC2::Instance'))[0].Properties.UserData);
     expect(userData).toContain('{"Ref":"SealingKeyArn"}');
     expect(userData).toContain('{"Ref":"ModelBucketName"}');
+  });
+
+  test('outputs its VPC, which the owner may then require', () => {
+    const outputs = sampleApp().consumerTemplate().toJSON().Outputs as Record<string, { Value: unknown }>;
+    expect(outputs.VpcId.Value).toEqual({ Ref: expect.stringMatching(/^InferenceNetworkVpc/) });
   });
 
   test('gives its instance role the name the owner admits', () => {
