@@ -1,8 +1,8 @@
-import { Annotations, Aws, CfnOutput, Stack, StackProps } from 'aws-cdk-lib';
+import { Annotations, Aws, Stack, StackProps } from 'aws-cdk-lib';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import { Construct } from 'constructs';
 import { ModelBucket, roleInAccount, SealedModelKey, TamperAlarms } from '../lib';
-import { addAllowedImageOutputs } from '../lib/private/reviewer-outputs';
+import { addAllowedImageOutputs, addSealedModelOutputs } from '../lib/private/reviewer-outputs';
 import { sampleImages } from './sample-images';
 import { SampleSettings } from './sample-settings';
 
@@ -46,13 +46,14 @@ export class ModelOwnerStack extends Stack {
     }
     new TamperAlarms(this, 'TamperAlarms', { keyArn: this.key.keyArn, imageIds: [] });
 
-    // The names `sealed-inference seal --stack-outputs` reads and the consumer's stack takes as parameters, and what
-    // the key is sealed to, for the owner's reviewer.
-    const output = (name: string, value: string, description: string) => new CfnOutput(this, name, { value, description });
-    output('KeyArn', this.key.keyArn, "The sealing key: the consumer stack's SealingKeyArn parameter");
-    output('ModelBucketName', this.modelBucket.bucketName, "The sealed model's bucket: the consumer stack's ModelBucketName parameter");
-    output('ModelPrefix', this.modelBucket.modelPrefix, 'Where the sealed model is stored in the bucket');
-    output('ModelName', settings.modelName, 'The model the key seals');
+    // What `sealed-inference seal --stack-outputs` reads and the consumer's stack takes as parameters (KeyArn,
+    // ModelBucketName), and what the key is sealed to, for the owner's reviewer.
+    addSealedModelOutputs(this, {
+      key: this.key,
+      modelBucket: this.modelBucket,
+      modelName: settings.modelName,
+      modelPrefix: this.modelBucket.modelPrefix,
+    }, 'The model the key seals');
     addAllowedImageOutputs(this, allowedImages);
   }
 }

@@ -6,16 +6,20 @@ import { IModelBucket } from '../model-bucket';
 import { PublishedImageMeasurements } from '../published-image';
 import { ISealedModelKey } from '../sealed-model-key';
 
-/** What a deployment of a sealed model shows its reviewer and its clients. */
-export interface ReviewerOutputsOptions {
-  /** The images the key unseals for; the first is the one the workload runs. */
-  readonly allowedImages: IAttestableImage[];
-  /** What runs the first image, e.g. 'the instance'. */
-  readonly workload: string;
+/** Where a sealed model is stored, and the key that seals it. */
+export interface SealedModelLocation {
   readonly key: ISealedModelKey;
   readonly modelBucket: IModelBucket;
   readonly modelName: string;
   readonly modelPrefix: string;
+}
+
+/** What a deployment of a sealed model shows its reviewer and its clients. */
+export interface ReviewerOutputsOptions extends SealedModelLocation {
+  /** The images the key unseals for; the first is the one the workload runs. */
+  readonly allowedImages: IAttestableImage[];
+  /** What runs the first image, e.g. 'the instance'. */
+  readonly workload: string;
   /** The https:// URL clients reach the inference service at. */
   readonly serviceUrl: string;
 }
@@ -27,14 +31,11 @@ export interface ReviewerOutputsOptions {
  */
 export function addReviewerOutputs(scope: Construct, options: ReviewerOutputsOptions): void {
   const output = (id: string, value: string, description: string) => new CfnOutput(scope, id, { value, description });
-  const { allowedImages, key, modelBucket, modelName, modelPrefix, serviceUrl } = options;
+  const { allowedImages, modelBucket, modelName, modelPrefix, serviceUrl } = options;
   output('ImageId', allowedImages[0].imageId, `The attestable image ${options.workload} runs`);
   addAllowedImageOutputs(scope, allowedImages);
-  output('KeyArn', key.keyArn, 'The sealing key');
-  output('ModelBucketName', modelBucket.bucket.bucketName, 'The bucket for the sealed model');
-  output('ModelPrefix', modelPrefix || '(bucket root)', 'Where the sealed model is stored in the bucket');
+  addSealedModelOutputs(scope, options, `The sealed model ${options.workload} serves`);
   output('ServiceUrl', serviceUrl, 'The inference service (chat page and API), over TLS bound to its attestation');
-  output('ModelName', modelName, `The sealed model ${options.workload} serves`);
   const manifest = `${modelPrefix}${modelName}.manifest.json`;
   output('ModelManifestUri', `s3://${modelBucket.bucket.bucketName}/${manifest}`,
     "The model's manifest: download it for verify --model and gateway --model");
@@ -44,6 +45,19 @@ export function addReviewerOutputs(scope: Construct, options: ReviewerOutputsOpt
     'Proves which image and model serve the URL (outputs.json: cdk deploy --outputs-file; the manifest from ModelManifestUri)');
   output('GatewayCommand', `npx sealed-inference gateway ${serviceUrl} ${expectations}`,
     'A local OpenAI-compatible endpoint that forwards only to an instance it verified');
+}
+
+/**
+ * The `KeyArn`, `ModelBucketName`, `ModelPrefix` and `ModelName` outputs: what `sealed-inference seal --stack-outputs`
+ * seals with and `verify --stack-outputs` measures the configuration from. The bucket root is written out, as an
+ * output cannot be empty.
+ */
+export function addSealedModelOutputs(scope: Construct, location: SealedModelLocation, modelDescription: string): void {
+  const output = (id: string, value: string, description: string) => new CfnOutput(scope, id, { value, description });
+  output('KeyArn', location.key.keyArn, 'The sealing key');
+  output('ModelBucketName', location.modelBucket.bucket.bucketName, 'The bucket for the sealed model');
+  output('ModelPrefix', location.modelPrefix || '(bucket root)', 'Where the sealed model is stored in the bucket');
+  output('ModelName', location.modelName, modelDescription);
 }
 
 /** The `AllowedImage<N>…` outputs: each image the key unseals for, its pinned PCRs and what its reader noticed. */
