@@ -6,6 +6,7 @@ import { Construct } from 'constructs';
 import type { IAttestableImage } from './attestable-image';
 import { bundledHandlerDir } from './private/bundled-handler';
 import { acknowledgeCompliance } from './private/compliance-acknowledgment';
+import { acknowledgeDeployTimeFunctions } from './private/deploy-time-function-acknowledgment';
 import type { PublishedMeasurementsProperties } from './published-image/handler/types';
 import { PcrMeasurements, SHA256_HEX } from './shared/measurements';
 
@@ -154,24 +155,6 @@ class PublishedMeasurementsProvider extends Construct {
       rule: 'IAMNoInlinePolicy',
       reason: 'The CDK Provider framework role may only invoke the reader function; the policy is attached nowhere else.',
     });
-    Validations.of(this).acknowledge({
-      id: 'AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole]',
-      reason: 'The reader and the framework function only write their own logs; the managed policy grants exactly that.',
-    });
-    acknowledgeCompliance(
-      this,
-      {
-        rule: 'LambdaConcurrency',
-        reason: 'Invoked only by CloudFormation during deployments of this stack; it serves no traffic.',
-      },
-      {
-        rule: 'LambdaDLQ',
-        reason: 'Invoked synchronously by CloudFormation, which reports the failure and rolls back.',
-      },
-      {
-        rule: 'LambdaInsideVPC',
-        reason: 'Calls only the EC2 API, which an isolated VPC cannot reach; it handles no model, key or prompt.',
-      },
-    );
+    acknowledgeDeployTimeFunctions(this, 'the reader and the framework function');
   }
 }

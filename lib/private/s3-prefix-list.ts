@@ -2,6 +2,7 @@ import { Aws, Stack, Validations } from 'aws-cdk-lib';
 import * as cr from 'aws-cdk-lib/custom-resources';
 import { Construct } from 'constructs';
 import { acknowledgeCompliance } from './compliance-acknowledgment';
+import { acknowledgeDeployTimeFunctions } from './deploy-time-function-acknowledgment';
 
 /** Where the lookup's response holds the prefix list id: read it with `getResponseField`. */
 export const PREFIX_LIST_ID_FIELD = 'PrefixLists.0.PrefixListId';
@@ -39,23 +40,5 @@ function acknowledgeLookup(lookup: cr.AwsCustomResource): void {
     reason: 'The describe-only policy is inline on the lookup function role and attached nowhere else.',
   });
   const singleton = Stack.of(lookup).node.findChild(`AWS${cr.AwsCustomResource.PROVIDER_FUNCTION_UUID.replace(/-/g, '')}`);
-  Validations.of(singleton).acknowledge({
-    id: 'AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole]',
-    reason: 'The deploy-time lookup function only writes its own logs; the managed policy grants exactly that.',
-  });
-  acknowledgeCompliance(
-    singleton,
-    {
-      rule: 'LambdaConcurrency',
-      reason: 'Invoked only by CloudFormation during deployments of this stack; it serves no traffic.',
-    },
-    {
-      rule: 'LambdaDLQ',
-      reason: 'Invoked synchronously by CloudFormation, which reports and rolls back on failure.',
-    },
-    {
-      rule: 'LambdaInsideVPC',
-      reason: 'It calls the EC2 API only, which an isolated VPC could not reach; it handles no model or prompt.',
-    },
-  );
+  acknowledgeDeployTimeFunctions(singleton, 'the deploy-time lookup function');
 }
