@@ -20,21 +20,17 @@ import {
 } from '../lib';
 import { pseudoParameters, resolveIntrinsics } from './iam-simulation';
 import {
-  BUCKET_NAME, CONSUMER_ACCOUNT, describeOwnerConsumerRequests, KEY_ARN, OWNER_ACCOUNT, REGION,
+  BUCKET_NAME, CONSUMER_ACCOUNT, describeOwnerConsumerRequests, KEY_ARN, MEASUREMENTS, MODEL_OWNER, OWNER_ACCOUNT, REGION,
 } from './owner-consumer-requests';
 
 const BUCKET_ARN = `arn:aws:s3:::${BUCKET_NAME}`;
 const MODEL = 'llama';
 
-const MODEL_OWNER = `arn:aws:iam::${OWNER_ACCOUNT}:role/model-owner`;
 const INSTANCE_ROLE_NAME = 'sealed-inference-instance';
 const INSTANCE_ROLE = `arn:aws:iam::${CONSUMER_ACCOUNT}:role/${INSTANCE_ROLE_NAME}`;
 /** The instance as KMS and S3 see it: a session of its role. */
 const INSTANCE = `arn:aws:sts::${CONSUMER_ACCOUNT}:assumed-role/${INSTANCE_ROLE_NAME}/i-0123456789abcdef0`;
-const CONSUMER_ADMIN = `arn:aws:iam::${CONSUMER_ACCOUNT}:role/admin`;
 
-const MEASUREMENTS = { pcr4: '4a'.repeat(48), pcr12: '0'.repeat(96) };
-const OTHER_IMAGE = { pcr4: '4b'.repeat(48), pcr12: '0'.repeat(96) };
 
 /** The two stacks, in `app`. */
 function deployment(app: App) {
@@ -103,12 +99,8 @@ describeOwnerConsumerRequests({
   keyPolicy: KEY_POLICY,
   bucketPolicy: BUCKET_POLICY,
   model: MODEL,
-  measurements: MEASUREMENTS,
-  otherImage: OTHER_IMAGE,
   instance: INSTANCE,
   instancePolicies: INSTANCE_POLICIES,
-  consumerAdmin: CONSUMER_ADMIN,
-  modelOwner: MODEL_OWNER,
 });
 
 test('names the instance role as the owner names it in the key policy', () => {

@@ -1,4 +1,5 @@
 import { type PcrMeasurements } from '../lib';
+import { hex384 } from './fixtures';
 import { attestationReporting, type Context, requestsOn, sealedModelContext } from './iam-simulation';
 
 /** Where the two stacks deploy, and what the model owner's deployment made. */
@@ -7,6 +8,13 @@ export const OWNER_ACCOUNT = '111111111111';
 export const CONSUMER_ACCOUNT = '222222222222';
 export const KEY_ARN = `arn:aws:kms:${REGION}:${OWNER_ACCOUNT}:key/1234abcd-12ab-34cd-56ef-1234567890ab`;
 export const BUCKET_NAME = 'owner-sealed-models';
+/** The model owner's sealing role. */
+export const MODEL_OWNER = `arn:aws:iam::${OWNER_ACCOUNT}:role/model-owner`;
+/** Another principal of the consumer's account, which its administrators could create or assume. */
+export const CONSUMER_ADMIN = `arn:aws:sts::${CONSUMER_ACCOUNT}:assumed-role/admin/someone`;
+/** The allowed image's PCRs, and those of an image that is not allowed. */
+export const MEASUREMENTS: PcrMeasurements = { pcr4: hex384('a4'), pcr12: hex384('00') };
+const OTHER_IMAGE: PcrMeasurements = { pcr4: hex384('b4'), pcr12: hex384('00') };
 
 /** A model owner's key and bucket and a consumer's instance, as two stacks deploy them. */
 export interface OwnerConsumerDeployment {
@@ -14,16 +22,10 @@ export interface OwnerConsumerDeployment {
   readonly keyPolicy: object;
   readonly bucketPolicy: object;
   readonly model: string;
-  readonly measurements: PcrMeasurements;
-  readonly otherImage: PcrMeasurements;
   /** The instance as KMS and S3 see it: a session of its role. */
   readonly instance: string;
   /** The identity policies the consumer's stack attaches to the instance role. */
   readonly instancePolicies: object[];
-  /** Another principal of the consumer's account, which its administrators could use. */
-  readonly consumerAdmin: string;
-  /** The model owner's sealing role. */
-  readonly modelOwner: string;
 }
 
 /** An administrator's identity policy: every action on every resource. */
@@ -35,7 +37,9 @@ const ADMIN_POLICIES = [{ Version: '2012-10-17', Statement: [{ Effect: 'Allow', 
  * change the key nor touch the model; the owner seals and uploads, never unseals.
  */
 export function describeOwnerConsumerRequests(deployment: OwnerConsumerDeployment): void {
-  const { model, instance, instancePolicies, consumerAdmin, modelOwner } = deployment;
+  const { model, instance, instancePolicies } = deployment;
+  const consumerAdmin = CONSUMER_ADMIN;
+  const modelOwner = MODEL_OWNER;
   const { onKey, onModel } = requestsOn({
     account: OWNER_ACCOUNT,
     keyArn: KEY_ARN,
@@ -44,7 +48,7 @@ export function describeOwnerConsumerRequests(deployment: OwnerConsumerDeploymen
     bucketPolicy: deployment.bucketPolicy,
     sealedModelKey: `models/${model}.sealed`,
   });
-  const attested = (measurements = deployment.measurements): Context => ({
+  const attested = (measurements = MEASUREMENTS): Context => ({
     ...attestationReporting(measurements),
     ...sealedModelContext(model),
   });
@@ -57,7 +61,7 @@ export function describeOwnerConsumerRequests(deployment: OwnerConsumerDeploymen
 
     test('cannot unseal without an attestation, or with one of another image', async () => {
       expect(await onKey(instance, 'kms:Decrypt', instancePolicies, sealedModelContext(model))).toBe('ExplicitlyDenied');
-      expect(await onKey(instance, 'kms:Decrypt', instancePolicies, attested(deployment.otherImage))).not.toBe('Allowed');
+      expect(await onKey(instance, 'kms:Decrypt', instancePolicies, attested(OTHER_IMAGE))).not.toBe('Allowed');
     });
 
     test("fetches the sealed model from the owner's bucket, and nothing outside its prefix", async () => {

@@ -10,16 +10,13 @@ import { ConsumerStack } from '../bin/consumer-stack';
 import { ModelOwnerStack } from '../bin/model-owner-stack';
 import { sampleSettingsFromContext } from '../bin/sample-settings';
 import cdkJson from '../cdk.json';
-import { hex384, sealingKeys } from './fixtures';
+import { sealingKeys } from './fixtures';
 import { attestationReporting, pseudoParameters, resolveIntrinsics, sealedModelContext, simulate } from './iam-simulation';
 import {
-  BUCKET_NAME, CONSUMER_ACCOUNT, describeOwnerConsumerRequests, KEY_ARN, OWNER_ACCOUNT, REGION,
+  BUCKET_NAME, CONSUMER_ACCOUNT, describeOwnerConsumerRequests, KEY_ARN, MEASUREMENTS, MODEL_OWNER, OWNER_ACCOUNT, REGION,
 } from './owner-consumer-requests';
 
 const MODEL = cdkJson.context['sealed-inference:modelName'];
-const MODEL_OWNER = `arn:aws:iam::${OWNER_ACCOUNT}:role/model-owner`;
-const MEASUREMENTS = { pcr4: hex384('a4'), pcr12: hex384('00') };
-const OTHER_IMAGE = { pcr4: hex384('b4'), pcr12: hex384('00') };
 
 /** The sample's context with both accounts, the owner's sealing role and the image pinned. */
 const CONTEXT = {
@@ -37,8 +34,6 @@ const consumer = new ConsumerStack(app, 'SealedInferenceConsumer', settings, { e
 const INSTANCE_ROLE_NAME = `SealedInferenceInstance-${REGION}`;
 /** The consumer's instance as KMS and S3 see it: a session of its role. */
 const INSTANCE = `arn:aws:sts::${CONSUMER_ACCOUNT}:assumed-role/${INSTANCE_ROLE_NAME}/i-0123456789abcdef0`;
-/** Another role of the consumer's account, which its administrators could create or assume. */
-const CONSUMER_ADMIN = `arn:aws:sts::${CONSUMER_ACCOUNT}:assumed-role/admin/someone`;
 
 const ownerTemplate = Template.fromStack(owner);
 const consumerTemplate = Template.fromStack(consumer);
@@ -69,12 +64,8 @@ describeOwnerConsumerRequests({
   keyPolicy: KEY_POLICY,
   bucketPolicy: BUCKET_POLICY,
   model: MODEL,
-  measurements: MEASUREMENTS,
-  otherImage: OTHER_IMAGE,
   instance: INSTANCE,
   instancePolicies: INSTANCE_POLICIES,
-  consumerAdmin: CONSUMER_ADMIN,
-  modelOwner: MODEL_OWNER,
 });
 
 describe("with the consumer's VPC pinned in the owner's key", () => {
