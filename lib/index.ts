@@ -10,8 +10,8 @@ export { InvalidMeasurementError, MEASUREMENT_TAGS } from './shared/measurements
 export type { PcrMeasurements } from './shared/measurements';
 export { KeyAdministration } from './key-administration';
 export { SealedModelKey } from './sealed-model-key';
-export { roleInAccount } from './role-in-account';
 export type { ISealedModelKey, SealedModelKeyAttributes, SealedModelKeyProps } from './sealed-model-key';
+export { roleInAccount } from './role-in-account';
 export { ModelBucket } from './model-bucket';
 export type { IModelBucket, ModelBucketAttributes, ModelBucketProps } from './model-bucket';
 export { ZeroOperatorAccessSecurityGroup } from './zero-operator-access';
